@@ -1,0 +1,73 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Module graph (dependencies point one way):
+//   InferenceCore  <- Scheduler, ModelRepository, ExampleBackends, HTTPFrontend
+//   TritonProto    <- ModelRepository, HTTPFrontend
+//   BatchServer (executable) wires them together.
+let package = Package(
+    name: "BatchServer",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "batch-server", targets: ["BatchServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // The vocabulary every layer shares: datatypes, tensors, requests,
+        // responses, the error type and the backend protocol. No I/O, no NIO.
+        .target(name: "InferenceCore"),
+        // Generated swift-protobuf messages for Triton's schemas (see Protos/).
+        .target(
+            name: "TritonProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // Executes batches on model instances. Imports no NIO and no CUDA.
+        .target(
+            name: "Scheduler",
+            dependencies: ["InferenceCore"]
+        ),
+        // config.pbtxt, versions, model lifecycle.
+        .target(
+            name: "ModelRepository",
+            dependencies: [
+                "InferenceCore", "TritonProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Triton's example models (simple, simple_int8, simple_string, simple_identity).
+        .target(name: "ExampleBackends", dependencies: ["InferenceCore"]),
+        // KServe v2 HTTP/REST, as Triton speaks it.
+        .target(
+            name: "HTTPFrontend",
+            dependencies: [
+                "InferenceCore", "ModelRepository", "TritonProto",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "BatchServer",
+            dependencies: [
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),
+        .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
+        .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
+        .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

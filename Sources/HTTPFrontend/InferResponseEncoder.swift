@@ -1,0 +1,31 @@
+import Foundation
+import InferenceCore
+
+/// Writes an inference response as KServe v2 JSON, with outputs the client
+/// asked for as binary placed after the JSON (binary tensor data extension).
+enum InferResponseEncoder {
+    /// Returns the body and, when any output is binary, the JSON header's length.
+    static func encode(_ response: InferenceResponse, encoding: OutputEncoding) throws -> ([UInt8], Int?) {
+        var binary: [[UInt8]] = []
+        let outputs = try response.outputs.map { tensor -> HTTPResponseBodies.InferResponseHeader.Output in
+            if encoding.isBinary(tensor.name) {
+                binary.append(tensor.bytes)
+                return .init(name: tensor.name, datatype: tensor.dataType.rawValue, shape: tensor.shape,
+                             parameters: ["binary_data_size": tensor.bytes.count], data: nil)
+            }
+            return .init(name: tensor.name, datatype: tensor.dataType.rawValue, shape: tensor.shape,
+                         parameters: nil, data: try JSONTensorData.decode(tensor))
+        }
+        let header = HTTPResponseBodies.InferResponseHeader(
+            model_name: response.modelName, model_version: String(response.modelVersion),
+            id: response.id.isEmpty ? nil : response.id, outputs: outputs)
+        let encoder = JSONEncoder()
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var body = Array(try encoder.encode(header))
+        guard !binary.isEmpty else { return (body, nil) }
+        let jsonLength = body.count
+        body.reserveCapacity(jsonLength + binary.reduce(0) { $0 + $1.count })
+        for chunk in binary { body.append(contentsOf: chunk) }
+        return (body, jsonLength)
+    }
+}

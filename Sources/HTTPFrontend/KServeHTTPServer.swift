@@ -1,0 +1,201 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import InferenceCore
+import Logging
+import ModelRepository
+import NIOCore
+
+/// Settings of the HTTP/REST frontend.
+public struct HTTPFrontendConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    /// Largest request body accepted, in bytes (Triton's default: 64 MiB).
+    public var maxRequestBytes: Int
+    public var serverName: String
+    public var serverVersion: String
+
+    public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20,
+                serverName: String = "batchserver", serverVersion: String) {
+        self.host = host
+        self.port = port
+        self.maxRequestBytes = maxRequestBytes
+        self.serverName = serverName
+        self.serverVersion = serverVersion
+    }
+}
+
+/// The KServe v2 HTTP/REST API, with Triton's routes, JSON and status codes.
+public struct KServeHTTPServer: Sendable {
+    /// Extensions BatchServer implements; perf_analyzer and clients read this list.
+    public static let extensions = ["binary_tensor_data", "model_configuration", "parameters", "statistics"]
+
+    let configuration: HTTPFrontendConfiguration
+    let models: ModelManager
+    let phase: ServerPhase
+    let logger: Logger
+
+    public init(configuration: HTTPFrontendConfiguration, models: ModelManager, phase: ServerPhase, logger: Logger) {
+        self.configuration = configuration
+        self.models = models
+        self.phase = phase
+        self.logger = logger
+    }
+
+    /// The Hummingbird application, a Service to run in the server's ServiceGroup.
+    public func makeApplication() -> some ApplicationProtocol {
+        let router = Router()
+        router.add(middleware: TritonErrorMiddleware(logger: logger))
+        addRoutes(to: router)
+        let logger = self.logger
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
+            onServerRunning: { channel in
+                logger.info("HTTP frontend listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+    }
+
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/v2") { _, _ in
+            try json(HTTPResponseBodies.ServerMetadata(
+                name: configuration.serverName, version: configuration.serverVersion, extensions: Self.extensions))
+        }
+        router.get("/v2/health/live") { _, _ in Response(status: .ok) }
+        router.get("/v2/health/ready") { _, _ in
+            Response(status: phase.current == .serving && models.allModelsReady ? .ok : .badRequest)
+        }
+        router.get("/v2/models/stats") { _, _ in
+            try json(HTTPResponseBodies.StatisticsBody(model_stats: models.allReady().map(HTTPResponseBodies.ModelStatisticsBody.init)))
+        }
+        router.post("/v2/repository/index") { request, _ in
+            var request = request
+            let body = try await request.collectBody(upTo: configuration.maxRequestBytes)
+            let readyOnly = try Self.readyFlag(body)
+            return try json(models.index(readyOnly: readyOnly).map(HTTPResponseBodies.IndexEntry.init))
+        }
+        for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
+            router.get(RouterPath(prefix)) { _, context in
+                let (name, version) = try Self.target(context)
+                let versions: [LoadedModel]
+                if version != nil {
+                    versions = [try models.resolve(name, version: version)]
+                } else {
+                    versions = try models.readyVersions(of: name)
+                    if versions.isEmpty { _ = try models.resolve(name, version: nil) }
+                }
+                return try json(HTTPResponseBodies.modelMetadata(versions))
+            }
+            router.get(RouterPath(prefix + "/ready")) { _, context in
+                let (name, version) = try Self.target(context)
+                let ready = (try? models.resolve(name, version: version)) != nil && phase.current != .draining
+                return Response(status: ready ? .ok : .badRequest)
+            }
+            router.get(RouterPath(prefix + "/config")) { _, context in
+                let (name, version) = try Self.target(context)
+                let model = try models.resolve(name, version: version)
+                return Self.bytesResponse(try HTTPResponseBodies.modelConfig(model.config), contentType: "application/json")
+            }
+            router.get(RouterPath(prefix + "/stats")) { _, context in
+                let (name, version) = try Self.target(context)
+                let selected = version == nil ? try models.readyVersions(of: name) : [try models.resolve(name, version: version)]
+                return try json(HTTPResponseBodies.StatisticsBody(model_stats: selected.map(HTTPResponseBodies.ModelStatisticsBody.init)))
+            }
+            router.post(RouterPath(prefix + "/infer")) { request, context in
+                try await infer(request, context: context)
+            }
+        }
+    }
+
+    private func infer(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        guard phase.current == .serving else {
+            throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
+        }
+        let (name, version) = try Self.target(context)
+        if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
+            throw InferenceError.unsupported("Content-Encoding '\(encoding)' is not supported; send the request uncompressed")
+        }
+        let headerLength = try Self.inferenceHeaderLength(request.headers)
+        let model = try models.resolve(name, version: version)
+        var request = request
+        let buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
+        let body = Array(buffer.readableBytesView)
+        let decoded = try InferRequestDecoder.decode(
+            body: body, headerLength: headerLength, modelName: name, modelVersion: model.spec.version, spec: model.spec)
+        let validated = try model.spec.validate(decoded.request)
+        let response = try await model.runner.infer(validated)
+        let (bytes, jsonLength) = try InferResponseEncoder.encode(response, encoding: decoded.outputs)
+        var headers = HTTPFields()
+        if let jsonLength {
+            headers[.contentType] = "application/octet-stream"
+            headers[HTTPField.Name("Inference-Header-Content-Length")!] = String(jsonLength)
+        } else {
+            headers[.contentType] = "application/json"
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    private static func target(_ context: BasicRequestContext) throws -> (String, String?) {
+        (try context.parameters.require("model"), context.parameters.get("version"))
+    }
+
+    static func inferenceHeaderLength(_ headers: HTTPFields) throws -> Int? {
+        guard let text = headers[HTTPField.Name("Inference-Header-Content-Length")!] else { return nil }
+        guard let value = Int(text.trimmingCharacters(in: .whitespaces)), value >= 0 else {
+            throw InferenceError.invalidArgument("Inference-Header-Content-Length must be a non-negative integer")
+        }
+        return value
+    }
+
+    private static func readyFlag(_ body: ByteBuffer) throws -> Bool {
+        guard body.readableBytes > 0 else { return false }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+        } catch {
+            throw InferenceError.invalidArgument("malformed JSON in repository index request: \(InferRequestDecoder.describe(error))")
+        }
+        guard case .object = value else { throw InferenceError.invalidArgument("repository index request must be a JSON object") }
+        guard let ready = value["ready"] else { return false }
+        guard case .bool(let flag) = ready else { throw InferenceError.invalidArgument("'ready' must be a boolean") }
+        return flag
+    }
+
+    static func bytesResponse(_ bytes: [UInt8], contentType: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.withoutEscapingSlashes]
+    return KServeHTTPServer.bytesResponse(Array(try encoder.encode(value)), contentType: "application/json", status: status)
+}
+
+/// Turns every error into Triton's `{"error": "..."}` body with the mapped status.
+struct TritonErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as InferenceError {
+            logger.debug("request failed", metadata: [
+                "http.path": "\(request.uri.path)", "error.code": "\(error.code)", "http.status": "\(error.code.httpStatus.code)",
+            ])
+            return try json(HTTPResponseBodies.ErrorBody(error: error.message), status: error.code.httpStatus)
+        } catch let error as HTTPError {
+            let message: String = switch error.status {
+            case .notFound: "no such route: \(request.method) \(request.uri.path)"
+            case .contentTooLarge: "request body is larger than the server's limit"
+            default: error.body ?? error.status.reasonPhrase
+            }
+            return try json(HTTPResponseBodies.ErrorBody(error: message), status: error.status == .contentTooLarge ? .badRequest : error.status)
+        } catch {
+            logger.error("unexpected error", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
+            return try json(HTTPResponseBodies.ErrorBody(error: "internal error"), status: .internalServerError)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+/// Requests the scheduler hands to one model instance in one execution.
+/// Requests are never split: each item is a whole validated request.
+public struct Batch: Sendable {
+    public var items: [ValidatedRequest]
+
+    public init(items: [ValidatedRequest]) { self.items = items }
+
+    /// Rows across all items, the batch size Triton's statistics report.
+    public var batchSize: Int { items.reduce(0) { $0 + $1.batchSize } }
+}
+
+/// One executing copy of a model (Triton's "model instance"). The scheduler
+/// calls `execute` from the instance's own thread, one batch at a time, so an
+/// instance may keep scratch buffers without locking.
+public protocol ModelInstance: AnyObject, Sendable {
+    /// Returns, for each item of the batch in order, every output the model declares.
+    func execute(_ batch: Batch) throws -> [[Tensor]]
+}
+
+/// Builds instances of one kind of model; named by config.pbtxt's `backend`.
+public protocol ModelBackend: Sendable {
+    var name: String { get }
+    /// Checks that the model's declared inputs and outputs are ones this backend
+    /// computes; throws an error naming the tensor otherwise.
+    func validate(_ spec: ModelSpec) throws
+    func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance
+}
+
+/// The backends a server knows, by name.
+public struct BackendRegistry: Sendable {
+    private var backends: [String: any ModelBackend] = [:]
+
+    public init(_ backends: [any ModelBackend] = []) {
+        for backend in backends { register(backend) }
+    }
+
+    public mutating func register(_ backend: any ModelBackend) {
+        backends[backend.name] = backend
+    }
+
+    public func backend(named name: String) -> (any ModelBackend)? { backends[name] }
+
+    public var names: [String] { backends.keys.sorted() }
+}
+
+/// A loaded model version as frontends use it: takes validated requests,
+/// answers with statistics, and drains on unload.
+public protocol InferenceRunner: Sendable {
+    func infer(_ request: ValidatedRequest) async throws -> InferenceResponse
+    func statistics() -> ModelStatistics
+    /// Stops taking requests, lets queued and in-flight ones finish.
+    func shutdown() async
+}

@@ -1,0 +1,96 @@
+/// A request checked against its model: every input present, known, of the
+/// right datatype, shape and byte size; one batch size across inputs.
+public struct ValidatedRequest: Sendable {
+    public var request: InferenceRequest
+    /// Rows in the batch dimension (1 for models that do not batch).
+    public var batchSize: Int
+    /// Requested outputs, defaulting to every model output, in model order.
+    public var outputs: [RequestedOutput]
+}
+
+extension ModelSpec {
+    /// Checks `request` against this model. Messages follow Triton's wording and
+    /// name the model, tensor and offending value, never tensor contents.
+    public func validate(_ request: InferenceRequest) throws -> ValidatedRequest {
+        var seen = Set<String>()
+        var batchSize: Int?
+        for tensor in request.inputs {
+            guard seen.insert(tensor.name).inserted else {
+                throw InferenceError.invalidArgument("input '\(tensor.name)' given more than once for model '\(name)'")
+            }
+            guard let spec = inputs.first(where: { $0.name == tensor.name }) else {
+                throw InferenceError.invalidArgument("unexpected inference input '\(tensor.name)' for model '\(name)'")
+            }
+            guard tensor.dataType == spec.dataType else {
+                throw InferenceError.invalidArgument(
+                    "inference input '\(tensor.name)' data-type is '\(tensor.dataType.rawValue)', but model '\(name)' expects '\(spec.dataType.rawValue)'")
+            }
+            let rows = try checkShape(tensor, against: spec)
+            if let existing = batchSize, existing != rows {
+                throw InferenceError.invalidArgument(
+                    "input '\(tensor.name)' has batch size \(rows) but other inputs of the request have \(existing) for model '\(name)'")
+            }
+            batchSize = rows
+            try checkByteSize(tensor)
+        }
+        let missing = inputs.filter { !$0.isOptional && !seen.contains($0.name) }.map(\.name)
+        if !missing.isEmpty {
+            throw InferenceError.invalidArgument(
+                "expected \(inputs.filter { !$0.isOptional }.count) inputs but got \(request.inputs.count) inputs for model '\(name)'; missing input '\(missing.joined(separator: "', '"))'")
+        }
+        let rows = batchSize ?? 1
+        if maxBatchSize > 0 && rows > maxBatchSize {
+            throw InferenceError.invalidArgument(
+                "inference request batch-size must be <= \(maxBatchSize) for '\(name)', got \(rows)")
+        }
+        var outputsWanted: [RequestedOutput] = []
+        var outputSeen = Set<String>()
+        for wanted in request.requestedOutputs {
+            guard outputs.contains(where: { $0.name == wanted.name }) else {
+                throw InferenceError.invalidArgument("unexpected inference output '\(wanted.name)' for model '\(name)'")
+            }
+            guard outputSeen.insert(wanted.name).inserted else {
+                throw InferenceError.invalidArgument("output '\(wanted.name)' requested more than once for model '\(name)'")
+            }
+            outputsWanted.append(wanted)
+        }
+        if outputsWanted.isEmpty {
+            outputsWanted = outputs.map { RequestedOutput(name: $0.name) }
+        }
+        return ValidatedRequest(request: request, batchSize: rows, outputs: outputsWanted)
+    }
+
+    /// Returns the request's batch size for this tensor.
+    private func checkShape(_ tensor: Tensor, against spec: TensorSpec) throws -> Int {
+        let expected = protocolShape(spec)
+        let matches = tensor.shape.count == expected.count
+            && zip(tensor.shape, expected).allSatisfy { got, want in got >= 0 && (want == -1 || got == want) }
+        guard matches else {
+            throw InferenceError.invalidArgument(
+                "unexpected shape for input '\(tensor.name)' for model '\(name)'. Expected \(ShapeMath.format(expected)), got \(ShapeMath.format(tensor.shape))")
+        }
+        if maxBatchSize > 0 {
+            guard tensor.shape[0] >= 1 else {
+                throw InferenceError.invalidArgument("input '\(tensor.name)' for model '\(name)' has batch size 0")
+            }
+            return tensor.shape[0]
+        }
+        return 1
+    }
+
+    private func checkByteSize(_ tensor: Tensor) throws {
+        if let expected = try ShapeMath.byteSize(tensor.shape, dataType: tensor.dataType, tensorName: tensor.name) {
+            guard tensor.bytes.count == expected else {
+                throw InferenceError.invalidArgument(
+                    "input '\(tensor.name)' for model '\(name)' has \(tensor.bytes.count) bytes of data, but shape \(ShapeMath.format(tensor.shape)) of \(tensor.dataType.rawValue) needs \(expected)")
+            }
+        } else {
+            let expected = try ShapeMath.elementCount(tensor.shape, tensorName: tensor.name)
+            let got = try BytesElements.count(tensor.bytes, tensorName: tensor.name)
+            guard got == expected else {
+                throw InferenceError.invalidArgument(
+                    "input '\(tensor.name)' for model '\(name)' has \(got) BYTES elements, but shape \(ShapeMath.format(tensor.shape)) needs \(expected)")
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+import InferenceCore
+import TritonProto
+
+/// Turns a normalized, validated config into the server core's ModelSpec.
+enum ModelSpecBuilder {
+    static func build(config: Inference_ModelConfig, version: Int64, modelPath: String) throws -> ModelSpec {
+        let versionPath = (modelPath as NSString).appendingPathComponent(String(version))
+        let inputs = config.input.map { input in
+            TensorSpec(name: input.name, dataType: DataType(protoType: input.dataType)!, dims: input.dims.map(Int.init),
+                       isOptional: input.optional, allowRaggedBatch: input.allowRaggedBatch)
+        }
+        let outputs = try config.output.map { output in
+            TensorSpec(name: output.name, dataType: DataType(protoType: output.dataType)!, dims: output.dims.map(Int.init),
+                       labels: try labels(output.labelFilename, modelPath: modelPath, model: config.name))
+        }
+        var batching: DynamicBatchingSpec?
+        if case .dynamicBatching(let settings)? = config.schedulingChoice {
+            let micros = Int64(clamping: settings.maxQueueDelayMicroseconds)
+            batching = DynamicBatchingSpec(preferredBatchSizes: settings.preferredBatchSize.map(Int.init),
+                                           maxQueueDelay: .microseconds(micros))
+        }
+        return ModelSpec(
+            name: config.name, version: version, platform: config.platform, backend: config.backend,
+            maxBatchSize: Int(config.maxBatchSize), inputs: inputs, outputs: outputs,
+            parameters: config.parameters.mapValues(\.stringValue),
+            instanceCount: config.instanceGroup.reduce(0) { $0 + Int($1.count) },
+            dynamicBatching: batching, versionPath: versionPath)
+    }
+
+    private static func labels(_ fileName: String, modelPath: String, model: String) throws -> [String] {
+        guard !fileName.isEmpty else { return [] }
+        guard !fileName.contains("/"), fileName != "..", fileName != "." else {
+            throw InferenceError.invalidArgument("model '\(model)': label_filename '\(fileName)' must name a file in the model directory")
+        }
+        let path = (modelPath as NSString).appendingPathComponent(fileName)
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw InferenceError.invalidArgument("model '\(model)': label_filename '\(fileName)' cannot be read at \(path)")
+        }
+        return text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String($0).trimmingCharacters(in: .whitespaces) }
+            .reversed().drop { $0.isEmpty }.reversed()
+    }
+}
+
+/// Version directories of a model and which of them the policy serves.
+enum VersionSelector {
+    /// Numeric directory names; zero-prefixed names are ignored as Triton does.
+    static func availableVersions(modelPath: String) -> [Int64] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: modelPath)) ?? []
+        return names.compactMap { name -> Int64? in
+            guard !name.hasPrefix("0"), name.allSatisfy(\.isASCII), let version = Int64(name), version > 0 else { return nil }
+            var isDirectory: ObjCBool = false
+            let path = (modelPath as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return nil }
+            return version
+        }.sorted()
+    }
+
+    static func select(_ available: [Int64], policy: Inference_ModelVersionPolicy) -> [Int64] {
+        switch policy.policyChoice {
+        case .all?: return available
+        case .specific(let specific)?: return available.filter { specific.versions.contains($0) }
+        case .latest(let latest)?: return Array(available.suffix(Int(max(latest.numVersions, 1))))
+        case nil: return Array(available.suffix(1))
+        }
+    }
+}
