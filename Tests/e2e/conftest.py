@@ -1,0 +1,106 @@
+"""Fixtures that run the real batch-server binary on free loopback ports."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BINARY = os.environ.get("BATCH_SERVER_BIN", str(ROOT / ".build" / "debug" / "batch-server"))
+MODEL_REPOSITORY = ROOT / "model_repository"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    """One batch-server process; its log is kept for assertions."""
+
+    def __init__(self, repository, extra_args=(), log_path=None):
+        self.http_port = free_port()
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.log_path = log_path
+        self.log = open(log_path, "w+b")
+        self.process = subprocess.Popen(
+            [
+                BINARY,
+                "--model-repository", str(repository),
+                "--host", "127.0.0.1",
+                "--http-port", str(self.http_port),
+                "--grpc-port", str(self.grpc_port),
+                "--metrics-port", str(self.metrics_port),
+                *extra_args,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.http_url}"
+
+    def wait_live(self, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"batch-server exited with {self.process.returncode}:\n{self.read_log()}")
+            try:
+                if requests.get(f"{self.base}/v2/health/live", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"batch-server did not come up:\n{self.read_log()}")
+
+    def read_log(self) -> str:
+        self.log.flush()
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+    def stop(self, timeout=30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Starts servers on demand; each is stopped (SIGTERM) after the test."""
+    servers = []
+
+    def start(repository=MODEL_REPOSITORY, extra_args=()):
+        server = RunningServer(repository, extra_args, log_path=tmp_path / f"server-{len(servers)}.log")
+        servers.append(server)
+        return server.wait_live()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server on the example model repository, shared by a test module."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = RunningServer(MODEL_REPOSITORY, log_path=log).wait_live()
+    yield running
+    code = running.stop()
+    assert code == 0, f"batch-server exited with {code}:\n{running.read_log()}"

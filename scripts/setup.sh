@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what BatchServer needs to build, serve and test on a Debian machine
+# with the Swift toolchain: Debian packages, a Python virtual environment
+# (.venv) with the test clients, and the Swift build. Safe to rerun.
+#   scripts/setup.sh            debug build (tests)
+#   scripts/setup.sh release    release build (serving)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+configuration="${1:-debug}"
+
+need_apt=()
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if [ ! -x .venv/bin/python ] || ! cmp -s requirements-test.txt .venv/.requirements-installed; then
+  echo "setup: creating the Python virtual environment in .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-test.txt
+  cp requirements-test.txt .venv/.requirements-installed
+fi
+
+echo "setup: swift build -c $configuration"
+swift build -c "$configuration" --product batch-server
