@@ -19,11 +19,12 @@ public final class InstanceExecutor: Sendable {
         self.name = name
         // The thread holds the executor until `stop()` ends its loop.
         let thread = Thread { [self] in self.loop() }
-        thread.name = name
         thread.start()
     }
 
     private func loop() {
+        // Named from inside: corelibs Foundation ignores a name set before start.
+        Thread.current.name = name
         while true {
             wakeup.wait()
             let next: (@Sendable () -> Void)? = state.withLock { state in

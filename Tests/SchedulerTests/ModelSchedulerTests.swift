@@ -1,0 +1,137 @@
+import Foundation
+import InferenceCore
+import Synchronization
+import Testing
+@testable import Scheduler
+
+/// Echoes its input and records the batch sizes it executed; can block until released.
+final class RecordingInstance: ModelInstance {
+    let batches = Mutex<[Int]>([])
+    let gate: Gate?
+    init(gate: Gate? = nil) { self.gate = gate }
+
+    func execute(_ batch: Batch) throws -> [[Tensor]] {
+        gate?.wait()
+        batches.withLock { $0.append(batch.items.count) }
+        return try batch.items.map { item in
+            guard let input = item.request.input(named: "IN") else { throw InferenceError.internal("no IN") }
+            if try input.values(as: Int32.self).first == -1 { throw InferenceError.invalidArgument("poisoned") }
+            var output = input
+            output.name = "OUT"
+            return [output]
+        }
+    }
+}
+
+/// A one-shot latch a test opens to let blocked executions proceed.
+final class Gate: Sendable {
+    private let opened = Mutex(false)
+    func open() { opened.withLock { $0 = true } }
+    func wait() { while !opened.withLock({ $0 }) { usleep(200) } }
+}
+
+func echoSpec(batching: Bool) -> ModelSpec {
+    ModelSpec(name: "echo", version: 1, backend: "test", maxBatchSize: 4,
+              inputs: [TensorSpec(name: "IN", dataType: .int32, dims: [2])],
+              outputs: [TensorSpec(name: "OUT", dataType: .int32, dims: [2])],
+              dynamicBatching: batching ? DynamicBatchingSpec(preferredBatchSizes: [4], maxQueueDelay: .zero) : nil)
+}
+
+func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> ValidatedRequest {
+    try spec.validate(InferenceRequest(id: "r\(value)", modelName: spec.name,
+                                       inputs: [Tensor(name: "IN", shape: [rows, 2], values: [Int32](repeating: value, count: 2 * rows))]))
+}
+
+@Suite struct ModelSchedulerTests {
+    @Test func answersEachRequestWithItsOwnOutputs() async throws {
+        let spec = echoSpec(batching: true)
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance()])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for value in Int32(0)..<20 {
+                group.addTask {
+                    let response = try await scheduler.infer(try request(spec, value: value))
+                    #expect(response.id == "r\(value)")
+                    #expect(try response.outputs[0].values(as: Int32.self) == [value, value])
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stats = scheduler.statistics()
+        #expect(stats.success.count == 20)
+        #expect(stats.inferenceCount == 20)
+        await scheduler.shutdown()
+    }
+
+    @Test func withoutDynamicBatchingEachRequestRunsAlone() async throws {
+        let spec = echoSpec(batching: false)
+        let gate = Gate()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        async let all: Void = withThrowingTaskGroup(of: Void.self) { group in
+            for value in Int32(0)..<6 { group.addTask { _ = try await scheduler.infer(try request(spec, value: value)) } }
+            try await group.waitForAll()
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        gate.open()
+        try await all
+        #expect(instance.batches.withLock { $0 }.allSatisfy { $0 == 1 })
+        #expect(scheduler.statistics().executionCount == 6)
+    }
+
+    @Test func withDynamicBatchingQueuedRequestsShareABatch() async throws {
+        let spec = echoSpec(batching: true)
+        let gate = Gate()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        async let all: Void = withThrowingTaskGroup(of: Void.self) { group in
+            for value in Int32(0)..<9 { group.addTask { _ = try await scheduler.infer(try request(spec, value: value)) } }
+            try await group.waitForAll()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        gate.open()
+        try await all
+        let batches = instance.batches.withLock { $0 }
+        // The first request runs alone while the rest queue; then batches fill to max_batch_size (4).
+        #expect(batches.reduce(0, +) == 9)
+        #expect(batches.max() == 4)
+        #expect(scheduler.statistics().batches[4] != nil)
+    }
+
+    @Test func aFailingBatchFailsOnlyItsRequests() async throws {
+        let spec = echoSpec(batching: false)
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance()])
+        await #expect(throws: InferenceError.invalidArgument("poisoned")) {
+            _ = try await scheduler.infer(try request(spec, value: -1))
+        }
+        let ok = try await scheduler.infer(try request(spec, value: 3))
+        #expect(try ok.outputs[0].values(as: Int32.self) == [3, 3])
+        #expect(scheduler.statistics().fail.count == 1)
+    }
+
+    @Test func shutdownFinishesQueuedWorkThenRefusesNewRequests() async throws {
+        let spec = echoSpec(batching: false)
+        let gate = Gate()
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
+        let pending = Task { try await scheduler.infer(try request(spec, value: 5)) }
+        try await Task.sleep(for: .milliseconds(20))
+        async let stopped: Void = scheduler.shutdown()
+        try await Task.sleep(for: .milliseconds(20))
+        gate.open()
+        await stopped
+        #expect(try await pending.value.outputs[0].values(as: Int32.self) == [5, 5])
+        await #expect(throws: InferenceError.self) { _ = try await scheduler.infer(try request(spec, value: 1)) }
+    }
+}
+
+@Suite struct InstanceExecutorTests {
+    @Test func runsJobsInOrderOnItsOwnThread() async throws {
+        let executor = InstanceExecutor(name: "test-executor")
+        let names = try await executor.run { Thread.current.name }
+        #expect(names == "test-executor")
+        var results: [Int] = []
+        for i in 0..<10 { results.append(try await executor.run { i * i }) }
+        #expect(results == (0..<10).map { $0 * $0 })
+        executor.stop()
+        await #expect(throws: CancellationError.self) { _ = try await executor.run { 1 } }
+    }
+}
