@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
@@ -31,7 +32,7 @@ let package = Package(
         // Executes batches on model instances. Imports no NIO and no CUDA.
         .target(
             name: "Scheduler",
-            dependencies: ["InferenceCore"]
+            dependencies: ["InferenceCore", .product(name: "DequeModule", package: "swift-collections")]
         ),
         // config.pbtxt, versions, model lifecycle.
         .target(

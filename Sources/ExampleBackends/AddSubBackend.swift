@@ -31,16 +31,21 @@ public struct AddSubBackend: ModelBackend {
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        AddSubInstance(spec: spec)
+        AddSubInstance(spec: spec, delay: try ExecutionDelay(spec))
     }
 }
 
 final class AddSubInstance: ModelInstance {
     let spec: ModelSpec
-    init(spec: ModelSpec) { self.spec = spec }
+    let delay: ExecutionDelay
+    init(spec: ModelSpec, delay: ExecutionDelay) {
+        self.spec = spec
+        self.delay = delay
+    }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {
-        try batch.items.map { item in
+        delay.apply()
+        return try batch.items.map { item in
             let request = item.request
             guard let a = request.input(named: spec.inputs[0].name), let b = request.input(named: spec.inputs[1].name) else {
                 throw InferenceError.invalidArgument("model '\(spec.name)': both inputs are required")

@@ -24,6 +24,26 @@ public protocol ModelBackend: Sendable {
     /// computes; throws an error naming the tensor otherwise.
     func validate(_ spec: ModelSpec) throws
     func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance
+    /// How the backend batches requests whose variable dimensions differ:
+    /// nil if it cannot (Triton's rule: such requests never share a batch),
+    /// `.padded` if it pads to the longest, `.packed` if it packs without padding.
+    var variableLengthBatching: TokenCost? { get }
+    /// Tokens per row of a request, for length-aware batching; nil derives it
+    /// from the variable dimensions of the inputs.
+    func sequenceLength(of request: ValidatedRequest) -> Int?
+}
+
+extension ModelBackend {
+    public var variableLengthBatching: TokenCost? { nil }
+    public func sequenceLength(of request: ValidatedRequest) -> Int? { nil }
+}
+
+/// How a batch's token cost is counted for `max_batch_tokens`.
+public enum TokenCost: Sendable, Equatable {
+    /// Every row is padded to the longest: rows x longest length.
+    case padded
+    /// The backend packs sequences without padding: the sum of real lengths.
+    case packed
 }
 
 /// The backends a server knows, by name.

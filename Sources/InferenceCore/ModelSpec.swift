@@ -20,14 +20,79 @@ public struct TensorSpec: Sendable, Hashable {
     }
 }
 
+/// What happens to a request whose queue timeout expires (Triton's ModelQueuePolicy).
+public struct QueuePolicy: Sendable, Hashable {
+    public enum TimeoutAction: Sendable, Hashable {
+        /// Answer UNAVAILABLE "Request timeout expired" at once.
+        case reject
+        /// Move behind every request at its level that has not expired.
+        case delay
+    }
+
+    public var timeoutAction: TimeoutAction
+    /// nil: requests never time out unless they set their own (when allowed).
+    public var defaultTimeout: Duration?
+    /// A request may lower (never raise) its timeout with the `timeout` parameter.
+    public var allowTimeoutOverride: Bool
+    /// 0: unlimited.
+    public var maxQueueSize: Int
+
+    public init(timeoutAction: TimeoutAction = .reject, defaultTimeout: Duration? = nil,
+                allowTimeoutOverride: Bool = false, maxQueueSize: Int = 0) {
+        self.timeoutAction = timeoutAction
+        self.defaultTimeout = defaultTimeout
+        self.allowTimeoutOverride = allowTimeoutOverride
+        self.maxQueueSize = maxQueueSize
+    }
+
+    /// The timeout a request gets: the default, or its own where it may lower it.
+    public func effectiveTimeout(requested: Duration?) -> Duration? {
+        guard allowTimeoutOverride, let requested, requested > .zero else { return defaultTimeout }
+        guard let defaultTimeout else { return requested }
+        return min(requested, defaultTimeout)
+    }
+}
+
 /// Dynamic batching settings in scheduler units (normalized from config.pbtxt).
 public struct DynamicBatchingSpec: Sendable, Hashable {
     public var preferredBatchSizes: [Int]
     public var maxQueueDelay: Duration
+    public var preserveOrdering: Bool
+    /// At least 1; level 1 is served first.
+    public var priorityLevels: Int
+    /// The level of requests that give no priority (or an out-of-range one).
+    public var defaultPriorityLevel: Int
+    public var defaultQueuePolicy: QueuePolicy
+    public var priorityQueuePolicies: [Int: QueuePolicy]
+    /// Beyond Triton (model parameter `max_batch_tokens`): the most tokens one
+    /// batch may cost, counting padding unless the backend packs sequences.
+    public var maxBatchTokens: Int?
+    /// Beyond Triton (model parameter `adaptive_queue_delay`): wait for the
+    /// delay only while the recent arrival rate predicts another request in time.
+    public var adaptiveQueueDelay: Bool
 
-    public init(preferredBatchSizes: [Int], maxQueueDelay: Duration) {
+    public init(preferredBatchSizes: [Int], maxQueueDelay: Duration, preserveOrdering: Bool = false,
+                priorityLevels: Int = 1, defaultPriorityLevel: Int = 1, defaultQueuePolicy: QueuePolicy = QueuePolicy(),
+                priorityQueuePolicies: [Int: QueuePolicy] = [:], maxBatchTokens: Int? = nil, adaptiveQueueDelay: Bool = false) {
         self.preferredBatchSizes = preferredBatchSizes
         self.maxQueueDelay = maxQueueDelay
+        self.preserveOrdering = preserveOrdering
+        self.priorityLevels = max(priorityLevels, 1)
+        self.defaultPriorityLevel = defaultPriorityLevel
+        self.defaultQueuePolicy = defaultQueuePolicy
+        self.priorityQueuePolicies = priorityQueuePolicies
+        self.maxBatchTokens = maxBatchTokens
+        self.adaptiveQueueDelay = adaptiveQueueDelay
+    }
+
+    public func queuePolicy(level: Int) -> QueuePolicy {
+        priorityQueuePolicies[level] ?? defaultQueuePolicy
+    }
+
+    /// Triton's rule: 0 or a level beyond `priorityLevels` means the default level.
+    public func level(forPriority priority: UInt64) -> Int {
+        guard priority >= 1, priority <= UInt64(priorityLevels) else { return defaultPriorityLevel }
+        return Int(priority)
     }
 }
 

@@ -14,6 +14,17 @@ public struct StatisticDuration: Sendable, Hashable {
     }
 }
 
+/// Why a request failed, with Triton's metric label values.
+public enum FailureReason: String, Sendable, Hashable, CaseIterable {
+    /// Refused by the queue: full, or its timeout expired under REJECT.
+    case rejected = "REJECTED"
+    /// The client went away before the request was computed.
+    case canceled = "CANCELED"
+    /// The backend failed while executing it.
+    case backend = "BACKEND"
+    case other = "OTHER"
+}
+
 /// Per-batch-size execution statistics (Triton's InferBatchStatistics).
 public struct BatchStatistics: Sendable, Hashable {
     public var batchSize: Int
@@ -40,6 +51,12 @@ public struct ModelStatistics: Sendable, Hashable {
     public var computeOutput = StatisticDuration()
     /// Keyed by batch size.
     public var batches: [Int: BatchStatistics] = [:]
+    /// Failed requests by reason (the label of nv_inference_request_failure).
+    public var failures: [FailureReason: UInt64] = [:]
+    /// Token cost of executed batches, padding included (length-aware models).
+    public var batchTokens: UInt64 = 0
+    /// Real tokens in executed batches; `1 - realTokens / batchTokens` is the padding waste.
+    public var realTokens: UInt64 = 0
 
     public init() {}
 }

@@ -38,11 +38,8 @@ extension ModelSpec {
             throw InferenceError.invalidArgument(
                 "expected \(inputs.filter { !$0.isOptional }.count) inputs but got \(request.inputs.count) inputs for model '\(name)'; missing input '\(missing.joined(separator: "', '"))'")
         }
+        // A batch larger than max_batch_size is valid here: the scheduler splits it.
         let rows = batchSize ?? 1
-        if maxBatchSize > 0 && rows > maxBatchSize {
-            throw InferenceError.invalidArgument(
-                "inference request batch-size must be <= \(maxBatchSize) for '\(name)', got \(rows)")
-        }
         var outputsWanted: [RequestedOutput] = []
         var outputSeen = Set<String>()
         for wanted in request.requestedOutputs {

@@ -34,6 +34,25 @@ public enum ModelConfigValidator {
             for size in batching.preferredBatchSize where size < 1 || size > config.maxBatchSize {
                 throw fail("dynamic_batching.preferred_batch_size \(size) must be within 1...\(config.maxBatchSize) (max_batch_size)")
             }
+            if batching.priorityLevels > 0 {
+                guard batching.defaultPriorityLevel >= 1, batching.defaultPriorityLevel <= batching.priorityLevels else {
+                    throw fail("dynamic_batching.default_priority_level \(batching.defaultPriorityLevel) must be within 1...\(batching.priorityLevels) (priority_levels)")
+                }
+            } else if batching.defaultPriorityLevel > 1 {
+                throw fail("dynamic_batching.default_priority_level \(batching.defaultPriorityLevel) needs priority_levels >= \(batching.defaultPriorityLevel), got 0")
+            }
+            for level in batching.priorityQueuePolicy.keys where level < 1 || level > max(batching.priorityLevels, 1) {
+                throw fail("dynamic_batching.priority_queue_policy level \(level) must be within 1...\(max(batching.priorityLevels, 1)) (priority_levels)")
+            }
+            if batching.preserveOrdering {
+                if batching.priorityLevels > 1 {
+                    throw fail("dynamic_batching.preserve_ordering cannot be combined with priority_levels \(batching.priorityLevels)")
+                }
+                let policies = [batching.defaultQueuePolicy] + Array(batching.priorityQueuePolicy.values)
+                if policies.contains(where: { $0.timeoutAction == .delay }) {
+                    throw fail("dynamic_batching.preserve_ordering cannot be combined with timeout_action DELAY")
+                }
+            }
         }
         for group in config.instanceGroup where group.count < 1 {
             throw fail("instance_group '\(group.name)': count must be >= 1, got \(group.count)")

@@ -16,9 +16,7 @@ enum ModelSpecBuilder {
         }
         var batching: DynamicBatchingSpec?
         if case .dynamicBatching(let settings)? = config.schedulingChoice {
-            let micros = Int64(clamping: settings.maxQueueDelayMicroseconds)
-            batching = DynamicBatchingSpec(preferredBatchSizes: settings.preferredBatchSize.map(Int.init),
-                                           maxQueueDelay: .microseconds(micros))
+            batching = try dynamicBatching(settings, parameters: config.parameters, model: config.name)
         }
         return ModelSpec(
             name: config.name, version: version, platform: config.platform, backend: config.backend,
@@ -26,6 +24,42 @@ enum ModelSpecBuilder {
             parameters: config.parameters.mapValues(\.stringValue),
             instanceCount: config.instanceGroup.reduce(0) { $0 + Int($1.count) },
             dynamicBatching: batching, versionPath: versionPath)
+    }
+
+    static func dynamicBatching(_ settings: Inference_ModelDynamicBatching,
+                                parameters: [String: Inference_ModelParameter], model: String) throws -> DynamicBatchingSpec {
+        func policy(_ proto: Inference_ModelQueuePolicy) -> QueuePolicy {
+            QueuePolicy(
+                timeoutAction: proto.timeoutAction == .delay ? .delay : .reject,
+                defaultTimeout: proto.defaultTimeoutMicroseconds == 0 ? nil : .microseconds(Int64(clamping: proto.defaultTimeoutMicroseconds)),
+                allowTimeoutOverride: proto.allowTimeoutOverride,
+                maxQueueSize: Int(proto.maxQueueSize))
+        }
+        var maxBatchTokens: Int?
+        if let text = parameters["max_batch_tokens"]?.stringValue {
+            guard let tokens = Int(text), tokens > 0 else {
+                throw InferenceError.invalidArgument("model '\(model)': parameters.max_batch_tokens must be a positive integer, got '\(text)'")
+            }
+            maxBatchTokens = tokens
+        }
+        var adaptive = false
+        if let text = parameters["adaptive_queue_delay"]?.stringValue {
+            guard let flag = Bool(text.lowercased()) else {
+                throw InferenceError.invalidArgument("model '\(model)': parameters.adaptive_queue_delay must be true or false, got '\(text)'")
+            }
+            adaptive = flag
+        }
+        let levels = max(Int(clamping: settings.priorityLevels), 1)
+        return DynamicBatchingSpec(
+            preferredBatchSizes: settings.preferredBatchSize.map(Int.init),
+            maxQueueDelay: .microseconds(Int64(clamping: settings.maxQueueDelayMicroseconds)),
+            preserveOrdering: settings.preserveOrdering,
+            priorityLevels: levels,
+            defaultPriorityLevel: settings.defaultPriorityLevel == 0 ? 1 : Int(clamping: settings.defaultPriorityLevel),
+            defaultQueuePolicy: policy(settings.defaultQueuePolicy),
+            priorityQueuePolicies: Dictionary(uniqueKeysWithValues: settings.priorityQueuePolicy.map { (Int(clamping: $0.key), policy($0.value)) }),
+            maxBatchTokens: maxBatchTokens,
+            adaptiveQueueDelay: adaptive)
     }
 
     private static func labels(_ fileName: String, modelPath: String, model: String) throws -> [String] {

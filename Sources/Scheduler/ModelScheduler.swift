@@ -2,109 +2,238 @@ import Foundation
 import InferenceCore
 import Synchronization
 
-/// Queues a model version's requests and runs them on its instances.
+/// Queues one model version's requests, forms batches with `BatchingPolicy`
+/// and runs them on the model's instances, each on its own executor thread.
 ///
-/// Without `dynamic_batching` each request executes alone, as in Triton. With
-/// it, a free instance takes every queued request that fits (up to
-/// max_batch_size, same shapes): Triton's behaviour with a zero queue delay.
-/// Preferred sizes, delays, priorities and queue policies arrive with the
-/// batching policy (issue: Scheduler).
+/// All queue state lives in this actor; the policy decides, this loop only
+/// applies decisions: it rejects expired requests, hands batches to free
+/// instances, keeps one saturated batch formed while every instance is busy,
+/// and sleeps until the next delay or deadline.
 public actor ModelScheduler: InferenceRunner {
-    private struct Pending {
+    /// What the scheduler needs to answer one queued request.
+    struct Pending {
         let request: ValidatedRequest
-        let arrival: ContinuousClock.Instant
         let continuation: CheckedContinuation<InferenceResponse, any Error>
+        /// Whether this entry counts as a client request in the statistics
+        /// (the later parts of a split request do not).
+        let countsAsRequest: Bool
     }
+    typealias Entry = QueuedRequest<Pending>
 
     public nonisolated let spec: ModelSpec
+    private let batching: DynamicBatchingSpec
+    private let policy: BatchingPolicy
+    private let variableLengthBatching: TokenCost?
+    private let backend: (any ModelBackend)?
     private let instances: [any ModelInstance]
     private let executors: [InstanceExecutor]
     private var freeInstances: [Int]
-    private var queue: [Pending] = []
-    private var queueHead = 0
+    private var queue: RequestQueue<Pending>
+    /// A batch formed ahead while every instance computes (at most one).
+    private var readyBatch: [Entry]?
     private var inFlight = 0
+    private var nextSequence: UInt64 = 0
     private var draining = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private var timer: Task<Void, Never>?
+    private var timerDeadline: ContinuousClock.Instant?
+    /// Exponentially weighted mean time between arrivals, for the adaptive delay.
+    private var meanArrivalGap: Double?
+    private var lastArrival: ContinuousClock.Instant?
+    /// preserve_ordering: finished results wait here until every earlier request is answered.
+    private var nextToRelease: UInt64 = 0
+    private var finished: [UInt64: (Pending, Result<InferenceResponse, any Error>)] = [:]
     private let stats = Mutex(ModelStatistics())
 
-    public init(spec: ModelSpec, instances: [any ModelInstance]) {
+    public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
+        self.backend = backend
         self.instances = instances
-        self.executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-v\(spec.version)-\($0)") }
+        self.executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
         self.freeInstances = Array(instances.indices.reversed())
+        self.variableLengthBatching = backend?.variableLengthBatching
+        if let dynamic = spec.dynamicBatching {
+            batching = dynamic
+            policy = BatchingPolicy(
+                maxBatchSize: spec.maxBatchSize, preferredBatchSizes: dynamic.preferredBatchSizes,
+                maxQueueDelay: dynamic.maxQueueDelay, maxBatchTokens: dynamic.maxBatchTokens,
+                tokenCost: backend?.variableLengthBatching ?? .padded, adaptiveQueueDelay: dynamic.adaptiveQueueDelay)
+        } else {
+            // Without dynamic_batching Triton runs every request alone: a policy
+            // whose batches hold one request.
+            batching = DynamicBatchingSpec(preferredBatchSizes: [1], maxQueueDelay: .zero)
+            policy = BatchingPolicy(maxBatchSize: 1, preferredBatchSizes: [1])
+        }
+        let batching = self.batching
+        self.queue = RequestQueue(levels: batching.priorityLevels) { batching.queuePolicy(level: $0) }
     }
 
     /// Creates `spec.instanceCount` instances of `backend` and a scheduler over them.
     public static func make(spec: ModelSpec, backend: any ModelBackend) throws -> ModelScheduler {
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return ModelScheduler(spec: spec, instances: instances)
+        return ModelScheduler(spec: spec, instances: instances, backend: backend)
     }
 
     public nonisolated func statistics() -> ModelStatistics {
         stats.withLock { $0 }
     }
 
+    // MARK: Requests
+
     public func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
         guard !draining else {
             throw InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading")
         }
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.append(Pending(request: request, arrival: .now, continuation: continuation))
-            dispatchWhilePossible()
+        guard spec.maxBatchSize > 0, request.batchSize > spec.maxBatchSize else {
+            return try await enqueue(request, countsAsRequest: true)
+        }
+        // Beyond Triton (which rejects it): split along the batch dimension,
+        // run the parts as ordinary requests, reassemble the outputs in order.
+        let parts = try Self.split(request, maxRows: spec.maxBatchSize)
+        let responses = try await withThrowingTaskGroup(of: (Int, InferenceResponse).self) { group in
+            for (index, part) in parts.enumerated() {
+                group.addTask { (index, try await self.enqueue(part, countsAsRequest: index == 0)) }
+            }
+            var results = [InferenceResponse?](repeating: nil, count: parts.count)
+            for try await (index, response) in group { results[index] = response }
+            return results.map { $0! }
+        }
+        var merged = responses[0]
+        merged.outputs = try merged.outputs.indices.map { index in
+            try Tensor.concatenatingRows(responses.map { $0.outputs[index] })
+        }
+        return merged
+    }
+
+    static func split(_ request: ValidatedRequest, maxRows: Int) throws -> [ValidatedRequest] {
+        stride(from: 0, to: request.batchSize, by: maxRows).map { start in
+            let range = start..<min(start + maxRows, request.batchSize)
+            var part = request
+            part.batchSize = range.count
+            part.request.inputs = request.request.inputs.map { (try? $0.rows(range)) ?? $0 }
+            return part
         }
     }
 
-    public func shutdown() async {
-        draining = true
-        if queuedCount > 0 || inFlight > 0 {
-            await withCheckedContinuation { drainWaiters.append($0) }
+    private func enqueue(_ request: ValidatedRequest, countsAsRequest: Bool) async throws -> InferenceResponse {
+        let sequence = nextSequence
+        nextSequence += 1
+        let now = ContinuousClock.now
+        noteArrival(now)
+        let level = batching.level(forPriority: request.request.priority)
+        let timeout = batching.queuePolicy(level: level).effectiveTimeout(requested: request.request.timeout)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let pending = Pending(request: request, continuation: continuation, countsAsRequest: countsAsRequest)
+                let entry = Entry(sequence: sequence, rows: request.batchSize, shapeKey: shapeKey(request),
+                                  length: sequenceLength(request), arrival: now, deadline: timeout.map { now + $0 },
+                                  level: level, payload: pending)
+                do {
+                    try queue.enqueue(entry)
+                } catch {
+                    complete(entry, .failure(error), reason: .rejected)
+                    return
+                }
+                pump()
+            }
+        } onCancel: {
+            Task { await self.cancel(sequence) }
         }
-        for executor in executors { executor.stop() }
     }
 
-    private var queuedCount: Int { queue.count - queueHead }
-
-    private func dispatchWhilePossible() {
-        while queuedCount > 0, let instance = freeInstances.popLast() {
-            let batch = takeBatch()
-            inFlight += 1
-            Task { await self.execute(batch, on: instance) }
+    /// A client that went away before its request was computed: drop it and count it.
+    private func cancel(_ sequence: UInt64) {
+        for entry in queue.remove([sequence]) {
+            complete(entry, .failure(InferenceError(.cancelled, "request cancelled by the client")), reason: .canceled)
         }
+        pump()
     }
 
-    /// Removes the next batch from the queue: the oldest request, plus (with
-    /// dynamic batching) followers whose shapes match while rows fit.
-    private func takeBatch() -> [Pending] {
-        let first = queue[queueHead]
-        queueHead += 1
-        var batch = [first]
-        if spec.dynamicBatching != nil {
-            var rows = first.request.batchSize
-            let shapes = Self.nonBatchShapes(first.request)
-            while queueHead < queue.count {
-                let next = queue[queueHead]
-                guard rows + next.request.batchSize <= spec.maxBatchSize, Self.nonBatchShapes(next.request) == shapes else { break }
-                rows += next.request.batchSize
-                batch.append(next)
-                queueHead += 1
+    // MARK: The loop
+
+    /// Applies the policy until nothing more can happen now.
+    private func pump() {
+        let now = ContinuousClock.now
+        for entry in queue.expire(now: now) + expireReadyBatch(now: now) {
+            complete(entry, .failure(InferenceError.unavailable("Request timeout expired")), reason: .rejected)
+        }
+        dispatching: while let instance = freeInstances.last {
+            if let ready = readyBatch {
+                readyBatch = nil
+                freeInstances.removeLast()
+                launch(ready, on: instance)
+                continue
+            }
+            switch policy.decide(queue.inWalkOrder, now: now, arrivalsPerSecond: arrivalRate) {
+            case .dispatch(let sequences, _):
+                freeInstances.removeLast()
+                launch(queue.remove(sequences), on: instance)
+            case .wait(let until):
+                wake(at: until)
+                break dispatching
+            case .idle:
+                break dispatching
             }
         }
-        // Reclaim the consumed prefix once it dominates, keeping appends amortized O(1).
-        if queueHead > 64 && queueHead * 2 > queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
+        // Every instance is busy: form the next batch now if it cannot grow, so
+        // it starts the moment an instance frees.
+        if freeInstances.isEmpty, readyBatch == nil,
+           case .dispatch(let sequences, saturated: true) = policy.decide(queue.inWalkOrder, now: now, arrivalsPerSecond: arrivalRate) {
+            readyBatch = queue.remove(sequences)
         }
-        return batch
+        // Expired REJECT requests are answered promptly even while instances are busy.
+        let readyDeadline = readyBatch?.compactMap { rejectsOnTimeout($0) ? $0.deadline : nil }.min()
+        if let deadline = [queue.nextDeadline, readyDeadline].compactMap({ $0 }).min() { wake(at: deadline) }
+        resumeDrainWaitersIfIdle()
     }
 
-    private static func nonBatchShapes(_ request: ValidatedRequest) -> [String: ArraySlice<Int>] {
-        Dictionary(uniqueKeysWithValues: request.request.inputs.map { ($0.name, $0.shape.dropFirst()) })
+    /// A request formed ahead is still the queue's until it runs: its REJECT
+    /// timeout applies there too.
+    private func expireReadyBatch(now: ContinuousClock.Instant) -> [Entry] {
+        guard let ready = readyBatch else { return [] }
+        let expired = ready.filter { entry in rejectsOnTimeout(entry) && entry.deadline.map { $0 <= now } == true }
+        guard !expired.isEmpty else { return [] }
+        let remaining = ready.filter { entry in !expired.contains { $0.sequence == entry.sequence } }
+        readyBatch = remaining.isEmpty ? nil : remaining
+        return expired
     }
 
-    private func execute(_ pending: [Pending], on index: Int) async {
+    private func rejectsOnTimeout(_ entry: Entry) -> Bool {
+        batching.queuePolicy(level: entry.level).timeoutAction == .reject
+    }
+
+    private func wake(at instant: ContinuousClock.Instant) {
+        if let current = timerDeadline, current <= instant, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = instant
+        timer = Task {
+            try? await Task.sleep(until: instant, clock: .continuous)
+            guard !Task.isCancelled else { return }
+            self.timerFired(instant)
+        }
+    }
+
+    private func timerFired(_ instant: ContinuousClock.Instant) {
+        if timerDeadline == instant {
+            timerDeadline = nil
+            timer = nil
+        }
+        pump()
+    }
+
+    private func launch(_ entries: [Entry], on index: Int) {
+        guard !entries.isEmpty else {
+            freeInstances.append(index)
+            return
+        }
+        inFlight += 1
+        Task { await self.execute(entries, on: index) }
+    }
+
+    private func execute(_ entries: [Entry], on index: Int) async {
         let started = ContinuousClock.now
-        let batch = Batch(items: pending.map(\.request))
+        let batch = Batch(items: entries.map(\.payload.request))
         let instance = instances[index]
         let result: Result<[[Tensor]], any Error>
         do {
@@ -113,62 +242,82 @@ public actor ModelScheduler: InferenceRunner {
             result = .failure(error)
         }
         let computed = ContinuousClock.now
-        finish(pending, batchSize: batch.batchSize, result: result, started: started, computed: computed)
+        finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: computed)
         freeInstances.append(index)
         inFlight -= 1
-        dispatchWhilePossible()
-        if draining && queuedCount == 0 && inFlight == 0 {
-            for waiter in drainWaiters { waiter.resume() }
-            drainWaiters.removeAll()
-        }
+        pump()
     }
 
-    private func finish(_ pending: [Pending], batchSize: Int, result: Result<[[Tensor]], any Error>,
-                        started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
+    private func finishBatch(_ entries: [Entry], batchSize: Int, result: Result<[[Tensor]], any Error>,
+                             started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
         let infer = computed - started
+        let outputs: [[Tensor]]
         switch result {
-        case .success(let outputs) where outputs.count == pending.count:
-            var responses: [InferenceResponse] = []
-            for (item, tensors) in zip(pending, outputs) {
-                let wanted = Set(item.request.outputs.map(\.name))
-                var timing = RequestTiming()
-                timing.queue = started - item.arrival
-                timing.computeInfer = infer
-                timing.computeOutput = ContinuousClock.now - computed
-                responses.append(InferenceResponse(
-                    id: item.request.request.id, modelName: spec.name, modelVersion: spec.version,
-                    outputs: tensors.filter { wanted.contains($0.name) }, timing: timing))
-            }
-            let finished = ContinuousClock.now
-            recordSuccess(pending, responses: responses, batchSize: batchSize, infer: infer,
-                          output: finished - computed, finished: finished)
-            for (item, response) in zip(pending, responses) { item.continuation.resume(returning: response) }
-        case .success(let outputs):
-            fail(pending, InferenceError.internal(
-                "backend '\(spec.backend)' returned \(outputs.count) results for a batch of \(pending.count) requests"))
+        case .success(let value) where value.count == entries.count:
+            outputs = value
+        case .success(let value):
+            let error = InferenceError.internal(
+                "backend '\(spec.backend)' returned \(value.count) results for a batch of \(entries.count) requests")
+            for entry in entries { complete(entry, .failure(error), reason: .backend) }
+            return
         case .failure(let error):
             let wrapped = error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
-            fail(pending, wrapped)
+            for entry in entries { complete(entry, .failure(wrapped), reason: .backend) }
+            return
+        }
+        var responses: [InferenceResponse] = []
+        for (entry, tensors) in zip(entries, outputs) {
+            let request = entry.payload.request
+            let wanted = request.outputs.map(\.name)
+            var timing = RequestTiming()
+            timing.queue = started - entry.arrival
+            timing.computeInfer = infer
+            let ordered = wanted.compactMap { name in tensors.first { $0.name == name } }
+            timing.computeOutput = ContinuousClock.now - computed
+            responses.append(InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
+                                               outputs: ordered, timing: timing))
+        }
+        recordExecution(entries, responses: responses, batchSize: batchSize, infer: infer, output: ContinuousClock.now - computed)
+        for (entry, response) in zip(entries, responses) {
+            complete(entry, .success(response), reason: nil)
         }
     }
 
-    private func fail(_ pending: [Pending], _ error: InferenceError) {
-        let now = ContinuousClock.now
-        stats.withLock { stats in
-            for item in pending { stats.fail.record(now - item.arrival) }
+    /// Answers a request, in arrival order when the model preserves ordering.
+    private func complete(_ entry: Entry, _ result: Result<InferenceResponse, any Error>, reason: FailureReason?) {
+        if let reason {
+            let now = ContinuousClock.now
+            stats.withLock { stats in
+                stats.fail.record(now - entry.arrival)
+                stats.failures[reason, default: 0] += 1
+            }
         }
-        for item in pending { item.continuation.resume(throwing: error) }
+        guard batching.preserveOrdering else {
+            entry.payload.continuation.resume(with: result)
+            return
+        }
+        finished[entry.sequence] = (entry.payload, result)
+        while let (pending, result) = finished.removeValue(forKey: nextToRelease) {
+            pending.continuation.resume(with: result)
+            nextToRelease += 1
+        }
     }
 
-    private func recordSuccess(_ pending: [Pending], responses: [InferenceResponse], batchSize: Int,
-                               infer: Duration, output: Duration, finished: ContinuousClock.Instant) {
+    private func recordExecution(_ entries: [Entry], responses: [InferenceResponse], batchSize: Int,
+                                 infer: Duration, output: Duration) {
         let epochMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+        let finishedAt = ContinuousClock.now
+        let longest = entries.map(\.length).max() ?? 0
+        let real = entries.reduce(0) { $0 + $1.rows * $1.length }
+        let cost = variableLengthBatching == .packed ? real : batchSize * longest
         stats.withLock { stats in
             stats.executionCount += 1
             stats.inferenceCount += UInt64(batchSize)
             stats.lastInferenceMilliseconds = epochMilliseconds
-            for (item, response) in zip(pending, responses) {
-                stats.success.record(finished - item.arrival)
+            stats.batchTokens += UInt64(cost)
+            stats.realTokens += UInt64(real)
+            for (entry, response) in zip(entries, responses) where entry.payload.countsAsRequest {
+                stats.success.record(finishedAt - entry.arrival)
                 stats.queue.record(response.timing.queue)
                 stats.computeInput.record(response.timing.computeInput)
                 stats.computeInfer.record(response.timing.computeInfer)
@@ -180,5 +329,63 @@ public actor ModelScheduler: InferenceRunner {
             perSize.computeOutput.record(output)
             stats.batches[batchSize] = perSize
         }
+    }
+
+    // MARK: Shapes and lengths
+
+    /// Non-batch shapes of the inputs that must match: ragged inputs are left
+    /// out; variable dims are blanked when the backend pads or packs them.
+    private func shapeKey(_ request: ValidatedRequest) -> [[Int]] {
+        spec.inputs.compactMap { input -> [Int]? in
+            guard !input.allowRaggedBatch, let tensor = request.request.input(named: input.name) else { return nil }
+            let dims = Array(tensor.shape.dropFirst(spec.maxBatchSize > 0 ? 1 : 0))
+            guard variableLengthBatching != nil else { return dims }
+            return zip(dims, input.dims).map { got, declared in declared == -1 ? -1 : got }
+        }
+    }
+
+    /// Tokens per row: the backend's count, else the product of the variable
+    /// dims of the first input that has any, else 1.
+    private func sequenceLength(_ request: ValidatedRequest) -> Int {
+        if let length = backend?.sequenceLength(of: request) { return max(length, 1) }
+        for input in spec.inputs where input.dims.contains(-1) {
+            guard let tensor = request.request.input(named: input.name) else { continue }
+            let dims = Array(tensor.shape.dropFirst(spec.maxBatchSize > 0 ? 1 : 0))
+            return max(zip(dims, input.dims).filter { $0.1 == -1 }.reduce(1) { $0 * $1.0 }, 1)
+        }
+        return 1
+    }
+
+    private func noteArrival(_ now: ContinuousClock.Instant) {
+        if let lastArrival {
+            let gap = Double((now - lastArrival).nanosecondsClamped) / 1e9
+            meanArrivalGap = meanArrivalGap.map { 0.8 * $0 + 0.2 * gap } ?? gap
+        }
+        lastArrival = now
+    }
+
+    private var arrivalRate: Double {
+        guard let gap = meanArrivalGap, gap > 0 else { return 0 }
+        return 1 / gap
+    }
+
+    // MARK: Shutdown
+
+    public func shutdown() async {
+        draining = true
+        pump()
+        if !isIdle {
+            await withCheckedContinuation { drainWaiters.append($0) }
+        }
+        timer?.cancel()
+        for executor in executors { executor.stop() }
+    }
+
+    private var isIdle: Bool { queue.isEmpty && readyBatch == nil && inFlight == 0 }
+
+    private func resumeDrainWaitersIfIdle() {
+        guard draining, isIdle else { return }
+        for waiter in drainWaiters { waiter.resume() }
+        drainWaiters.removeAll()
     }
 }

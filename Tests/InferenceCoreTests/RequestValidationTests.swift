@@ -22,7 +22,6 @@ func row(_ name: String, batch: Int = 1, count: Int = 16) -> Tensor {
         ([row("INPUT0")], "missing input 'INPUT1'"),
         ([row("INPUT0"), row("INPUT1"), row("INPUT2")], "unexpected inference input 'INPUT2'"),
         ([row("INPUT0", count: 15), row("INPUT1")], "Expected [-1,16], got [1,15]"),
-        ([row("INPUT0", batch: 9), row("INPUT1", batch: 9)], "batch-size must be <= 8"),
         ([row("INPUT0", batch: 2), row("INPUT1", batch: 3)], "has batch size 3 but other inputs"),
         ([row("INPUT0", batch: 0), row("INPUT1", batch: 0)], "batch size 0"),
         ([Tensor(name: "INPUT0", shape: [1, 16], values: [Float](repeating: 0, count: 16)), row("INPUT1")], "data-type is 'FP32'"),
@@ -35,6 +34,11 @@ func row(_ name: String, batch: Int = 1, count: Int = 16) -> Tensor {
         }
         #expect(error?.code == .invalidArgument)
         #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
+    }
+
+    @Test func acceptsABatchLargerThanMaxBatchSizeForTheSchedulerToSplit() throws {
+        let validated = try simpleSpec.validate(InferenceRequest(modelName: "simple", inputs: [row("INPUT0", batch: 9), row("INPUT1", batch: 9)]))
+        #expect(validated.batchSize == 9)
     }
 
     @Test func rejectsUnknownRequestedOutput() {

@@ -87,11 +87,6 @@ CASES = {
         {"inputs": [json_input("INPUT0", datatype="INT8", data=[300] + ROW[1:]), json_input("INPUT1", datatype="INT8")]},
         None, 400, "element 0 is out of range",
     ),
-    "batch larger than max_batch_size": (
-        "/v2/models/simple/infer",
-        {"inputs": [json_input("INPUT0", shape=(9, 16)), json_input("INPUT1", shape=(9, 16))]},
-        None, 400, "batch-size must be <= 8",
-    ),
     "negative dimension": (
         "/v2/models/simple/infer",
         {"inputs": [json_input("INPUT0", shape=(-1, 16), data=ROW), json_input("INPUT1")]},

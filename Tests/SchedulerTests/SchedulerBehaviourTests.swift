@@ -1,0 +1,154 @@
+import Foundation
+import InferenceCore
+import Synchronization
+import Testing
+@testable import Scheduler
+
+/// A backend over `RecordingInstance`s, optionally able to pad variable lengths.
+struct RecordingBackend: ModelBackend {
+    let name = "recording"
+    let variableLengthBatching: TokenCost?
+    let gate: Gate?
+    func validate(_ spec: ModelSpec) throws {}
+    func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance { RecordingInstance(gate: gate) }
+}
+
+/// Collects values from concurrent tasks.
+final class Recorder: Sendable {
+    private let storage = Mutex<[Int32]>([])
+    func append(_ value: Int32) { storage.withLock { $0.append(value) } }
+    var values: [Int32] { storage.withLock { $0 } }
+}
+
+func batchingSpec(maxBatchSize: Int = 4, dims: [Int] = [2], instances: Int = 1, batching: DynamicBatchingSpec?) -> ModelSpec {
+    ModelSpec(name: "echo", version: 1, backend: "recording", maxBatchSize: maxBatchSize,
+              inputs: [TensorSpec(name: "IN", dataType: .int32, dims: dims)],
+              outputs: [TensorSpec(name: "OUT", dataType: .int32, dims: dims)],
+              instanceCount: instances, dynamicBatching: batching)
+}
+
+func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: UInt64 = 0, timeout: Duration? = nil) throws -> ValidatedRequest {
+    let rows = values.count
+    let data = values.flatMap { [Int32](repeating: $0, count: width) }
+    return try spec.validate(InferenceRequest(id: "\(values.first ?? 0)", modelName: spec.name,
+                                              inputs: [Tensor(name: "IN", shape: [rows, width], values: data)],
+                                              priority: priority, timeout: timeout))
+}
+
+@Suite(.serialized) struct SchedulerBehaviourTests {
+    @Test func oversizeRequestsAreSplitAndReassembledInOrder() async throws {
+        let spec = batchingSpec(maxBatchSize: 4, batching: DynamicBatchingSpec(preferredBatchSizes: [4], maxQueueDelay: .zero))
+        let instance = RecordingInstance()
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        let values = (0..<10).map(Int32.init)
+        let response = try await scheduler.infer(try rowsRequest(spec, values: values))
+        #expect(response.outputs[0].shape == [10, 2])
+        #expect(try response.outputs[0].values(as: Int32.self) == values.flatMap { [$0, $0] })
+        let stats = scheduler.statistics()
+        #expect(stats.inferenceCount == 10)
+        #expect(stats.batches.keys.allSatisfy { $0 <= 4 })
+        #expect(stats.success.count == 1)
+    }
+
+    /// Preferred size 4: the waiting request stays queued; preferred size 1: it
+    /// is formed ahead as the next batch. Its timeout applies in both places.
+    @Test(arguments: [4, 1])
+    func expiredRejectRequestsAreAnsweredWhileEveryInstanceIsBusy(preferred: Int) async throws {
+        let policy = QueuePolicy(timeoutAction: .reject, defaultTimeout: .milliseconds(30))
+        let spec = batchingSpec(batching: DynamicBatchingSpec(preferredBatchSizes: [preferred], maxQueueDelay: .zero, defaultQueuePolicy: policy))
+        let gate = Gate()
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
+        // The first request occupies the only instance (blocked on the gate) ...
+        let first = Task { try await scheduler.infer(try rowsRequest(spec, values: [1, 1, 1, 1])) }
+        try await Task.sleep(for: .milliseconds(10))
+        // ... so the second waits in the queue until its 30 ms timeout.
+        let started = ContinuousClock.now
+        await #expect(throws: InferenceError.unavailable("Request timeout expired")) {
+            _ = try await scheduler.infer(try rowsRequest(spec, values: [2]))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+        gate.open()
+        _ = try await first.value
+        #expect(scheduler.statistics().failures[.rejected] == 1)
+    }
+
+    @Test func preserveOrderingAnswersInArrivalOrder() async throws {
+        let spec = batchingSpec(instances: 2, batching: DynamicBatchingSpec(preferredBatchSizes: [1], maxQueueDelay: .zero, preserveOrdering: true))
+        let slowGate = Gate()
+        // Instance 0 blocks until released; instance 1 is free, so request 2
+        // finishes first but must not be answered before request 1.
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: slowGate), RecordingInstance()])
+        let order = Recorder()
+        let a = Task { _ = try await scheduler.infer(try rowsRequest(spec, values: [1])); order.append(1) }
+        try await Task.sleep(for: .milliseconds(20))
+        let b = Task { _ = try await scheduler.infer(try rowsRequest(spec, values: [2])); order.append(2) }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(order.values.isEmpty)
+        slowGate.open()
+        _ = try await (a.value, b.value)
+        #expect(order.values == [1, 2])
+    }
+
+    @Test func higherPriorityRequestsOvertakeQueuedBulk() async throws {
+        let spec = batchingSpec(maxBatchSize: 1, batching: DynamicBatchingSpec(preferredBatchSizes: [1], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
+        let gate = Gate()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        let order = Recorder()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for value in Int32(1)...4 {
+                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])); order.append(value) }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)); order.append(99) }
+            try await Task.sleep(for: .milliseconds(20))
+            gate.open()
+            try await group.waitForAll()
+        }
+        // Request 1 was already running and 2 was formed ahead; 99 overtakes 3 and 4.
+        let answered = order.values
+        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 3)!)
+    }
+
+    @Test func cancelledQueuedRequestsAreNeverComputed() async throws {
+        let spec = batchingSpec(maxBatchSize: 1, batching: nil)
+        let gate = Gate()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        let running = Task { try await scheduler.infer(try rowsRequest(spec, values: [1])) }
+        try await Task.sleep(for: .milliseconds(10))
+        let formedAhead = Task { try await scheduler.infer(try rowsRequest(spec, values: [2])) }
+        try await Task.sleep(for: .milliseconds(10))
+        let doomed = Task { try await scheduler.infer(try rowsRequest(spec, values: [3])) }
+        try await Task.sleep(for: .milliseconds(10))
+        doomed.cancel()
+        await #expect(throws: InferenceError.self) { _ = try await doomed.value }
+        gate.open()
+        _ = try await (running.value, formedAhead.value)
+        #expect(instance.batches.withLock { $0.count } == 2)
+        #expect(scheduler.statistics().failures[.canceled] == 1)
+    }
+
+    @Test func variableLengthsShareABatchOnlyWhenTheBackendPads() async throws {
+        for padding in [nil, TokenCost.padded] {
+            let spec = batchingSpec(maxBatchSize: 4, dims: [-1], batching: DynamicBatchingSpec(preferredBatchSizes: [4], maxQueueDelay: .milliseconds(200)))
+            let backend = RecordingBackend(variableLengthBatching: padding, gate: nil)
+            let scheduler = try ModelScheduler.make(spec: spec, backend: backend)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, width) in [3, 5, 3, 7].enumerated() {
+                    group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [Int32(index)], width: width)) }
+                }
+                try await group.waitForAll()
+            }
+            let stats = scheduler.statistics()
+            if padding == nil {
+                #expect(stats.batches[4] == nil, "different lengths must not share a batch without padding")
+            } else {
+                #expect(stats.batches[4]?.computeInfer.count == 1)
+                // Padded to 7: 4 x 7 = 28 token slots for 18 real tokens.
+                #expect(stats.batchTokens == 28 && stats.realTokens == 18)
+            }
+            await scheduler.shutdown()
+        }
+    }
+}
