@@ -10,6 +10,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "batch-server", targets: ["BatchServer"]),
+        // For the benchmark packages under bench/, which build against these modules.
+        .library(name: "InferenceCore", targets: ["InferenceCore"]),
+        .library(name: "Scheduler", targets: ["Scheduler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -17,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
@@ -55,10 +60,31 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // A minimal gRPC server on swift-nio-http2. Knows nothing of models.
+        .target(
+            name: "GRPCLite",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // KServe v2 gRPC (inference.GRPCInferenceService) on GRPCLite, as Triton speaks it.
+        .target(
+            name: "GRPCFrontend",
+            dependencies: [
+                "GRPCLite", "InferenceCore", "ModelRepository", "TritonProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -69,6 +95,9 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "GRPCLiteTests", dependencies: [
+            "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

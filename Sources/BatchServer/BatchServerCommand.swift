@@ -1,5 +1,7 @@
 import ArgumentParser
 import ExampleBackends
+import GRPCFrontend
+import GRPCLite
 import HTTPFrontend
 import Hummingbird
 import InferenceCore
@@ -27,8 +29,14 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("http-port"), help: "Port of the HTTP/REST frontend.")
     var httpPort = 8000
 
-    @Option(name: .customLong("grpc-port"), help: "Port of the gRPC frontend (served once the gRPC frontend lands).")
+    @Option(name: .customLong("grpc-port"), help: "Port of the gRPC frontend.")
     var grpcPort = 8001
+
+    @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC message received or sent, in bytes.")
+    var grpcMaxMessageSize = Int(Int32.max)
+
+    @Option(name: .customLong("grpc-keepalive-time"), help: "Interval of HTTP/2 keepalive pings on gRPC connections, in seconds (0 disables).")
+    var grpcKeepaliveTime = 7200
 
     @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus metrics endpoint (served once metrics land).")
     var metricsPort = 8002
@@ -45,6 +53,8 @@ struct BatchServerCommand: AsyncParsableCommand {
             throw ValidationError("--\(name) must be within 0...65535, got \(port)")
         }
         guard httpMaxInputSize > 0 else { throw ValidationError("--http-max-input-size must be positive") }
+        guard grpcMaxMessageSize > 0 else { throw ValidationError("--grpc-max-message-size must be positive") }
+        guard grpcKeepaliveTime >= 0 else { throw ValidationError("--grpc-keepalive-time must not be negative") }
     }
 
     func run() async throws {
@@ -70,12 +80,19 @@ struct BatchServerCommand: AsyncParsableCommand {
         let http = KServeHTTPServer(
             configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version),
             models: models, phase: phase, logger: logger)
+        let grpc = GRPCServer(
+            configuration: .init(
+                host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
+                keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil),
+            router: KServeGRPCService(models: models, phase: phase, serverVersion: Self.version, logger: logger).router(),
+            logger: logger)
         let serving = ServingPhaseService(phase: phase, models: models, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [
                     .init(service: serving),
                     .init(service: http.makeApplication()),
+                    .init(service: GRPCService(server: grpc)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
@@ -98,5 +115,19 @@ struct ServingPhaseService: Service {
         phase.set(.draining)
         logger.info("draining: finishing queued and in-flight requests")
         await models.shutdown()
+    }
+}
+
+/// Runs the gRPC server as a service: on graceful shutdown it stops accepting,
+/// sends GOAWAY, and returns once open calls have finished.
+struct GRPCService: Service {
+    let server: GRPCServer
+
+    func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.run()
+        } onGracefulShutdown: {
+            server.beginGracefulShutdown()
+        }
     }
 }

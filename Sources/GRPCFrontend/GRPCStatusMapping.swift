@@ -1,0 +1,34 @@
+import GRPCLite
+import InferenceCore
+
+extension InferenceError.Code {
+    /// The gRPC code for each error code, the ones Triton returns.
+    var grpcCode: GRPCStatus.Code {
+        switch self {
+        case .invalidArgument: .invalidArgument
+        case .notFound: .notFound
+        case .unavailable: .unavailable
+        case .internal: .internal
+        case .unsupported: .unimplemented
+        case .alreadyExists: .alreadyExists
+        case .cancelled: .cancelled
+        case .deadlineExceeded: .deadlineExceeded
+        case .resourceExhausted: .resourceExhausted
+        case .unauthenticated: .unauthenticated
+        case .permissionDenied: .permissionDenied
+        default: .unknown
+        }
+    }
+}
+
+extension GRPCStatus {
+    /// The one place errors become gRPC statuses.
+    init(_ error: any Error) {
+        switch error {
+        case let status as GRPCStatus: self = status
+        case let inference as InferenceError: self.init(inference.code.grpcCode, inference.message)
+        case is CancellationError: self.init(.cancelled, "call cancelled")
+        default: self.init(.internal, "internal error")
+        }
+    }
+}
