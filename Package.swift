@@ -16,12 +16,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-nio-http2", from: "1.35.0"),
         .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
@@ -37,7 +39,11 @@ let package = Package(
         // Executes batches on model instances. Imports no NIO and no CUDA.
         .target(
             name: "Scheduler",
-            dependencies: ["InferenceCore", .product(name: "DequeModule", package: "swift-collections")]
+            dependencies: [
+                "InferenceCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
         ),
         // config.pbtxt, versions, model lifecycle.
         .target(
@@ -81,14 +87,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Prometheus exposition on the metrics port, plus host CPU and memory series.
+        .target(
+            name: "MetricsExporter",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),

@@ -1,36 +1,49 @@
 import ArgumentParser
 import ExampleBackends
+import Foundation
 import GRPCFrontend
 import GRPCLite
 import HTTPFrontend
 import Hummingbird
 import InferenceCore
 import Logging
+import MetricsExporter
 import ModelRepository
 import Scheduler
 import ServiceLifecycle
+import UnixSignals
 
 /// `batch-server`: a Triton-compatible batching inference server.
 @main
 struct BatchServerCommand: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static let version = "0.2.0"
 
     static let configuration = CommandConfiguration(
         commandName: "batch-server",
         abstract: "A Triton-compatible (KServe v2) batching inference server.",
+        discussion: "Flags keep Triton's names where they mean the same thing.",
         version: version)
 
     @Option(name: .customLong("model-repository"), help: "Path of the Triton-layout model repository.")
     var modelRepository: String
 
-    @Option(name: .customLong("host"), help: "Address the frontends listen on.")
+    @Option(name: .customLong("host"), help: "Address the HTTP, gRPC and metrics endpoints listen on.")
     var host = "0.0.0.0"
 
-    @Option(name: .customLong("http-port"), help: "Port of the HTTP/REST frontend.")
+    @Option(name: .customLong("http-port"), help: "Port of the HTTP/REST endpoint.")
     var httpPort = 8000
 
-    @Option(name: .customLong("grpc-port"), help: "Port of the gRPC frontend.")
+    @Option(name: .customLong("allow-http"), help: "Serve the HTTP/REST endpoint (true or false).")
+    var allowHTTP = true
+
+    @Option(name: .customLong("http-max-input-size"), help: "Largest HTTP request body accepted, in bytes.")
+    var httpMaxInputSize = 64 << 20
+
+    @Option(name: .customLong("grpc-port"), help: "Port of the gRPC endpoint.")
     var grpcPort = 8001
+
+    @Option(name: .customLong("allow-grpc"), help: "Serve the gRPC endpoint (true or false).")
+    var allowGRPC = true
 
     @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC message received or sent, in bytes.")
     var grpcMaxMessageSize = Int(Int32.max)
@@ -38,14 +51,25 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("grpc-keepalive-time"), help: "Interval of HTTP/2 keepalive pings on gRPC connections, in seconds (0 disables).")
     var grpcKeepaliveTime = 7200
 
-    @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus metrics endpoint (served once metrics land).")
+    @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (/metrics).")
     var metricsPort = 8002
 
-    @Option(name: .customLong("http-max-input-size"), help: "Largest HTTP request body accepted, in bytes.")
-    var httpMaxInputSize = 64 << 20
+    @Option(name: .customLong("allow-metrics"), help: "Serve Prometheus metrics (true or false).")
+    var allowMetrics = true
 
-    @Option(name: .customLong("log-verbose"), help: "Verbosity: 0 logs info and above, 1 adds debug, 2 or more adds trace.")
+    @Option(name: .customLong("strict-readiness"),
+            help: "true: /v2/health/ready is 200 only when every model is ready; false: when the server is up.")
+    var strictReadiness = true
+
+    @Option(name: .customLong("exit-timeout-secs"),
+            help: "On SIGTERM or SIGINT, how long queued and in-flight requests may take to finish, in seconds.")
+    var exitTimeoutSecs = 30
+
+    @Option(name: .customLong("log-verbose"), help: "Log verbosity: 0 logs info and above, 1 adds debug (one line per request), 2 or more adds trace.")
     var logVerbose = 0
+
+    @Option(name: .customLong("log-format"), help: "Log line format: default (text) or json (one object per line).")
+    var logFormat: LogFormat = .default
 
     func validate() throws {
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
@@ -55,19 +79,12 @@ struct BatchServerCommand: AsyncParsableCommand {
         guard httpMaxInputSize > 0 else { throw ValidationError("--http-max-input-size must be positive") }
         guard grpcMaxMessageSize > 0 else { throw ValidationError("--grpc-max-message-size must be positive") }
         guard grpcKeepaliveTime >= 0 else { throw ValidationError("--grpc-keepalive-time must not be negative") }
+        guard exitTimeoutSecs >= 0 else { throw ValidationError("--exit-timeout-secs must not be negative") }
     }
 
     func run() async throws {
-        let level: Logger.Level = switch logVerbose {
-        case ...0: .info
-        case 1: .debug
-        default: .trace
-        }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        ServerLogging.bootstrap(format: logFormat, verbosity: logVerbose)
+        let registry = MetricsExporter.bootstrap()
         let logger = Logger(label: "batch-server")
         let phase = ServerPhase()
         let models = ModelManager(
@@ -76,28 +93,54 @@ struct BatchServerCommand: AsyncParsableCommand {
             logger: logger,
             makeRunner: { spec, backend in try ModelScheduler.make(spec: spec, backend: backend) })
         try models.loadAll()
+        let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
 
-        let http = KServeHTTPServer(
-            configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version),
-            models: models, phase: phase, logger: logger)
-        let grpc = GRPCServer(
-            configuration: .init(
-                host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
-                keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil),
-            router: KServeGRPCService(models: models, phase: phase, serverVersion: Self.version, logger: logger).router(),
-            logger: logger)
-        let serving = ServingPhaseService(phase: phase, models: models, logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: serving),
-                    .init(service: http.makeApplication()),
-                    .init(service: GRPCService(server: grpc)),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        // ServiceGroup shuts services down in reverse order: the serving phase
+        // first (readiness off at once, queues drain), then the endpoints.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if allowGRPC {
+            let grpc = GRPCServer(
+                configuration: .init(
+                    host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
+                    keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil,
+                    drainTimeout: .seconds(exitTimeoutSecs)),
+                router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady,
+                                          serverVersion: Self.version, logger: logger).router(),
+                logger: logger)
+            services.append(.init(service: GRPCService(server: grpc)))
+        }
+        if allowHTTP {
+            let http = KServeHTTPServer(
+                configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version),
+                models: models, phase: phase, ready: readiness.isReady, logger: logger)
+            services.append(.init(service: http.makeApplication()))
+        }
+        if allowMetrics {
+            let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, logger: logger)
+            services.append(.init(service: exporter.makeApplication()))
+        }
+        services.append(.init(service: ServingPhaseService(phase: phase, models: models, logger: logger)))
+
+        SecondSignal.exitImmediately(logger: logger)
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
+        try await ServiceGroup(configuration: configuration).run()
         logger.info("batch-server stopped")
+    }
+}
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case `default`, json
+}
+
+/// Readiness as `--strict-readiness` defines it.
+struct Readiness: Sendable {
+    let phase: ServerPhase
+    let models: ModelManager
+    let strict: Bool
+
+    var isReady: @Sendable () -> Bool {
+        { [phase, models, strict] in phase.current == .serving && (!strict || models.allModelsReady) }
     }
 }
 
@@ -115,6 +158,7 @@ struct ServingPhaseService: Service {
         phase.set(.draining)
         logger.info("draining: finishing queued and in-flight requests")
         await models.shutdown()
+        logger.info("drained")
     }
 }
 
@@ -128,6 +172,22 @@ struct GRPCService: Service {
             try await server.run()
         } onGracefulShutdown: {
             server.beginGracefulShutdown()
+        }
+    }
+}
+
+/// The first SIGTERM or SIGINT drains; a second one ends the process at once.
+enum SecondSignal {
+    static func exitImmediately(logger: Logger) {
+        Task.detached {
+            var seen = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                seen += 1
+                if seen >= 2 {
+                    logger.warning("second \(signal) signal: exiting without waiting for requests to finish")
+                    exit(1)
+                }
+            }
         }
     }
 }

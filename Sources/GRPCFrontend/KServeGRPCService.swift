@@ -15,13 +15,17 @@ public struct KServeGRPCService: Sendable {
 
     let models: ModelManager
     let phase: ServerPhase
+    /// Whether the server counts as ready (the executable applies `--strict-readiness`).
+    let ready: @Sendable () -> Bool
     let serverName: String
     let serverVersion: String
     let logger: Logger
 
-    public init(models: ModelManager, phase: ServerPhase, serverName: String = "batchserver", serverVersion: String, logger: Logger) {
+    public init(models: ModelManager, phase: ServerPhase, ready: @escaping @Sendable () -> Bool,
+                serverName: String = "batchserver", serverVersion: String, logger: Logger) {
         self.models = models
         self.phase = phase
+        self.ready = ready
         self.serverName = serverName
         self.serverVersion = serverVersion
         self.logger = logger
@@ -91,7 +95,7 @@ public struct KServeGRPCService: Sendable {
         return router
     }
 
-    private var serverReady: Bool { phase.current == .serving && models.allModelsReady }
+    private var serverReady: Bool { ready() }
 
     private func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message>(
         _ router: inout GRPCRouter, _ method: String,
@@ -121,7 +125,15 @@ public struct KServeGRPCService: Sendable {
         }
         let model = try models.resolve(message.modelName, version: message.modelVersion)
         let request = try GRPCTensorCoding.request(from: message, version: model.spec.version)
-        return try await model.runner.infer(try model.spec.validate(request))
+        let validated = try model.spec.validate(request)
+        let response = try await model.runner.infer(validated)
+        logger.debug("inference", metadata: [
+            "request.id": "\(response.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
+            "batch.size": "\(validated.batchSize)", "protocol": "grpc",
+            "queue_us": "\(response.timing.queue.nanosecondsClamped / 1000)",
+            "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
+        ])
+        return response
     }
 
     /// Every request gets one response or an `error_message`, matched by id;

@@ -33,12 +33,16 @@ public struct KServeHTTPServer: Sendable {
     let configuration: HTTPFrontendConfiguration
     let models: ModelManager
     let phase: ServerPhase
+    /// Whether `/v2/health/ready` answers 200 (the executable applies `--strict-readiness`).
+    let ready: @Sendable () -> Bool
     let logger: Logger
 
-    public init(configuration: HTTPFrontendConfiguration, models: ModelManager, phase: ServerPhase, logger: Logger) {
+    public init(configuration: HTTPFrontendConfiguration, models: ModelManager, phase: ServerPhase,
+                ready: @escaping @Sendable () -> Bool, logger: Logger) {
         self.configuration = configuration
         self.models = models
         self.phase = phase
+        self.ready = ready
         self.logger = logger
     }
 
@@ -64,7 +68,7 @@ public struct KServeHTTPServer: Sendable {
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { _, _ in
-            Response(status: phase.current == .serving && models.allModelsReady ? .ok : .badRequest)
+            Response(status: ready() ? .ok : .badRequest)
         }
         router.get("/v2/models/stats") { _, _ in
             try json(HTTPResponseBodies.StatisticsBody(model_stats: models.allReady().map(HTTPResponseBodies.ModelStatisticsBody.init)))
@@ -125,6 +129,12 @@ public struct KServeHTTPServer: Sendable {
             body: body, headerLength: headerLength, modelName: name, modelVersion: model.spec.version, spec: model.spec)
         let validated = try model.spec.validate(decoded.request)
         let response = try await model.runner.infer(validated)
+        logger.debug("inference", metadata: [
+            "request.id": "\(response.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
+            "batch.size": "\(validated.batchSize)", "request.bytes": "\(body.count)", "protocol": "http",
+            "queue_us": "\(response.timing.queue.nanosecondsClamped / 1000)",
+            "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
+        ])
         let (bytes, jsonLength) = try InferResponseEncoder.encode(response, encoding: decoded.outputs)
         var headers = HTTPFields()
         if let jsonLength {

@@ -44,6 +44,7 @@ public actor ModelScheduler: InferenceRunner {
     private var nextToRelease: UInt64 = 0
     private var finished: [UInt64: (Pending, Result<InferenceResponse, any Error>)] = [:]
     private let stats = Mutex(ModelStatistics())
+    private let metrics: ModelMetrics
 
     public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
@@ -53,6 +54,7 @@ public actor ModelScheduler: InferenceRunner {
         self.executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
         self.freeInstances = Array(instances.indices.reversed())
         self.variableLengthBatching = backend?.variableLengthBatching
+        self.metrics = ModelMetrics(model: spec.name, version: spec.version)
         if let dynamic = spec.dynamicBatching {
             batching = dynamic
             policy = BatchingPolicy(
@@ -182,6 +184,7 @@ public actor ModelScheduler: InferenceRunner {
            case .dispatch(let sequences, saturated: true) = policy.decide(queue.inWalkOrder, now: now, arrivalsPerSecond: arrivalRate) {
             readyBatch = queue.remove(sequences)
         }
+        metrics.pending.record(queue.count + (readyBatch?.count ?? 0))
         // Expired REJECT requests are answered promptly even while instances are busy.
         let readyDeadline = readyBatch?.compactMap { rejectsOnTimeout($0) ? $0.deadline : nil }.min()
         if let deadline = [queue.nextDeadline, readyDeadline].compactMap({ $0 }).min() { wake(at: deadline) }
@@ -287,6 +290,7 @@ public actor ModelScheduler: InferenceRunner {
     private func complete(_ entry: Entry, _ result: Result<InferenceResponse, any Error>, reason: FailureReason?) {
         if let reason {
             let now = ContinuousClock.now
+            metrics.recordFailure(reason)
             stats.withLock { stats in
                 stats.fail.record(now - entry.arrival)
                 stats.failures[reason, default: 0] += 1
@@ -310,6 +314,10 @@ public actor ModelScheduler: InferenceRunner {
         let longest = entries.map(\.length).max() ?? 0
         let real = entries.reduce(0) { $0 + $1.rows * $1.length }
         let cost = variableLengthBatching == .packed ? real : batchSize * longest
+        metrics.recordExecution(rows: batchSize, batchTokens: cost, realTokens: real)
+        for (entry, response) in zip(entries, responses) where entry.payload.countsAsRequest {
+            metrics.recordSuccess(total: finishedAt - entry.arrival, timing: response.timing)
+        }
         stats.withLock { stats in
             stats.executionCount += 1
             stats.inferenceCount += UInt64(batchSize)

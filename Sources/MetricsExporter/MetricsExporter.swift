@@ -1,0 +1,123 @@
+import CoreMetrics
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Prometheus
+import Synchronization
+
+/// Serves Prometheus metrics at `/metrics` on the metrics port. Model series
+/// are recorded through swift-metrics by the scheduler; host series (CPU
+/// utilization and memory) are sampled here at each scrape.
+public struct MetricsExporter: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    let host: String
+    let port: Int
+    let logger: Logger
+    let hostMetrics: HostMetrics
+
+    /// Bootstraps swift-metrics with a Prometheus registry. Call once, before
+    /// anything records a metric.
+    public static func bootstrap() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5),
+        ]
+        factory.valueHistogramBuckets = [
+            "batchserver_batch_size": [1, 2, 4, 8, 16, 32, 64, 128, 256],
+            "batchserver_batch_tokens": [16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768],
+            "batchserver_padding_ratio": [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1],
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }
+
+    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) {
+        self.registry = registry
+        self.host = host
+        self.port = port
+        self.logger = logger
+        self.hostMetrics = HostMetrics(registry: registry)
+    }
+
+    public func makeApplication() -> some ApplicationProtocol {
+        let router = Router()
+        router.get("/metrics") { _, _ -> Response in
+            hostMetrics.sample()
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(16 * 1024)
+            registry.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        let logger = self.logger
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port)),
+            onServerRunning: { channel in
+                logger.info("metrics endpoint listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+    }
+}
+
+/// Triton's host series: nv_cpu_utilization (0 to 1 since the previous
+/// scrape), nv_cpu_memory_total_bytes and nv_cpu_memory_used_bytes, read from /proc.
+final class HostMetrics: Sendable {
+    private let utilization: Prometheus.Gauge
+    private let memoryTotal: Prometheus.Gauge
+    private let memoryUsed: Prometheus.Gauge
+    private let residentBytes: Prometheus.Gauge
+    private let previous = Mutex<(busy: UInt64, total: UInt64)?>(nil)
+
+    init(registry: PrometheusCollectorRegistry) {
+        utilization = registry.makeGauge(name: "nv_cpu_utilization", help: "CPU utilization rate [0.0 - 1.0]")
+        memoryTotal = registry.makeGauge(name: "nv_cpu_memory_total_bytes", help: "CPU total memory (RAM), in bytes")
+        memoryUsed = registry.makeGauge(name: "nv_cpu_memory_used_bytes", help: "CPU used memory (RAM), in bytes")
+        residentBytes = registry.makeGauge(name: "batchserver_process_resident_memory_bytes", help: "Resident memory of this process, in bytes")
+    }
+
+    func sample() {
+        if let (busy, total) = Self.cpuTimes() {
+            let last = previous.withLock { value in
+                defer { value = (busy, total) }
+                return value
+            }
+            if let last, total > last.total {
+                utilization.set(Double(busy - min(busy, last.busy)) / Double(total - last.total))
+            }
+        }
+        if let memory = Self.memory() {
+            memoryTotal.set(Double(memory.total))
+            memoryUsed.set(Double(memory.total - min(memory.total, memory.available)))
+        }
+        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+           let pages = statm.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+            residentBytes.set(pages * Double(sysconf(Int32(_SC_PAGESIZE))))
+        }
+    }
+
+    /// Busy and total jiffies from the aggregate line of /proc/stat.
+    static func cpuTimes() -> (UInt64, UInt64)? {
+        guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard fields.count >= 5 else { return nil }
+        let idle = fields[3] + fields[4]
+        let total = fields.reduce(0, +)
+        return (total - idle, total)
+    }
+
+    static func memory() -> (total: UInt64, available: UInt64)? {
+        guard let info = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        func kilobytes(_ key: String) -> UInt64? {
+            info.split(separator: "\n").first { $0.hasPrefix(key + ":") }?
+                .split(separator: " ").dropFirst().first.flatMap { UInt64($0) }
+        }
+        guard let total = kilobytes("MemTotal"), let available = kilobytes("MemAvailable") else { return nil }
+        return (total * 1024, available * 1024)
+    }
+}
