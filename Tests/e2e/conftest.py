@@ -66,7 +66,8 @@ class RunningServer:
         raise TimeoutError(f"batch-server did not come up:\n{self.read_log()}")
 
     def read_log(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return pathlib.Path(self.log_path).read_text(errors="replace")
 
     def stop(self, timeout=30.0) -> int:
