@@ -27,6 +27,16 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("model-repository"), help: "Path of the Triton-layout model repository.")
     var modelRepository: String
 
+    @Option(name: .customLong("model-control-mode"),
+            help: "none: load every model at start; explicit: load --load-model models and allow the load/unload API; poll: follow the repository on disk.")
+    var modelControlMode: ModelControlMode = .none
+
+    @Option(name: .customLong("load-model"), help: "In explicit mode, a model to load at start (repeatable; '*' loads all).")
+    var loadModel: [String] = []
+
+    @Option(name: .customLong("repository-poll-secs"), help: "In poll mode, the interval between repository scans, in seconds.")
+    var repositoryPollSecs = 15
+
     @Option(name: .customLong("host"), help: "Address the HTTP, gRPC and metrics endpoints listen on.")
     var host = "0.0.0.0"
 
@@ -80,6 +90,10 @@ struct BatchServerCommand: AsyncParsableCommand {
         guard grpcMaxMessageSize > 0 else { throw ValidationError("--grpc-max-message-size must be positive") }
         guard grpcKeepaliveTime >= 0 else { throw ValidationError("--grpc-keepalive-time must not be negative") }
         guard exitTimeoutSecs >= 0 else { throw ValidationError("--exit-timeout-secs must not be negative") }
+        guard repositoryPollSecs > 0 else { throw ValidationError("--repository-poll-secs must be positive") }
+        if !loadModel.isEmpty && modelControlMode != .explicit {
+            throw ValidationError("--load-model needs --model-control-mode explicit")
+        }
     }
 
     func run() async throws {
@@ -90,9 +104,10 @@ struct BatchServerCommand: AsyncParsableCommand {
         let models = ModelManager(
             repositoryPath: modelRepository,
             backends: BackendRegistry(ExampleBackends.all),
+            controlMode: modelControlMode,
             logger: logger,
             makeRunner: { spec, backend in try ModelScheduler.make(spec: spec, backend: backend) })
-        try models.loadAll()
+        try await models.loadAll(only: modelControlMode == .explicit ? loadModel : nil)
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
 
         // ServiceGroup shuts services down in reverse order: the serving phase
@@ -119,6 +134,9 @@ struct BatchServerCommand: AsyncParsableCommand {
             let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, logger: logger)
             services.append(.init(service: exporter.makeApplication()))
         }
+        if modelControlMode == .poll {
+            services.append(.init(service: RepositoryPollService(models: models, interval: .seconds(repositoryPollSecs))))
+        }
         services.append(.init(service: ServingPhaseService(phase: phase, models: models, logger: logger)))
 
         SecondSignal.exitImmediately(logger: logger)
@@ -126,6 +144,23 @@ struct BatchServerCommand: AsyncParsableCommand {
         configuration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
         try await ServiceGroup(configuration: configuration).run()
         logger.info("batch-server stopped")
+    }
+}
+
+extension ModelControlMode: ExpressibleByArgument {}
+
+/// Poll mode: rescans the repository until shutdown.
+struct RepositoryPollService: Service {
+    let models: ModelManager
+    let interval: Duration
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            // Sleeping ends early on graceful shutdown.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await models.poll()
+        }
     }
 }
 

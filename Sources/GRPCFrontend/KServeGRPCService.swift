@@ -10,7 +10,7 @@ import TritonProto
 /// answering as Triton does.
 public struct KServeGRPCService: Sendable {
     /// Extensions BatchServer implements (perf_analyzer reads "statistics" from here).
-    public static let extensions = ["binary_tensor_data", "model_configuration", "parameters", "statistics"]
+    public static let extensions = ServerExtensions.supported
     static let service = "/inference.GRPCInferenceService/"
 
     let models: ModelManager
@@ -72,11 +72,31 @@ public struct KServeGRPCService: Sendable {
                 }
             }
         }
-        unary(&router, "RepositoryModelLoad") { (_: Inference_RepositoryModelLoadRequest) -> Inference_RepositoryModelLoadResponse in
-            throw InferenceError.unavailable("explicit model load / unload is not allowed: the model control mode is 'none'")
+        unary(&router, "RepositoryModelLoad") { (request: Inference_RepositoryModelLoadRequest) in
+            try models.controlMode.requireExplicitControl()
+            var config: Inference_ModelConfig?
+            var files: [String: [UInt8]] = [:]
+            for (key, parameter) in request.parameters {
+                switch (key, parameter.parameterChoice) {
+                case ("config", .stringParam(let json)?):
+                    do {
+                        config = try Inference_ModelConfig(jsonString: json)
+                    } catch {
+                        throw InferenceError.invalidArgument("load parameter 'config' is not a valid model configuration: \(error)")
+                    }
+                case (let name, .bytesParam(let bytes)?) where name.hasPrefix("file:"):
+                    files[String(name.dropFirst(5))] = Array(bytes)
+                default:
+                    throw InferenceError.invalidArgument("unknown or mistyped model load parameter '\(key)'")
+                }
+            }
+            try await models.load(request.modelName, configOverride: config, files: files)
+            return Inference_RepositoryModelLoadResponse()
         }
-        unary(&router, "RepositoryModelUnload") { (_: Inference_RepositoryModelUnloadRequest) -> Inference_RepositoryModelUnloadResponse in
-            throw InferenceError.unavailable("explicit model load / unload is not allowed: the model control mode is 'none'")
+        unary(&router, "RepositoryModelUnload") { (request: Inference_RepositoryModelUnloadRequest) in
+            try models.controlMode.requireExplicitControl()
+            try await models.unload(request.modelName)
+            return Inference_RepositoryModelUnloadResponse()
         }
         unary(&router, "ModelInfer") { (request: Inference_ModelInferRequest) in
             GRPCTensorCoding.response(try await infer(request))
@@ -123,10 +143,11 @@ public struct KServeGRPCService: Sendable {
         guard phase.current == .serving else {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
-        let model = try models.resolve(message.modelName, version: message.modelVersion)
-        let request = try GRPCTensorCoding.request(from: message, version: model.spec.version)
-        let validated = try model.spec.validate(request)
-        let response = try await model.runner.infer(validated)
+        let (response, validated, model) = try await models.withModel(message.modelName, version: message.modelVersion) { model in
+            let request = try GRPCTensorCoding.request(from: message, version: model.spec.version)
+            let validated = try model.spec.validate(request)
+            return (try await model.runner.infer(validated), validated, model)
+        }
         logger.debug("inference", metadata: [
             "request.id": "\(response.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
             "batch.size": "\(validated.batchSize)", "protocol": "grpc",

@@ -28,7 +28,7 @@ public struct HTTPFrontendConfiguration: Sendable {
 /// The KServe v2 HTTP/REST API, with Triton's routes, JSON and status codes.
 public struct KServeHTTPServer: Sendable {
     /// Extensions BatchServer implements; perf_analyzer and clients read this list.
-    public static let extensions = ["binary_tensor_data", "model_configuration", "parameters", "statistics"]
+    public static let extensions = ServerExtensions.supported
 
     let configuration: HTTPFrontendConfiguration
     let models: ModelManager
@@ -79,6 +79,23 @@ public struct KServeHTTPServer: Sendable {
             let readyOnly = try Self.readyFlag(body)
             return try json(models.index(readyOnly: readyOnly).map(HTTPResponseBodies.IndexEntry.init))
         }
+        for prefix in ["/v2/repository/models/:model", "/v2/repository/:repository/models/:model"] {
+            router.post(RouterPath(prefix + "/load")) { request, context in
+                var request = request
+                let body = try await request.collectBody(upTo: configuration.maxRequestBytes)
+                try models.controlMode.requireExplicitControl()
+                let parameters = try RepositoryRequests.loadParameters(body)
+                try await models.load(try context.parameters.require("model"), configOverride: parameters.config, files: parameters.files)
+                return Response(status: .ok)
+            }
+            router.post(RouterPath(prefix + "/unload")) { request, context in
+                var request = request
+                _ = try await request.collectBody(upTo: configuration.maxRequestBytes)
+                try models.controlMode.requireExplicitControl()
+                try await models.unload(try context.parameters.require("model"))
+                return Response(status: .ok)
+            }
+        }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context in
                 let (name, version) = try Self.target(context)
@@ -121,21 +138,22 @@ public struct KServeHTTPServer: Sendable {
             throw InferenceError.unsupported("Content-Encoding '\(encoding)' is not supported; send the request uncompressed")
         }
         let headerLength = try Self.inferenceHeaderLength(request.headers)
-        let model = try models.resolve(name, version: version)
         var request = request
         let buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
         let body = Array(buffer.readableBytesView)
-        let decoded = try InferRequestDecoder.decode(
-            body: body, headerLength: headerLength, modelName: name, modelVersion: model.spec.version, spec: model.spec)
-        let validated = try model.spec.validate(decoded.request)
-        let response = try await model.runner.infer(validated)
+        let (response, validated, encoding, model) = try await models.withModel(name, version: version) { model in
+            let decoded = try InferRequestDecoder.decode(
+                body: body, headerLength: headerLength, modelName: name, modelVersion: model.spec.version, spec: model.spec)
+            let validated = try model.spec.validate(decoded.request)
+            return (try await model.runner.infer(validated), validated, decoded.outputs, model)
+        }
         logger.debug("inference", metadata: [
             "request.id": "\(response.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
             "batch.size": "\(validated.batchSize)", "request.bytes": "\(body.count)", "protocol": "http",
             "queue_us": "\(response.timing.queue.nanosecondsClamped / 1000)",
             "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
         ])
-        let (bytes, jsonLength) = try InferResponseEncoder.encode(response, encoding: decoded.outputs)
+        let (bytes, jsonLength) = try InferResponseEncoder.encode(response, encoding: encoding)
         var headers = HTTPFields()
         if let jsonLength {
             headers[.contentType] = "application/octet-stream"

@@ -12,6 +12,27 @@ public enum ModelVersionState: String, Sendable {
     case unavailable = "UNAVAILABLE"
 }
 
+/// Triton's `--model-control-mode`.
+public enum ModelControlMode: String, Sendable, CaseIterable {
+    /// Load every model at start; the repository is fixed afterwards.
+    case none
+    /// Load what `--load-model` names; load and unload through the API.
+    case explicit
+    /// Load every model and follow the repository on disk.
+    case poll
+}
+
+extension ModelControlMode {
+    /// Triton allows the load and unload API only in explicit mode.
+    public func requireExplicitControl() throws {
+        switch self {
+        case .explicit: return
+        case .poll: throw InferenceError.unavailable("explicit model load / unload is not allowed if polling is enabled")
+        case .none: throw InferenceError.unavailable("explicit model load / unload is not allowed: the model control mode is 'none'")
+        }
+    }
+}
+
 /// One row of the repository index.
 public struct ModelIndexEntry: Sendable, Hashable {
     public var name: String
@@ -26,35 +47,55 @@ public struct LoadedModel: Sendable {
     public let spec: ModelSpec
     public let config: Inference_ModelConfig
     public let runner: any InferenceRunner
+    /// Identifies this loaded copy, for leases while requests use it.
+    let serial: Int
 }
 
 /// Creates the runner (scheduler plus instances) for a model version. Injected
 /// by the executable so this module does not depend on the scheduler.
 public typealias RunnerFactory = @Sendable (ModelSpec, any ModelBackend) throws -> any InferenceRunner
 
-/// Owns the models of one repository and their lifecycle. Frontends resolve
-/// (name, version) to a ready model through it.
+/// Owns the models of one repository and their lifecycle: loading (parse,
+/// normalize, validate, instantiate, warm up), swapping a changed model in
+/// only once the new copy is ready, and unloading once in-flight requests
+/// have finished. Frontends resolve (name, version) through it.
 public final class ModelManager: Sendable {
-    private struct VersionEntry: Sendable {
+    struct VersionEntry: Sendable {
         var state: ModelVersionState
         var reason: String
         var model: LoadedModel?
     }
-    private struct ModelEntry: Sendable {
+
+    struct ModelEntry: Sendable {
         var versions: [Int64: VersionEntry] = [:]
-        /// Set when the model failed before versions were known (bad config).
+        /// Set when the model failed before versions were known, or was unloaded.
         var failure: String?
-        var config: Inference_ModelConfig?
+        var unloaded = false
+        /// What was on disk when it was loaded (poll mode compares it).
+        var fingerprint = ""
+    }
+
+    struct State: Sendable {
+        var models: [String: ModelEntry] = [:]
+        /// Requests using each loaded copy, by serial.
+        var leases: [Int: Int] = [:]
+        var nextSerial = 0
+        var retiring: [Task<Void, Never>] = []
     }
 
     public let repositoryPath: String
+    public let controlMode: ModelControlMode
     private let backends: BackendRegistry
     private let makeRunner: RunnerFactory
     private let logger: Logger
-    private let models = Mutex<[String: ModelEntry]>([:])
+    private let state = Mutex(State())
+    /// Loads and unloads of one model never overlap.
+    private let loading = ModelOperationLocks()
 
-    public init(repositoryPath: String, backends: BackendRegistry, logger: Logger, makeRunner: @escaping RunnerFactory) {
+    public init(repositoryPath: String, backends: BackendRegistry, controlMode: ModelControlMode = .none,
+                logger: Logger, makeRunner: @escaping RunnerFactory) {
         self.repositoryPath = repositoryPath
+        self.controlMode = controlMode
         self.backends = backends
         self.makeRunner = makeRunner
         self.logger = logger
@@ -62,133 +103,271 @@ public final class ModelManager: Sendable {
 
     /// Model directory names in the repository, sorted.
     public func modelNames() throws -> [String] {
-        let fm = FileManager.default
-        var isDirectory: ObjCBool = false
-        guard fm.fileExists(atPath: repositoryPath, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw InferenceError.notFound("model repository '\(repositoryPath)' is not a directory")
+        try RepositoryScan.modelNames(repositoryPath)
+    }
+
+    /// Loads every model in the repository (or, in explicit mode, those named;
+    /// "*" names all). A broken model is recorded as UNAVAILABLE with its
+    /// reason; it never stops the others.
+    public func loadAll(only names: [String]? = nil) async throws {
+        let all = try modelNames()
+        let selected = names.map { names in names.contains("*") ? all : names } ?? all
+        for name in selected {
+            try? await load(name)
         }
-        return try fm.contentsOfDirectory(atPath: repositoryPath).filter { name in
-            var dir: ObjCBool = false
-            return !name.hasPrefix(".")
-                && fm.fileExists(atPath: (repositoryPath as NSString).appendingPathComponent(name), isDirectory: &dir)
-                && dir.boolValue
-        }.sorted()
     }
 
-    /// Loads every model in the repository. A broken model is recorded as
-    /// UNAVAILABLE with its reason; it never stops the others.
-    public func loadAll() throws {
-        for name in try modelNames() { load(name) }
+    // MARK: Load
+
+    /// Loads (or reloads) one model. With `configOverride` (the load API's
+    /// `config`) that config replaces config.pbtxt; with `files` (the load
+    /// API's `file:<path>`) the model is loaded from a private directory
+    /// holding exactly those files. Throws the reason when no version is ready.
+    public func load(_ name: String, configOverride: Inference_ModelConfig? = nil, files: [String: [UInt8]] = [:]) async throws {
+        try RepositoryScan.checkModelName(name)
+        try await loading.serialized(name) {
+            try await loadSerialized(name, configOverride: configOverride, files: files)
+        }
     }
 
-    /// Loads (or reloads) one model from its directory.
-    public func load(_ name: String) {
-        let modelPath = (repositoryPath as NSString).appendingPathComponent(name)
-        let configPath = (modelPath as NSString).appendingPathComponent(ModelConfigFile.fileName)
+    private func loadSerialized(_ name: String, configOverride: Inference_ModelConfig?, files: [String: [UInt8]]) async throws {
         let started = ContinuousClock.now
+        var modelPath = (repositoryPath as NSString).appendingPathComponent(name)
+        if !files.isEmpty {
+            guard configOverride != nil else {
+                throw InferenceError.invalidArgument("model '\(name)': loading with file: parameters needs the 'config' parameter too")
+            }
+            modelPath = try PrivateModelDirectory.write(model: name, files: files)
+        }
+        let configPath = (modelPath as NSString).appendingPathComponent(ModelConfigFile.fileName)
+        let fingerprint = RepositoryScan.fingerprint(modelPath)
         let config: Inference_ModelConfig
+        let backend: any ModelBackend
+        let versions: [Int64]
         do {
-            let parsed = try ModelConfigFile.load(path: configPath)
+            let parsed = try configOverride ?? ModelConfigFile.load(path: configPath)
             config = ModelConfigNormalizer.normalize(parsed, directoryName: name)
             try ModelConfigValidator.validate(config, directoryName: name)
-            guard let backend = backends.backend(named: config.backend) else {
+            guard let known = backends.backend(named: config.backend) else {
                 throw InferenceError.invalidArgument(
                     "\(configPath): model '\(name)': unknown backend '\(config.backend)'; known backends: \(backends.names.joined(separator: ", "))")
             }
-            let versions = VersionSelector.select(VersionSelector.availableVersions(modelPath: modelPath), policy: config.versionPolicy)
+            backend = known
+            versions = VersionSelector.select(VersionSelector.availableVersions(modelPath: modelPath), policy: config.versionPolicy)
             guard !versions.isEmpty else {
                 throw InferenceError.invalidArgument("model '\(name)': no version directory matches its version_policy in \(modelPath)")
-            }
-            models.withLock { $0[name] = ModelEntry(versions: Dictionary(uniqueKeysWithValues: versions.map {
-                ($0, VersionEntry(state: .loading, reason: "", model: nil))
-            }), failure: nil, config: config) }
-            for version in versions {
-                loadVersion(version, of: name, config: config, backend: backend, modelPath: modelPath)
             }
         } catch {
             let reason = (error as? InferenceError)?.message ?? "\(error)"
             logger.error("model failed to load", metadata: ["model.name": "\(name)", "reason": "\(reason)"])
-            models.withLock { $0[name] = ModelEntry(versions: [:], failure: reason, config: nil) }
-            return
+            recordFailure(name, reason: reason, fingerprint: fingerprint)
+            throw InferenceError.invalidArgument("failed to load '\(name)': \(reason)")
+        }
+
+        // Show the new versions as LOADING only where nothing serves yet.
+        state.withLock { state in
+            var entry = state.models[name] ?? ModelEntry()
+            if entry.versions.values.allSatisfy({ $0.model == nil }) {
+                entry = ModelEntry(versions: Dictionary(uniqueKeysWithValues: versions.map { ($0, VersionEntry(state: .loading, reason: "")) }))
+                state.models[name] = entry
+            }
+        }
+        var loaded: [Int64: VersionEntry] = [:]
+        for version in versions {
+            loaded[version] = await loadVersion(version, of: name, config: config, backend: backend, modelPath: modelPath)
+        }
+        let anyReady = loaded.values.contains { $0.state == .ready }
+        let retired: [LoadedModel] = state.withLock { state in
+            let old = state.models[name]
+            let oldReady = old?.versions.values.contains { $0.state == .ready } ?? false
+            // A failed reload keeps the copy that serves; nothing fails because of it.
+            if !anyReady && oldReady { return [] }
+            state.models[name] = ModelEntry(versions: loaded, failure: nil, unloaded: false, fingerprint: fingerprint)
+            return old?.versions.values.compactMap(\.model) ?? []
+        }
+        retire(retired)
+        guard anyReady else {
+            let reason = loaded.values.map(\.reason).first { !$0.isEmpty } ?? "no version could be loaded"
+            throw InferenceError.invalidArgument("failed to load '\(name)': \(reason)")
         }
         logger.info("model loaded", metadata: [
-            "model.name": "\(name)", "duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+            "model.name": "\(name)", "model.versions": "\(loaded.keys.sorted())",
+            "duration_ms": "\((ContinuousClock.now - started).milliseconds)",
         ])
     }
 
     private func loadVersion(_ version: Int64, of name: String, config: Inference_ModelConfig,
-                             backend: any ModelBackend, modelPath: String) {
-        let entry: VersionEntry
+                             backend: any ModelBackend, modelPath: String) async -> VersionEntry {
         do {
             let spec = try ModelSpecBuilder.build(config: config, version: version, modelPath: modelPath)
             try backend.validate(spec)
             let runner = try makeRunner(spec, backend)
-            entry = VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: config, runner: runner))
+            do {
+                try await ModelWarmupRunner.run(config.modelWarmup, spec: spec, runner: runner, modelPath: modelPath)
+            } catch {
+                await runner.shutdown()
+                throw error
+            }
+            let serial = state.withLock { state in
+                state.nextSerial += 1
+                return state.nextSerial
+            }
+            return VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: config, runner: runner, serial: serial))
         } catch {
             let reason = (error as? InferenceError)?.message ?? "\(error)"
             logger.error("model version failed to load", metadata: [
                 "model.name": "\(name)", "model.version": "\(version)", "reason": "\(reason)",
             ])
-            entry = VersionEntry(state: .unavailable, reason: reason, model: nil)
+            return VersionEntry(state: .unavailable, reason: reason)
         }
-        models.withLock { $0[name]?.versions[version] = entry }
+    }
+
+    private func recordFailure(_ name: String, reason: String, fingerprint: String) {
+        state.withLock { state in
+            let serving = state.models[name]?.versions.values.contains { $0.state == .ready } ?? false
+            // A broken edit of a serving model leaves the serving copy alone.
+            guard !serving else { return }
+            state.models[name] = ModelEntry(versions: [:], failure: reason, unloaded: false, fingerprint: fingerprint)
+        }
+    }
+
+    // MARK: Unload
+
+    /// Unloads a model: new requests get UNAVAILABLE at once; requests already
+    /// accepted finish; then its instances stop.
+    public func unload(_ name: String) async throws {
+        try RepositoryScan.checkModelName(name)
+        try await loading.serialized(name) {
+            let models: [LoadedModel] = try state.withLock { state in
+                guard var entry = state.models[name], !entry.unloaded else {
+                    throw InferenceError.notFound("failed to unload '\(name)': the model is not loaded")
+                }
+                for version in entry.versions.keys { entry.versions[version]?.state = .unloading }
+                state.models[name] = entry
+                return entry.versions.values.compactMap(\.model)
+            }
+            for model in models { await drainAndStop(model) }
+            state.withLock { state in
+                state.models[name] = ModelEntry(versions: [:], failure: "unloaded", unloaded: true, fingerprint: "")
+            }
+            logger.info("model unloaded", metadata: ["model.name": "\(name)"])
+        }
+    }
+
+    /// Stops replaced copies once the requests using them are done.
+    private func retire(_ models: [LoadedModel]) {
+        guard !models.isEmpty else { return }
+        let task = Task { for model in models { await self.drainAndStop(model) } }
+        state.withLock { $0.retiring.append(task) }
+    }
+
+    private func drainAndStop(_ model: LoadedModel) async {
+        // A request that resolved this copy holds a lease until it is answered.
+        while state.withLock({ ($0.leases[model.serial] ?? 0) > 0 }) {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        await model.runner.shutdown()
+    }
+
+    // MARK: Poll
+
+    /// One poll of the repository: new models load, changed ones are swapped
+    /// in once ready, removed ones unload.
+    public func poll() async {
+        guard let onDisk = try? modelNames() else { return }
+        let known = state.withLock { state in state.models.filter { !$0.value.unloaded }.mapValues(\.fingerprint) }
+        for name in onDisk {
+            let fingerprint = RepositoryScan.fingerprint((repositoryPath as NSString).appendingPathComponent(name))
+            if known[name] != fingerprint {
+                logger.info("model changed on disk", metadata: ["model.name": "\(name)"])
+                try? await load(name)
+            }
+        }
+        for name in Set(known.keys).subtracting(onDisk) {
+            logger.info("model removed from disk", metadata: ["model.name": "\(name)"])
+            try? await unload(name)
+        }
+    }
+
+    // MARK: Lookup
+
+    /// Runs `body` with the ready model for (name, version), holding a lease
+    /// so an unload or swap waits for it. Inference goes through here.
+    public func withModel<T: Sendable>(_ name: String, version: String?,
+                                       _ body: (LoadedModel) async throws -> T) async throws -> T {
+        let model = try state.withLock { state -> LoadedModel in
+            let model = try Self.resolve(name, version: version, in: state)
+            state.leases[model.serial, default: 0] += 1
+            return model
+        }
+        defer {
+            state.withLock { state in
+                state.leases[model.serial, default: 1] -= 1
+                if state.leases[model.serial] == 0 { state.leases[model.serial] = nil }
+            }
+        }
+        return try await body(model)
     }
 
     /// The ready model for (name, version); version nil or empty picks the newest ready one.
     public func resolve(_ name: String, version: String?) throws -> LoadedModel {
-        let requested: Int64?
+        try state.withLock { try Self.resolve(name, version: version, in: $0) }
+    }
+
+    private static func resolve(_ name: String, version: String?, in state: State) throws -> LoadedModel {
+        var requested: Int64?
         if let version, !version.isEmpty {
             guard let number = Int64(version), number > 0 else {
                 throw InferenceError.invalidArgument("model version '\(version)' for model '\(name)' is not a positive integer")
             }
             requested = number
-        } else {
-            requested = nil
         }
-        return try models.withLock { models in
-            guard let entry = models[name] else {
-                throw InferenceError.notFound("unknown model: '\(name)'")
+        guard let entry = state.models[name] else {
+            throw InferenceError.notFound("unknown model: '\(name)'")
+        }
+        if entry.unloaded {
+            throw InferenceError.unavailable("model '\(name)' is not loaded")
+        }
+        if let failure = entry.failure {
+            throw InferenceError.unavailable("model '\(name)' is not ready: \(failure)")
+        }
+        if let requested {
+            guard let versionEntry = entry.versions[requested] else {
+                throw InferenceError.notFound("unknown version \(requested) of model '\(name)'")
             }
-            if let failure = entry.failure {
-                throw InferenceError.unavailable("model '\(name)' is not ready: \(failure)")
-            }
-            if let requested {
-                guard let versionEntry = entry.versions[requested] else {
-                    throw InferenceError.notFound("unknown version \(requested) of model '\(name)'")
-                }
-                guard let model = versionEntry.model, versionEntry.state == .ready else {
-                    throw InferenceError.unavailable("model '\(name)' version \(requested) is not ready: \(versionEntry.state.rawValue) \(versionEntry.reason)")
-                }
-                return model
-            }
-            guard let newest = entry.versions.filter({ $0.value.state == .ready }).max(by: { $0.key < $1.key }),
-                  let model = newest.value.model else {
-                throw InferenceError.unavailable("model '\(name)' has no ready version")
+            guard let model = versionEntry.model, versionEntry.state == .ready else {
+                let reason = versionEntry.reason.isEmpty ? "" : ": \(versionEntry.reason)"
+                throw InferenceError.unavailable("model '\(name)' version \(requested) is not ready (\(versionEntry.state.rawValue))\(reason)")
             }
             return model
         }
+        guard let newest = entry.versions.filter({ $0.value.state == .ready }).max(by: { $0.key < $1.key }),
+              let model = newest.value.model else {
+            throw InferenceError.unavailable("model '\(name)' has no ready version")
+        }
+        return model
     }
 
-    /// Every ready version of a model, newest last (for metadata and statistics).
+    /// Every ready version of a model, oldest first (for metadata and statistics).
     public func readyVersions(of name: String) throws -> [LoadedModel] {
-        try models.withLock { models in
-            guard let entry = models[name] else { throw InferenceError.notFound("unknown model: '\(name)'") }
-            return entry.versions.sorted { $0.key < $1.key }.compactMap { $0.value.model }
+        try state.withLock { state in
+            guard let entry = state.models[name] else { throw InferenceError.notFound("unknown model: '\(name)'") }
+            return entry.versions.sorted { $0.key < $1.key }.compactMap { $0.value.state == .ready ? $0.value.model : nil }
         }
     }
 
     /// All ready models, sorted by name then version.
     public func allReady() -> [LoadedModel] {
-        models.withLock { models in
-            models.keys.sorted().flatMap { name in
-                models[name]!.versions.sorted { $0.key < $1.key }.compactMap { $0.value.model }
+        state.withLock { state in
+            state.models.keys.sorted().flatMap { name in
+                state.models[name]!.versions.sorted { $0.key < $1.key }.compactMap { $0.value.state == .ready ? $0.value.model : nil }
             }
         }
     }
 
     /// The repository index: every model directory, with state and reason.
     public func index(readyOnly: Bool = false) -> [ModelIndexEntry] {
-        let known = models.withLock { $0 }
+        let known = state.withLock { $0.models }
         var names = Set(known.keys)
         if let onDisk = try? modelNames() { names.formUnion(onDisk) }
         var rows: [ModelIndexEntry] = []
@@ -209,28 +388,45 @@ public final class ModelManager: Sendable {
         return rows
     }
 
-    /// True when every loaded model has all its selected versions ready.
+    /// True when every model that should be loaded has all its selected versions ready.
     public var allModelsReady: Bool {
-        models.withLock { models in
-            models.values.allSatisfy { $0.failure == nil && $0.versions.values.allSatisfy { $0.state == .ready } }
+        state.withLock { state in
+            state.models.values.allSatisfy { entry in
+                entry.unloaded || (entry.failure == nil && entry.versions.values.allSatisfy { $0.state == .ready })
+            }
         }
     }
 
     /// Drains and stops every runner (queued and in-flight requests finish).
     public func shutdown() async {
-        let runners = models.withLock { models -> [any InferenceRunner] in
-            var runners: [any InferenceRunner] = []
-            for name in models.keys {
-                for version in models[name]!.versions.keys {
-                    if let runner = models[name]!.versions[version]!.model?.runner { runners.append(runner) }
-                    models[name]!.versions[version]!.state = .unloading
+        let (models, retiring) = state.withLock { state -> ([LoadedModel], [Task<Void, Never>]) in
+            var models: [LoadedModel] = []
+            for name in state.models.keys {
+                for version in state.models[name]!.versions.keys {
+                    if let model = state.models[name]!.versions[version]!.model { models.append(model) }
+                    state.models[name]!.versions[version]!.state = .unloading
                 }
             }
-            return runners
+            return (models, state.retiring)
         }
         await withTaskGroup(of: Void.self) { group in
-            for runner in runners { group.addTask { await runner.shutdown() } }
+            for model in models { group.addTask { await self.drainAndStop(model) } }
+            for task in retiring { group.addTask { await task.value } }
         }
+    }
+}
+
+/// Serializes operations per model name (a load and an unload of the same
+/// model never interleave; different models proceed in parallel).
+final class ModelOperationLocks: Sendable {
+    private let busy = Mutex<Set<String>>([])
+
+    func serialized<T: Sendable>(_ name: String, _ body: () async throws -> T) async throws -> T {
+        while !busy.withLock({ $0.insert(name).inserted }) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        defer { _ = busy.withLock { $0.remove(name) } }
+        return try await body()
     }
 }
 

@@ -51,11 +51,11 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
 }
 
 @Suite struct ModelManagerTests {
-    @Test func loadsModelsAndResolvesVersions() throws {
+    @Test func loadsModelsAndResolvesVersions() async throws {
         let repository = try TemporaryRepository()
         try repository.addModel("simple", config: simpleConfig(name: "simple"), versions: ["1", "3", "007", "x"])
         let manager = makeManager(repository)
-        try manager.loadAll()
+        try await manager.loadAll()
         // latest(1) by default: only version 3 is served; zero-prefixed and non-numeric are ignored.
         #expect(try manager.resolve("simple", version: nil).spec.version == 3)
         #expect(try manager.resolve("simple", version: "3").spec.version == 3)
@@ -67,22 +67,22 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
         #expect(manager.allModelsReady)
     }
 
-    @Test func versionPolicyAllServesEveryVersion() throws {
+    @Test func versionPolicyAllServesEveryVersion() async throws {
         let repository = try TemporaryRepository()
         try repository.addModel("m", config: simpleConfig(name: "m", extra: "version_policy: { all: {} }"), versions: ["1", "2"])
         let manager = makeManager(repository)
-        try manager.loadAll()
+        try await manager.loadAll()
         #expect(try manager.readyVersions(of: "m").map(\.spec.version) == [1, 2])
     }
 
-    @Test func brokenModelFailsAloneWithItsFileInTheReason() throws {
+    @Test func brokenModelFailsAloneWithItsFileInTheReason() async throws {
         let repository = try TemporaryRepository()
         try repository.addModel("good", config: simpleConfig(name: "good"))
         try repository.addModel("broken", config: "name: \"broken\"\nmax_batch_size: [oops")
         try repository.addModel("unknown_field", config: simpleConfig(name: "unknown_field", extra: "no_such_field: 1"))
         try repository.addModel("bad_backend", config: simpleConfig(name: "bad_backend").replacingOccurrences(of: "add_sub", with: "nope"))
         let manager = makeManager(repository)
-        try manager.loadAll()
+        try await manager.loadAll()
         #expect(try manager.resolve("good", version: nil).spec.name == "good")
         let index = Dictionary(uniqueKeysWithValues: manager.index().map { ($0.name, $0) })
         #expect(index["good"]?.state == .ready)
@@ -101,31 +101,31 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
         ("dynamic_batching { preferred_batch_size: [ 9 ] }", "preferred_batch_size 9 must be within 1...8"),
         ("instance_group [ { count: -2 } ]", "count must be >= 1"),
     ])
-    func invalidConfigsNameTheField(extra: String, message: String) throws {
+    func invalidConfigsNameTheField(extra: String, message: String) async throws {
         let repository = try TemporaryRepository()
         var config = simpleConfig(name: "m", extra: extra)
         if extra.hasPrefix("name:") { config = config.replacingOccurrences(of: "name: \"m\"\n", with: "") }
         if extra.hasPrefix("max_batch_size") { config = config.replacingOccurrences(of: "max_batch_size: 8\n", with: "") }
         try repository.addModel("m", config: config)
         let manager = makeManager(repository)
-        try manager.loadAll()
+        try await manager.loadAll()
         let reason = manager.index().first?.reason ?? ""
         #expect(reason.contains(message), "\(reason)")
     }
 
-    @Test func backendRejectsMismatchedTensors() throws {
+    @Test func backendRejectsMismatchedTensors() async throws {
         let repository = try TemporaryRepository()
         let config = simpleConfig(name: "m").replacingOccurrences(
             of: "{ name: \"OUTPUT1\" data_type: TYPE_INT32", with: "{ name: \"OUTPUT1\" data_type: TYPE_FP32")
         try repository.addModel("m", config: config)
         let manager = makeManager(repository)
-        try manager.loadAll()
+        try await manager.loadAll()
         #expect(manager.index().first?.reason.contains("'OUTPUT1' is TYPE_FP32") == true)
     }
 }
 
 @Suite struct ConfigNormalizationTests {
-    @Test func fillsTritonDefaults() throws {
+    @Test func fillsTritonDefaults() async throws {
         let parsed = try ModelConfigFile.parse(simpleConfig(name: "", extra: "dynamic_batching { }"), path: "m/config.pbtxt")
         let config = ModelConfigNormalizer.normalize(parsed, directoryName: "m")
         #expect(config.name == "m")
@@ -136,6 +136,6 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
 
     @Test func syntaxErrorNamesTheFile() {
         let error = #expect(throws: InferenceError.self) { try ModelConfigFile.parse("input [ {", path: "repo/m/config.pbtxt") }
-        #expect(error?.message.hasPrefix("repo/m/config.pbtxt: ") == true)
+        #expect(error?.message.hasPrefix("repo/m/config.pbtxt:1:9: syntax error") == true, "\(error?.message ?? "")")
     }
 }
