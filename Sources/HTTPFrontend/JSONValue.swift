@@ -1,3 +1,7 @@
+import Foundation
+import InferenceCore
+import NIOCore
+
 /// A parsed JSON value that keeps integers, unsigned integers, floating
 /// numbers and booleans apart, which tensor decoding needs.
 indirect enum JSONValue: Sendable, Decodable {
@@ -36,5 +40,20 @@ indirect enum JSONValue: Sendable, Decodable {
     subscript(key: String) -> JSONValue? {
         if case .object(let members) = self { return members[key] }
         return nil
+    }
+}
+
+extension JSONValue {
+    /// Parses a request body that must be a JSON object; `what` names the
+    /// request in error messages.
+    static func object(from body: ByteBuffer, what: String) throws -> JSONValue {
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
+        } catch {
+            throw InferenceError.invalidArgument("malformed JSON in \(what): \(InferRequestDecoder.describe(error))")
+        }
+        guard case .object = value else { throw InferenceError.invalidArgument("\(what) must be a JSON object") }
+        return value
     }
 }

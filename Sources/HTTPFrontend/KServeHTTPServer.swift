@@ -178,13 +178,7 @@ public struct KServeHTTPServer: Sendable {
 
     private static func readyFlag(_ body: ByteBuffer) throws -> Bool {
         guard body.readableBytes > 0 else { return false }
-        let value: JSONValue
-        do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
-        } catch {
-            throw InferenceError.invalidArgument("malformed JSON in repository index request: \(InferRequestDecoder.describe(error))")
-        }
-        guard case .object = value else { throw InferenceError.invalidArgument("repository index request must be a JSON object") }
+        let value = try JSONValue.object(from: body, what: "repository index request")
         guard let ready = value["ready"] else { return false }
         guard case .bool(let flag) = ready else { throw InferenceError.invalidArgument("'ready' must be a boolean") }
         return flag

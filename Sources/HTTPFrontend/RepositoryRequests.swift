@@ -16,13 +16,7 @@ enum RepositoryRequests {
     static func loadParameters(_ body: ByteBuffer) throws -> LoadParameters {
         var result = LoadParameters()
         guard body.readableBytes > 0 else { return result }
-        let root: JSONValue
-        do {
-            root = try JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView))
-        } catch {
-            throw InferenceError.invalidArgument("malformed JSON in model load request: \(InferRequestDecoder.describe(error))")
-        }
-        guard case .object = root else { throw InferenceError.invalidArgument("model load request must be a JSON object") }
+        let root = try JSONValue.object(from: body, what: "model load request")
         guard let parameters = root["parameters"] else { return result }
         guard case .object(let members) = parameters else {
             throw InferenceError.invalidArgument("model load 'parameters' must be an object")

@@ -90,35 +90,32 @@ public enum BytesElements {
 
     public static func parse(_ bytes: [UInt8], tensorName: String) throws -> [[UInt8]] {
         var elements: [[UInt8]] = []
-        var offset = 0
-        while offset < bytes.count {
-            let length = try readLength(bytes, at: offset, tensorName: tensorName)
-            offset += 4
-            guard length <= bytes.count - offset else {
-                throw InferenceError.invalidArgument(
-                    "BYTES tensor '\(tensorName)': element \(elements.count) declares \(length) bytes but only \(bytes.count - offset) remain")
-            }
-            elements.append(Array(bytes[offset..<(offset + length)]))
-            offset += length
-        }
+        try walk(bytes, tensorName: tensorName) { elements.append(Array(bytes[$0])) }
         return elements
     }
 
     /// Counts elements without copying them, validating every length prefix.
     public static func count(_ bytes: [UInt8], tensorName: String) throws -> Int {
         var count = 0
+        try walk(bytes, tensorName: tensorName) { _ in count += 1 }
+        return count
+    }
+
+    /// Calls `visit` with the byte range of each element, in order.
+    private static func walk(_ bytes: [UInt8], tensorName: String, _ visit: (Range<Int>) -> Void) throws {
+        var index = 0
         var offset = 0
         while offset < bytes.count {
             let length = try readLength(bytes, at: offset, tensorName: tensorName)
             offset += 4
             guard length <= bytes.count - offset else {
                 throw InferenceError.invalidArgument(
-                    "BYTES tensor '\(tensorName)': element \(count) declares \(length) bytes but only \(bytes.count - offset) remain")
+                    "BYTES tensor '\(tensorName)': element \(index) declares \(length) bytes but only \(bytes.count - offset) remain")
             }
+            visit(offset..<(offset + length))
             offset += length
-            count += 1
+            index += 1
         }
-        return count
     }
 
     private static func readLength(_ bytes: [UInt8], at offset: Int, tensorName: String) throws -> Int {
