@@ -77,7 +77,7 @@ def main():
                     "protocol": protocol, "concurrency": concurrency,
                     "inferences_per_s": float(row["Inferences/Second"]),
                     "p50_us": int(row["p50 latency"]), "p99_us": int(row["p99 latency"]),
-                    "command": "perf_analyzer " + command.replace(url, "<server>"),
+                    "command": "perf_analyzer " + command.replace(url, "<server>").replace(str(ROOT / "bench" / "results"), "bench/results"),
                 })
                 print(f"{protocol} c={concurrency}: {results[-1]['inferences_per_s']:.0f} inf/s", file=sys.stderr)
     finally:
