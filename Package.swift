@@ -54,6 +54,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // oneDNN's C API (Debian's libdnnl-dev) for CPU matrix products.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        // DistilBERT and BERT encoders on the CPU: safetensors checkpoints, the
+        // WordPiece tokenizer, the forward pass, and the `transformer_encoder` backend.
+        .target(
+            name: "TransformerEncoder",
+            dependencies: ["InferenceCore", "CDNNL"],
+            // The model math is loops over floats: optimize it even in debug
+            // builds so tests run the real thing at a usable speed.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
         // Triton's example models (simple, simple_int8, simple_string, simple_identity).
         .target(name: "ExampleBackends", dependencies: ["InferenceCore"]),
         // KServe v2 HTTP/REST, as Triton speaks it.
@@ -100,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -112,6 +123,7 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "InferenceCore"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),

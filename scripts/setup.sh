@@ -10,6 +10,8 @@ configuration="${1:-debug}"
 
 need_apt=()
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+# oneDNN, the CPU matrix-product library of the encoder backend.
+[ -f /usr/include/oneapi/dnnl/dnnl.h ] || need_apt+=(libdnnl-dev)
 command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -24,6 +26,9 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements-test.txt .venv/.requiremen
   .venv/bin/pip install -q -r requirements-test.txt
   cp requirements-test.txt .venv/.requirements-installed
 fi
+
+echo "setup: encoder model files in model_repository/"
+.venv/bin/python scripts/make_models.py
 
 echo "setup: swift build -c $configuration"
 swift build -c "$configuration" --product batch-server

@@ -10,6 +10,7 @@ import Logging
 import MetricsExporter
 import ModelRepository
 import Scheduler
+import TransformerEncoder
 import ServiceLifecycle
 import UnixSignals
 
@@ -97,13 +98,16 @@ struct BatchServerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // oneDNN's OpenMP threads must not spin between batches and starve the
+        // network threads (an operator's own setting wins).
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 0)
         ServerLogging.bootstrap(format: logFormat, verbosity: logVerbose)
         let registry = MetricsExporter.bootstrap()
         let logger = Logger(label: "batch-server")
         let phase = ServerPhase()
         let models = ModelManager(
             repositoryPath: modelRepository,
-            backends: BackendRegistry(ExampleBackends.all),
+            backends: BackendRegistry(ExampleBackends.all + [EncoderBackend()]),
             controlMode: modelControlMode,
             logger: logger,
             makeRunner: { spec, backend in try ModelScheduler.make(spec: spec, backend: backend) })

@@ -30,12 +30,12 @@ public protocol ModelBackend: Sendable {
     var variableLengthBatching: TokenCost? { get }
     /// Tokens per row of a request, for length-aware batching; nil derives it
     /// from the variable dimensions of the inputs.
-    func sequenceLength(of request: ValidatedRequest) -> Int?
+    func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int?
 }
 
 extension ModelBackend {
     public var variableLengthBatching: TokenCost? { nil }
-    public func sequenceLength(of request: ValidatedRequest) -> Int? { nil }
+    public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? { nil }
 }
 
 /// How a batch's token cost is counted for `max_batch_tokens`.

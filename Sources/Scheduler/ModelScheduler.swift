@@ -355,7 +355,7 @@ public actor ModelScheduler: InferenceRunner {
     /// Tokens per row: the backend's count, else the product of the variable
     /// dims of the first input that has any, else 1.
     private func sequenceLength(_ request: ValidatedRequest) -> Int {
-        if let length = backend?.sequenceLength(of: request) { return max(length, 1) }
+        if let length = backend?.sequenceLength(of: request, spec: spec) { return max(length, 1) }
         for input in spec.inputs where input.dims.contains(-1) {
             guard let tensor = request.request.input(named: input.name) else { continue }
             let dims = Array(tensor.shape.dropFirst(spec.maxBatchSize > 0 ? 1 : 0))

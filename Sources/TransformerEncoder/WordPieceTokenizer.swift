@@ -1,0 +1,169 @@
+import Foundation
+import InferenceCore
+
+/// BERT's uncased tokenizer as Hugging Face `tokenizers` implements it
+/// (BertNormalizer, BertPreTokenizer, WordPiece, then [CLS] ... [SEP]):
+/// clean text, space out CJK ideographs, strip accents (NFD minus nonspacing
+/// marks), lowercase, split on whitespace and punctuation, then greedy
+/// longest-match-first word pieces with "##" continuations.
+public struct WordPieceTokenizer: Sendable {
+    /// Keyed by UTF-8 bytes: Swift's String equality is canonical equivalence,
+    /// but tokenizers compares exact code points, and so must we.
+    public let vocabulary: [[UInt8]: Int32]
+    public let unknownID: Int32
+    public let classifierID: Int32
+    public let separatorID: Int32
+    public let maxCharactersPerWord = 100
+
+    public init(vocabularyFile path: String) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw InferenceError.invalidArgument("cannot read vocabulary file \(path)")
+        }
+        var vocabulary: [[UInt8]: Int32] = [:]
+        var index: Int32 = 0
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let token = Array(line.utf8.last == UInt8(ascii: "\r") ? line.utf8.dropLast() : line.utf8[...])
+            if !token.isEmpty && vocabulary[token] == nil { vocabulary[token] = index }
+            index += 1
+        }
+        try self.init(vocabulary: vocabulary, source: path)
+    }
+
+    public init(vocabulary: [[UInt8]: Int32], source: String = "vocabulary") throws {
+        self.vocabulary = vocabulary
+        func id(_ token: String) throws -> Int32 {
+            guard let id = vocabulary[Array(token.utf8)] else {
+                throw InferenceError.invalidArgument("\(source) has no \(token) token")
+            }
+            return id
+        }
+        unknownID = try id("[UNK]")
+        classifierID = try id("[CLS]")
+        separatorID = try id("[SEP]")
+    }
+
+    /// Token ids with [CLS] and [SEP], truncated to `maxLength` tokens in all.
+    public func encode(_ text: String, maxLength: Int) -> [Int32] {
+        var ids: [Int32] = [classifierID]
+        for word in preTokenize(normalize(text)) {
+            ids.append(contentsOf: wordPieces(word))
+            if ids.count >= maxLength - 1 { break }
+        }
+        if ids.count > maxLength - 1 { ids.removeLast(ids.count - (maxLength - 1)) }
+        ids.append(separatorID)
+        return ids
+    }
+
+    // MARK: Normalizer
+
+    func normalize(_ text: String) -> String {
+        var cleaned = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
+            if scalar.properties.isWhitespace {
+                cleaned.append(" ")
+            } else if Self.isCJK(scalar) {
+                cleaned.append(" ")
+                cleaned.append(scalar)
+                cleaned.append(" ")
+            } else {
+                cleaned.append(scalar)
+            }
+        }
+        // Strip accents: canonical decomposition, then drop nonspacing marks.
+        let decomposed = String(cleaned).decomposedStringWithCanonicalMapping
+        var stripped = String.UnicodeScalarView()
+        for scalar in decomposed.unicodeScalars where scalar.properties.generalCategory != .nonspacingMark {
+            stripped.append(scalar)
+        }
+        var lowered = String.UnicodeScalarView()
+        for scalar in stripped {
+            lowered.append(contentsOf: scalar.properties.lowercaseMapping.unicodeScalars)
+        }
+        return String(lowered)
+    }
+
+    /// Rust's char::is_control as tokenizers uses it: categories Cc, Cf, Cs,
+    /// Co and Cn, except tab, newline and carriage return (whitespace there).
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar == "\t" || scalar == "\n" || scalar == "\r" { return false }
+        switch scalar.properties.generalCategory {
+        case .control, .format, .surrogate, .privateUse, .unassigned: return true
+        default: return false
+        }
+    }
+
+    static func isCJK(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x4E00...0x9FFF, 0x3400...0x4DBF, 0x20000...0x2A6DF, 0x2A700...0x2B73F,
+             0x2B740...0x2B81F, 0x2B820...0x2CEAF, 0xF900...0xFAFF, 0x2F800...0x2FA1F:
+            return true
+        default:
+            return false
+        }
+    }
+
+    static func isPunctuation(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII {
+            let v = scalar.value
+            return (33...47).contains(v) || (58...64).contains(v) || (91...96).contains(v) || (123...126).contains(v)
+        }
+        switch scalar.properties.generalCategory {
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
+             .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
+        default:
+            return false
+        }
+    }
+
+    // MARK: Pre-tokenizer
+
+    /// Splits on whitespace (dropped) and punctuation (kept, one token each).
+    func preTokenize(_ text: String) -> [String] {
+        var words: [String] = []
+        var current = String.UnicodeScalarView()
+        func flush() {
+            if !current.isEmpty { words.append(String(current)) }
+            current = String.UnicodeScalarView()
+        }
+        for scalar in text.unicodeScalars {
+            if scalar.properties.isWhitespace {
+                flush()
+            } else if Self.isPunctuation(scalar) {
+                flush()
+                words.append(String(scalar))
+            } else {
+                current.append(scalar)
+            }
+        }
+        flush()
+        return words
+    }
+
+    // MARK: WordPiece
+
+    func wordPieces(_ word: String) -> [Int32] {
+        let scalars = Array(word.unicodeScalars)
+        guard scalars.count <= maxCharactersPerWord else { return [unknownID] }
+        var pieces: [Int32] = []
+        var start = 0
+        while start < scalars.count {
+            var end = scalars.count
+            var found: Int32?
+            while start < end {
+                var candidate: [UInt8] = start > 0 ? Array("##".utf8) : []
+                for scalar in scalars[start..<end] { candidate.append(contentsOf: UTF8.encode(scalar)!) }
+                if let id = vocabulary[candidate] {
+                    found = id
+                    break
+                }
+                end -= 1
+            }
+            guard let id = found else { return [unknownID] }
+            pieces.append(id)
+            start = end
+        }
+        return pieces
+    }
+}
