@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "batch-server", targets: ["BatchServer"]),
+        .executable(name: "batch-server-tokenize", targets: ["TokenizeTool"]),
         // For the benchmark packages under bench/, which build against these modules.
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
@@ -119,6 +120,8 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // The tokenizer on the command line (checks against Hugging Face's, operator use).
+        .executableTarget(name: "TokenizeTool", dependencies: ["TransformerEncoder"]),
         .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),

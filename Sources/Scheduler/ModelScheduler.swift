@@ -269,20 +269,37 @@ public actor ModelScheduler: InferenceRunner {
             return
         }
         var responses: [InferenceResponse] = []
+        var answered: [Entry] = []
         for (entry, tensors) in zip(entries, outputs) {
             let request = entry.payload.request
             let wanted = request.outputs.map(\.name)
             var timing = RequestTiming()
             timing.queue = started - entry.arrival
             timing.computeInfer = infer
-            let ordered = wanted.compactMap { name in tensors.first { $0.name == name } }
+            var ordered = wanted.compactMap { name in tensors.first { $0.name == name } }
+            do {
+                ordered = try applyClassification(ordered, requested: request.outputs)
+            } catch {
+                complete(entry, .failure(error), reason: .other)
+                continue
+            }
             timing.computeOutput = ContinuousClock.now - computed
             responses.append(InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
                                                outputs: ordered, timing: timing))
+            answered.append(entry)
         }
-        recordExecution(entries, responses: responses, batchSize: batchSize, infer: infer, output: ContinuousClock.now - computed)
-        for (entry, response) in zip(entries, responses) {
+        recordExecution(answered, responses: responses, batchSize: batchSize, infer: infer, output: ContinuousClock.now - computed)
+        for (entry, response) in zip(answered, responses) {
             complete(entry, .success(response), reason: nil)
+        }
+    }
+
+    /// The classification extension on outputs requested with `classification: N`.
+    private func applyClassification(_ tensors: [Tensor], requested: [RequestedOutput]) throws -> [Tensor] {
+        try tensors.map { tensor in
+            guard let count = requested.first(where: { $0.name == tensor.name })?.classificationCount else { return tensor }
+            let labels = spec.outputs.first { $0.name == tensor.name }?.labels ?? []
+            return try Classification.topClasses(tensor, count: count, labels: labels, batched: spec.maxBatchSize > 0)
         }
     }
 

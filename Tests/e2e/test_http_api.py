@@ -151,7 +151,8 @@ def test_statistics_count_inferences(client):
     sizes = {s["batch_size"]: s["compute_infer"]["count"] for s in after["batch_stats"]}
     assert sizes.get(4, 0) >= 1
     everything = client.get_inference_statistics()["model_stats"]
-    assert {s["name"] for s in everything} == {"simple", "simple_int8", "simple_string", "simple_identity"}
+    assert {s["name"] for s in everything} == {"simple", "simple_int8", "simple_string", "simple_identity",
+                                               "distilbert_sst2", "minilm_embeddings"}
 
 
 def test_repository_index(client):
@@ -159,6 +160,7 @@ def test_repository_index(client):
     assert {(m["name"], m["version"], m["state"]) for m in index} == {
         ("simple", "1", "READY"), ("simple_int8", "1", "READY"),
         ("simple_string", "1", "READY"), ("simple_identity", "1", "READY"),
+        ("distilbert_sst2", "1", "READY"), ("minilm_embeddings", "1", "READY"),
     }
 
 
