@@ -175,3 +175,37 @@ def test_tokenizer_matches_hugging_face():
     assert len(ours) == len(strings)
     mismatches = [(s, o, reference.encode(s).ids) for s, o in zip(strings, ours) if o != reference.encode(s).ids]
     assert mismatches == [], mismatches[:5]
+
+
+def tiny_checkpoint(directory, drop=None, reshape=None):
+    """A small random DistilBERT written with the set-up script's own writer."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_models", pathlib.Path(__file__).resolve().parents[2] / "scripts" / "make_models.py")
+    make_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_models)
+    tensors, config = make_models.random_distilbert(3, hidden=32, layers=2, heads=4, ffn=64, vocab=30522, positions=64)
+    if drop:
+        del tensors[drop]
+    if reshape:
+        tensors[reshape] = tensors[reshape][:-1]
+    directory.mkdir(parents=True)
+    make_models.write_safetensors(directory / "model.safetensors", tensors)
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "vocab.txt").write_text((MINILM / "vocab.txt").read_text())
+
+
+def test_checkpoint_with_missing_or_misshaped_tensor_fails_to_load(start_server, tmp_path):
+    repo = tmp_path / "repo"
+    config = (MODEL_REPOSITORY / "distilbert_sst2" / "config.pbtxt").read_text()
+    for name, kwargs in (("good", {}), ("missing", {"drop": "distilbert.transformer.layer.1.ffn.lin2.bias"}),
+                         ("misshaped", {"reshape": "distilbert.transformer.layer.0.attention.q_lin.weight"})):
+        tiny_checkpoint(repo / name / "1", **kwargs)
+        (repo / name / "config.pbtxt").write_text(config.replace('name: "distilbert_sst2"', f'name: "{name}"')
+                                                  .replace('label_filename: "labels.txt"', ""))
+    server = start_server(repo)
+    rows = {m["name"]: m for m in __import__("requests").post(f"{server.base}/v2/repository/index", timeout=5).json()}
+    assert rows["good"]["state"] == "READY"
+    assert rows["missing"]["state"] == "UNAVAILABLE"
+    assert "missing tensor 'distilbert.transformer.layer.1.ffn.lin2.bias'" in rows["missing"]["reason"]
+    assert rows["misshaped"]["state"] == "UNAVAILABLE"
+    assert "tensor 'distilbert.transformer.layer.0.attention.q_lin.weight' has shape [31,32], expected [32,32]" in rows["misshaped"]["reason"]
