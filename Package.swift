@@ -14,6 +14,7 @@ let package = Package(
         // For the benchmark packages under bench/, which build against these modules.
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
+        .library(name: "TransformerEncoder", targets: ["TransformerEncoder"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,7 +62,7 @@ let package = Package(
         // WordPiece tokenizer, the forward pass, and the `transformer_encoder` backend.
         .target(
             name: "TransformerEncoder",
-            dependencies: ["InferenceCore", "CDNNL"],
+            dependencies: ["InferenceCore", "CDNNL", .product(name: "Logging", package: "swift-log")],
             // The model math is loops over floats: optimize it even in debug
             // builds so tests run the real thing at a usable speed.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]

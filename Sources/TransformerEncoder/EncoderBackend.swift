@@ -1,6 +1,7 @@
 import CDNNL
 import Foundation
 import InferenceCore
+import Logging
 
 /// The `transformer_encoder` backend: a DistilBERT or BERT checkpoint in
 /// Hugging Face's layout (`config.json`, `model.safetensors`, `vocab.txt`) in
@@ -88,7 +89,14 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
         let config = try EncoderConfig(file: (directory as NSString).appendingPathComponent("config.json"))
         let file = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent("model.safetensors"))
         let weights = try EncoderWeights(file: file, config: config)
-        forward = EncoderForward(config: config, weights: weights)
+        var precision = spec.parameters["precision"] ?? "fp32"
+        if precision == "bf16" && !OneDNNMatmul.cpuHasBF16 {
+            Logger(label: "batch-server").warning("this CPU has no bf16 matrix instructions; running in fp32", metadata: [
+                "model.name": "\(spec.name)", "model.version": "\(spec.version)",
+            ])
+            precision = "fp32"
+        }
+        forward = try EncoderForward(config: config, weights: weights, precision: precision)
         let vocabulary = (directory as NSString).appendingPathComponent("vocab.txt")
         if spec.inputs.contains(where: { $0.name == names.text }) {
             tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary)

@@ -44,6 +44,26 @@ public struct PackedSequences: Sendable, Equatable {
 public final class EncoderForward: @unchecked Sendable {
     public let config: EncoderConfig
     let weights: EncoderWeights
+    let matmul: OneDNNMatmul
+    /// Linear weights in the instance's precision: per layer qkv, output, ffn in, ffn out.
+    private let linearWeights: [[LinearWeight]]
+
+    /// A Linear layer's weight as the matmul reads it: Float, or bfloat16 bits.
+    enum LinearWeight: Sendable {
+        case fp32([Float])
+        case bf16([UInt16])
+
+        init(_ values: [Float], precision: OneDNNMatmul.Precision) {
+            self = precision == .fp32 ? .fp32(values) : .bf16(BFloat16Bits.convert(values))
+        }
+
+        func withPointer<T>(_ body: (UnsafeRawPointer) throws -> T) rethrows -> T {
+            switch self {
+            case .fp32(let values): try values.withUnsafeBytes { try body($0.baseAddress!) }
+            case .bf16(let values): try values.withUnsafeBytes { try body($0.baseAddress!) }
+            }
+        }
+    }
     // Scratch buffers, grown to the largest batch seen. Separate stored
     // properties, so nested access to two of them is not an exclusivity conflict.
     private var hidden: [Float] = []        // (tokens, hidden)
@@ -53,7 +73,9 @@ public final class EncoderForward: @unchecked Sendable {
     private var intermediate: [Float] = []  // (tokens, intermediate)
     private var scores: [Float] = []        // (longest, longest)
 
-    private func reserve(tokens: Int, longest: Int) {
+    private func reserve(tokens unpadded: Int, longest: Int) {
+        // The matmul runs on whole blocks of rows; the extra rows are scratch.
+        let tokens = OneDNNMatmul.paddedRows(unpadded)
         func size(_ buffer: inout [Float], _ count: Int) {
             if buffer.count < count { buffer = [Float](repeating: 0, count: count) }
         }
@@ -65,9 +87,29 @@ public final class EncoderForward: @unchecked Sendable {
         size(&scores, longest * longest)
     }
 
-    public init(config: EncoderConfig, weights: EncoderWeights) {
+    public init(config: EncoderConfig, weights: EncoderWeights, precision: String = "fp32") throws {
+        guard let chosen = OneDNNMatmul.Precision(rawValue: precision) else {
+            throw InferenceError.invalidArgument("precision '\(precision)' is not supported (fp32 or bf16)")
+        }
         self.config = config
         self.weights = weights
+        self.matmul = try OneDNNMatmul(precision: chosen)
+        self.linearWeights = weights.layers.map { layer in
+            [layer.qkvWeight, layer.outputWeight, layer.ffnInWeight, layer.ffnOutWeight].map { LinearWeight($0, precision: chosen) }
+        }
+    }
+
+    public var precision: String { matmul.precision.rawValue }
+
+    /// x (rows, out) = epilogue(input (rows, in) W^T + b) in the instance's precision.
+    private func linear(_ input: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: LinearWeight, bias: [Float],
+                        outFeatures: Int, epilogue: OneDNNMatmul.Epilogue = .none, output: UnsafeMutablePointer<Float>) throws {
+        try weight.withPointer { w in
+            try bias.withUnsafeBufferPointer { b in
+                try matmul.linear(input, rows: rows, inFeatures: inFeatures, weight: w, bias: b.baseAddress!,
+                                  outFeatures: outFeatures, epilogue: epilogue, output: output)
+            }
+        }
     }
 
     /// Final hidden states, (tokens, hidden), in packed order.
@@ -84,9 +126,9 @@ public final class EncoderForward: @unchecked Sendable {
         let longest = (0..<batch.count).map { batch.starts[$0 + 1] - batch.starts[$0] }.max() ?? 0
         reserve(tokens: tokens, longest: longest)
         try embed(batch)
-        for layer in weights.layers {
-            try attention(layer, batch: batch)
-            try feedForward(layer, tokens: tokens)
+        for (index, layer) in weights.layers.enumerated() {
+            try attention(layer, weights: linearWeights[index], batch: batch)
+            try feedForward(layer, weights: linearWeights[index], tokens: tokens)
         }
         return Array(hidden[0..<(tokens * h)])
     }
@@ -116,7 +158,7 @@ public final class EncoderForward: @unchecked Sendable {
 
     /// Self-attention, one sequence and head at a time on the packed QKV
     /// projection, then the output projection with bias, residual and LayerNorm fused.
-    private func attention(_ layer: EncoderLayerWeights, batch: PackedSequences) throws {
+    private func attention(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], batch: PackedSequences) throws {
         let h = config.hidden, heads = config.heads, d = config.headDimension, tokens = batch.tokenCount
         let scale = 1 / Float(d).squareRoot()
         try hidden.withUnsafeMutableBufferPointer { hidden in
@@ -124,13 +166,8 @@ public final class EncoderForward: @unchecked Sendable {
                 try context.withUnsafeMutableBufferPointer { context in
                     try scores.withUnsafeMutableBufferPointer { scores in
                         try projected.withUnsafeMutableBufferPointer { projected in
-                            try layer.qkvWeight.withUnsafeBufferPointer { w in
-                                try CPUMatmul.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: w.baseAddress!,
-                                                     outFeatures: 3 * h, output: qkv.baseAddress!)
-                            }
-                            layer.qkvBias.withUnsafeBufferPointer { b in
-                                VectorMath.addBias(qkv.baseAddress!, rows: tokens, width: 3 * h, bias: b.baseAddress!)
-                            }
+                            try self.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: linear[0], bias: layer.qkvBias,
+                                            outFeatures: 3 * h, output: qkv.baseAddress!)
                             for s in 0..<batch.count {
                                 let start = batch.starts[s], length = batch.starts[s + 1] - start
                                 guard length > 0 else { continue }
@@ -146,17 +183,12 @@ public final class EncoderForward: @unchecked Sendable {
                                                        transposeB: false, c: context.baseAddress! + start * h + head * d, ldc: h)
                                 }
                             }
-                            try layer.outputWeight.withUnsafeBufferPointer { w in
-                                try CPUMatmul.linear(context.baseAddress!, rows: tokens, inFeatures: h, weight: w.baseAddress!,
-                                                     outFeatures: h, output: projected.baseAddress!)
-                            }
-                            layer.outputBias.withUnsafeBufferPointer { b in
-                                layer.attentionNormScale.withUnsafeBufferPointer { g in
-                                    layer.attentionNormBias.withUnsafeBufferPointer { beta in
-                                        VectorMath.biasResidualLayerNorm(projected.baseAddress!, bias: b.baseAddress!, residual: hidden.baseAddress!,
-                                                                         rows: tokens, width: h, scale: g.baseAddress!, shift: beta.baseAddress!,
-                                                                         epsilon: config.layerNormEpsilon)
-                                    }
+                            try self.linear(context.baseAddress!, rows: tokens, inFeatures: h, weight: linear[1], bias: layer.outputBias,
+                                            outFeatures: h, output: projected.baseAddress!)
+                            layer.attentionNormScale.withUnsafeBufferPointer { g in
+                                layer.attentionNormBias.withUnsafeBufferPointer { beta in
+                                    VectorMath.residualLayerNorm(projected.baseAddress!, residual: hidden.baseAddress!, rows: tokens, width: h,
+                                                                 scale: g.baseAddress!, shift: beta.baseAddress!, epsilon: config.layerNormEpsilon)
                                 }
                             }
                         }
@@ -166,30 +198,21 @@ public final class EncoderForward: @unchecked Sendable {
         }
     }
 
-    /// FFN: linear, bias + GELU fused, linear, bias + residual + LayerNorm fused.
-    private func feedForward(_ layer: EncoderLayerWeights, tokens: Int) throws {
+    /// FFN: linear with bias and GELU fused into the matmul, linear with bias,
+    /// then residual + LayerNorm in one pass.
+    private func feedForward(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], tokens: Int) throws {
         let h = config.hidden, f = config.intermediate
         try hidden.withUnsafeMutableBufferPointer { hidden in
             try intermediate.withUnsafeMutableBufferPointer { intermediate in
                 try projected.withUnsafeMutableBufferPointer { projected in
-                    try layer.ffnInWeight.withUnsafeBufferPointer { w in
-                        try CPUMatmul.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: w.baseAddress!,
-                                             outFeatures: f, output: intermediate.baseAddress!)
-                    }
-                    layer.ffnInBias.withUnsafeBufferPointer { b in
-                        VectorMath.biasGELU(intermediate.baseAddress!, rows: tokens, width: f, bias: b.baseAddress!)
-                    }
-                    try layer.ffnOutWeight.withUnsafeBufferPointer { w in
-                        try CPUMatmul.linear(intermediate.baseAddress!, rows: tokens, inFeatures: f, weight: w.baseAddress!,
-                                             outFeatures: h, output: projected.baseAddress!)
-                    }
-                    layer.ffnOutBias.withUnsafeBufferPointer { b in
-                        layer.outputNormScale.withUnsafeBufferPointer { g in
-                            layer.outputNormBias.withUnsafeBufferPointer { beta in
-                                VectorMath.biasResidualLayerNorm(projected.baseAddress!, bias: b.baseAddress!, residual: hidden.baseAddress!,
-                                                                 rows: tokens, width: h, scale: g.baseAddress!, shift: beta.baseAddress!,
-                                                                 epsilon: config.layerNormEpsilon)
-                            }
+                    try self.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: linear[2], bias: layer.ffnInBias,
+                                    outFeatures: f, epilogue: .gelu, output: intermediate.baseAddress!)
+                    try self.linear(intermediate.baseAddress!, rows: tokens, inFeatures: f, weight: linear[3], bias: layer.ffnOutBias,
+                                    outFeatures: h, output: projected.baseAddress!)
+                    layer.outputNormScale.withUnsafeBufferPointer { g in
+                        layer.outputNormBias.withUnsafeBufferPointer { beta in
+                            VectorMath.residualLayerNorm(projected.baseAddress!, residual: hidden.baseAddress!, rows: tokens, width: h,
+                                                         scale: g.baseAddress!, shift: beta.baseAddress!, epsilon: config.layerNormEpsilon)
                         }
                     }
                 }

@@ -1,9 +1,8 @@
-/// Element-wise kernels of the encoder on the CPU: exp, erf-based GELU,
-/// LayerNorm and softmax, written over SIMD16<Float> so the compiler emits
-/// vector code. exp uses a range reduction to 2^k * e^r with |r| <= ln2/2 and
-/// a degree-6 polynomial (relative error below 2e-7); erf uses Abramowitz and
-/// Stegun 7.1.26 (absolute error below 1.5e-7). Each has a scalar twin test
-/// against Foundation's exp and erf.
+/// Element-wise kernels of the encoder on the CPU: exp, residual + LayerNorm
+/// and softmax, written over SIMD16<Float> so the compiler emits vector code
+/// (bias and GELU are fused into oneDNN's matmul). exp uses a range reduction
+/// to 2^k * e^r with |r| <= ln2/2 and a degree-6 polynomial (relative error
+/// below 2e-7). Each kernel has a scalar twin test in Double precision.
 enum VectorMath {
     typealias V = SIMD16<Float>
 
@@ -19,64 +18,26 @@ enum VectorMath {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        // 2^k through the exponent bits.
-        let bits = (SIMD16<Int32>(k, rounding: .towardZero) &+ 127) &<< 23
-        return p * unsafeBitCast(bits, to: V.self)
+        // 2^k through the exponent bits. Adding 2^23 puts the integer k + 127
+        // in the low mantissa bits, which avoids a (scalarized) float-to-int
+        // conversion: bits(k + 127 + 2^23) - bits(2^23) = k + 127.
+        let biased = unsafeBitCast(k + (127 + 8_388_608), to: SIMD16<Int32>.self) &- 0x4B00_0000
+        return p * unsafeBitCast(biased &<< 23, to: V.self)
     }
 
-    @inline(__always)
-    static func erf(_ x: V) -> V {
-        let sign = V(repeating: 1).replacing(with: -1, where: x .< 0)
-        let a = x.replacing(with: -x, where: x .< 0)
-        let t = 1 / (1 + 0.3275911 * a)
-        var y = V(repeating: 1.061405429)
-        y = y * t - 1.453152027
-        y = y * t + 1.421413741
-        y = y * t - 0.284496736
-        y = y * t + 0.254829592
-        y = y * t
-        return sign * (1 - y * exp(-a * a))
-    }
-
-    /// x = GELU(x + bias) over rows of `width`, erf form: 0.5 x (1 + erf(x / sqrt 2)).
-    static func biasGELU(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
-        for row in 0..<rows {
-            let base = x + row * width
-            var i = 0
-            while i + 16 <= width {
-                let v = load(base + i) + load(bias + i)
-                store(0.5 * v * (1 + erf(v * 0.70710678118654752)), base + i)
-                i += 16
-            }
-            while i < width {
-                let v = base[i] + bias[i]
-                base[i] = 0.5 * v * (1 + Float(erfScalar(Double(v) * 0.70710678118654752)))
-                i += 1
-            }
-        }
-    }
-
-    /// x += bias, per row.
-    static func addBias(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
-        for row in 0..<rows {
-            let base = x + row * width
-            var i = 0
-            while i + 16 <= width {
-                store(load(base + i) + load(bias + i), base + i)
-                i += 16
-            }
-            while i < width { base[i] += bias[i]; i += 1 }
-        }
-    }
-
-    /// residual = LayerNorm(residual + x + bias): the sublayer's output bias,
-    /// the residual connection and the normalization in one pass over memory.
-    static func biasResidualLayerNorm(_ x: UnsafePointer<Float>, bias: UnsafePointer<Float>, residual: UnsafeMutablePointer<Float>,
-                                      rows: Int, width: Int, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, epsilon: Float) {
+    /// residual = LayerNorm(residual + x): the residual connection and the
+    /// normalization in one pass over memory (the matmul already added the bias).
+    static func residualLayerNorm(_ x: UnsafePointer<Float>, residual: UnsafeMutablePointer<Float>, rows: Int, width: Int,
+                                  scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, epsilon: Float) {
         for row in 0..<rows {
             let r = residual + row * width
             let s = x + row * width
-            for i in 0..<width { r[i] += s[i] + bias[i] }
+            var i = 0
+            while i + 16 <= width {
+                store(load(r + i) + load(s + i), r + i)
+                i += 16
+            }
+            while i < width { r[i] += s[i]; i += 1 }
         }
         layerNorm(residual, rows: rows, width: width, scale: scale, shift: shift, epsilon: epsilon)
     }
@@ -141,10 +102,8 @@ enum VectorMath {
 
 #if canImport(Glibc)
 import Glibc
-@inline(__always) func erfScalar(_ x: Double) -> Double { Glibc.erf(x) }
 @inline(__always) func expScalar(_ x: Double) -> Double { Glibc.exp(x) }
 #else
 import Foundation
-@inline(__always) func erfScalar(_ x: Double) -> Double { Foundation.erf(x) }
 @inline(__always) func expScalar(_ x: Double) -> Double { Foundation.exp(x) }
 #endif
