@@ -148,26 +148,37 @@ def main():
     jobs = "".join(json.dumps({"name": n, "lengths": [int(x) for x in l], "repeats": args.repeats}) + "\n" for n, l in shapes.items())
     env = dict(os.environ, OMP_NUM_THREADS="2", OMP_WAIT_POLICY="PASSIVE")
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    output = subprocess.run([str(binary), str(MODEL)], input=jobs, capture_output=True, text=True, check=True, env=env).stdout
+    results = {}
+    for precision in ("fp32", "bf16"):
+        run = subprocess.run([str(binary), str(MODEL), precision], input=jobs, capture_output=True, text=True, env=env)
+        if run.returncode == 3:  # the CPU has no bf16 instructions
+            results[precision] = {name: float("nan") for name in shapes}
+            continue
+        run.check_returncode()
+        results[precision] = {row["name"]: row["median_ms"] for row in map(json.loads, run.stdout.splitlines())}
     peak_rss_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    ours = {row["name"]: row["median_ms"] for row in map(json.loads, output.splitlines())}
+    ours, ours_bf16 = results["fp32"], results["bf16"]
     weights_mb = (MODEL / "model.safetensors").stat().st_size / 2**20
 
     rows = []
     for name, lengths in shapes.items():
         useful = sum(flops(int(n)) for n in lengths)
         rows.append({"shape": name, "ort_fp32_ms": round(ort_ms[name], 2), "batchserver_fp32_ms": round(ours[name], 2),
-                     "speedup": round(ort_ms[name] / ours[name], 3),
+                     "speedup": round(ort_ms[name] / ours[name], 3), "batchserver_bf16_ms": round(ours_bf16[name], 2),
+                     "bf16_speedup": round(ort_ms[name] / ours_bf16[name], 3),
                      "batchserver_gflops": round(useful / ours[name] / 1e6, 1), "ort_gflops": round(useful / ort_ms[name] / 1e6, 1)})
     with open(ROOT / "bench" / "results" / "encoder_vs_ort.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"ONNX Runtime {ort.__version__}, 2 threads; BatchServer engine fp32 (oneDNN sgemm), 2 threads")
-    print("| batch | ORT fp32 (ms) | BatchServer fp32 (ms) | speed-up | BatchServer GFLOP/s | ORT GFLOP/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"ONNX Runtime {ort.__version__}, 2 threads; BatchServer engine (oneDNN matmul), 2 threads")
+    print("| batch | ORT fp32 (ms) | BatchServer fp32 (ms) | fp32 vs ORT | BatchServer bf16 (ms) | bf16 vs ORT fp32 | BatchServer fp32 GFLOP/s | ORT GFLOP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['shape']} | {r['ort_fp32_ms']} | {r['batchserver_fp32_ms']} | {r['speedup']}x | {r['batchserver_gflops']} | {r['ort_gflops']} |")
+        print(f"| {r['shape']} | {r['ort_fp32_ms']} | {r['batchserver_fp32_ms']} | {r['speedup']}x | {r['batchserver_bf16_ms']} | "
+              f"{r['bf16_speedup']}x | {r['batchserver_gflops']} | {r['ort_gflops']} |")
+    if math.isnan(ours_bf16[next(iter(shapes))]):
+        print("\nbf16: not measured, this CPU has no bf16 matrix instructions (the backend falls back to fp32)")
     print(f"\nengine peak RSS {peak_rss_mb:.0f} MiB for {weights_mb:.0f} MiB of weights (useful FLOPs: real tokens only)")
 
 

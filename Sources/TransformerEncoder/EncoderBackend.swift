@@ -90,7 +90,7 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
         let file = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent("model.safetensors"))
         let weights = try EncoderWeights(file: file, config: config)
         var precision = spec.parameters["precision"] ?? "fp32"
-        if precision == "bf16" && !OneDNNMatmul.cpuHasBF16 {
+        if precision == "bf16" && !EncoderForward.bf16Available {
             Logger(label: "batch-server").warning("this CPU has no bf16 matrix instructions; running in fp32", metadata: [
                 "model.name": "\(spec.name)", "model.version": "\(spec.version)",
             ])

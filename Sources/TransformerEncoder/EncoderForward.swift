@@ -101,6 +101,10 @@ public final class EncoderForward: @unchecked Sendable {
 
     public var precision: String { matmul.precision.rawValue }
 
+    /// Whether this CPU runs bf16 matrix products natively; without it the
+    /// backend falls back to fp32.
+    public static var bf16Available: Bool { OneDNNMatmul.cpuHasBF16 }
+
     /// x (rows, out) = epilogue(input (rows, in) W^T + b) in the instance's precision.
     private func linear(_ input: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: LinearWeight, bias: [Float],
                         outFeatures: Int, epilogue: OneDNNMatmul.Epilogue = .none, output: UnsafeMutablePointer<Float>) throws {

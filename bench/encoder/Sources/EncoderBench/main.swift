@@ -11,6 +11,10 @@ let directory = CommandLine.arguments[1]
 let config = try EncoderConfig(file: directory + "/config.json")
 let weights = try EncoderWeights(file: try SafeTensorsFile(path: directory + "/model.safetensors"), config: config)
 let precision = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : "fp32"
+if precision == "bf16" && !EncoderForward.bf16Available {
+    FileHandle.standardError.write(Data("this CPU has no bf16 matrix instructions\n".utf8))
+    exit(3)
+}
 let forward = try EncoderForward(config: config, weights: weights, precision: precision)
 var generator = SystemRandomNumberGenerator()
 
