@@ -1,7 +1,7 @@
 import CDNNL
 import InferenceCore
 
-/// Row-major matrix products on the CPU through oneDNN's `dnnl_sgemm`
+/// Small row-major matrix products (the classification head) through oneDNN's `dnnl_sgemm`
 /// (Debian's libdnnl, AVX-512 kernels where the CPU has them).
 enum CPUMatmul {
     /// C (m x n) = alpha * A (m x k) * op(B) + beta * C, where op(B) is B (k x n)
