@@ -38,6 +38,8 @@ let package = Package(
             name: "TritonProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // Bearer tokens and endpoint groups, shared by every frontend.
+        .target(name: "AccessControl", dependencies: ["InferenceCore"]),
         // Executes batches on model instances. Imports no NIO and no CUDA.
         .target(
             name: "Scheduler",
@@ -73,7 +75,7 @@ let package = Package(
         .target(
             name: "HTTPFrontend",
             dependencies: [
-                "InferenceCore", "ModelRepository", "TritonProto",
+                "InferenceCore", "ModelRepository", "TritonProto", "AccessControl",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -95,7 +97,7 @@ let package = Package(
         .target(
             name: "GRPCFrontend",
             dependencies: [
-                "GRPCLite", "InferenceCore", "ModelRepository", "TritonProto",
+                "GRPCLite", "InferenceCore", "ModelRepository", "TritonProto", "AccessControl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -104,6 +106,7 @@ let package = Package(
         .target(
             name: "MetricsExporter",
             dependencies: [
+                "AccessControl", "InferenceCore",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -113,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder", "AccessControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -127,6 +130,7 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "InferenceCore"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),

@@ -1,3 +1,4 @@
+import AccessControl
 import ArgumentParser
 import ExampleBackends
 import Foundation
@@ -76,6 +77,16 @@ struct BatchServerCommand: AsyncParsableCommand {
             help: "On SIGTERM or SIGINT, how long queued and in-flight requests may take to finish, in seconds.")
     var exitTimeoutSecs = 30
 
+    @Option(name: .customLong("auth-tokens-file"),
+            help: "JSON file of bearer tokens and the endpoint groups each grants; also read from $BATCHSERVER_AUTH_TOKENS. Unset: no authentication.")
+    var authTokensFile: String?
+
+    @Option(name: .customLong("auth-open-health"), help: "With tokens, leave the health endpoints open for probes (true or false).")
+    var authOpenHealth = true
+
+    @Option(name: .customLong("audit-log"), help: "Log one line per request: who, which endpoint and model, outcome, sizes; never content (true or false).")
+    var auditLog = false
+
     @Option(name: .customLong("log-verbose"), help: "Log verbosity: 0 logs info and above, 1 adds debug (one line per request), 2 or more adds trace.")
     var logVerbose = 0
 
@@ -113,6 +124,9 @@ struct BatchServerCommand: AsyncParsableCommand {
             makeRunner: { spec, backend in try ModelScheduler.make(spec: spec, backend: backend) })
         try await models.loadAll(only: modelControlMode == .explicit ? loadModel : nil)
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
+        let access = try accessPolicy()
+        let audit = auditLog ? Logger(label: "audit") : nil
+        if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
 
         // ServiceGroup shuts services down in reverse order: the serving phase
         // first (readiness off at once, queues drain), then the endpoints.
@@ -123,19 +137,19 @@ struct BatchServerCommand: AsyncParsableCommand {
                     host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
                     keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil,
                     drainTimeout: .seconds(exitTimeoutSecs)),
-                router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady,
-                                          serverVersion: Self.version, logger: logger).router(),
+                router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady, serverVersion: Self.version,
+                                          access: access, audit: audit, logger: logger).router(),
                 logger: logger)
             services.append(.init(service: GRPCService(server: grpc)))
         }
         if allowHTTP {
             let http = KServeHTTPServer(
                 configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version),
-                models: models, phase: phase, ready: readiness.isReady, logger: logger)
+                models: models, phase: phase, ready: readiness.isReady, access: access, audit: audit, logger: logger)
             services.append(.init(service: http.makeApplication()))
         }
         if allowMetrics {
-            let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, logger: logger)
+            let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, access: access, logger: logger)
             services.append(.init(service: exporter.makeApplication()))
         }
         if modelControlMode == .poll {
@@ -165,6 +179,22 @@ struct RepositoryPollService: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             await models.poll()
         }
+    }
+}
+
+extension BatchServerCommand {
+    /// Tokens from `--auth-tokens-file` or $BATCHSERVER_AUTH_TOKENS; never from the command line.
+    func accessPolicy() throws -> AccessPolicy {
+        if let path = authTokensFile {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ValidationError("--auth-tokens-file: cannot read \(path)")
+            }
+            return try AccessPolicy(json: data, source: path, openHealth: authOpenHealth)
+        }
+        if let text = ProcessInfo.processInfo.environment["BATCHSERVER_AUTH_TOKENS"], !text.isEmpty {
+            return try AccessPolicy(json: Data(text.utf8), source: "$BATCHSERVER_AUTH_TOKENS", openHealth: authOpenHealth)
+        }
+        return .open
     }
 }
 

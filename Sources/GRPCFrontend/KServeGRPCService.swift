@@ -1,3 +1,4 @@
+import AccessControl
 import Foundation
 import GRPCLite
 import InferenceCore
@@ -19,10 +20,15 @@ public struct KServeGRPCService: Sendable {
     let ready: @Sendable () -> Bool
     let serverName: String
     let serverVersion: String
+    let access: AccessPolicy
+    let audit: Logger?
     let logger: Logger
 
     public init(models: ModelManager, phase: ServerPhase, ready: @escaping @Sendable () -> Bool,
-                serverName: String = "batchserver", serverVersion: String, logger: Logger) {
+                serverName: String = "batchserver", serverVersion: String, access: AccessPolicy = .open,
+                audit: Logger? = nil, logger: Logger) {
+        self.access = access
+        self.audit = audit
         self.models = models
         self.phase = phase
         self.ready = ready
@@ -101,10 +107,12 @@ public struct KServeGRPCService: Sendable {
         unary(&router, "ModelInfer") { (request: Inference_ModelInferRequest) in
             GRPCTensorCoding.response(try await infer(request))
         }
-        router.register(Self.service + "ModelStreamInfer", .bidirectionalStreaming { requests, responses, _ in
+        router.register(Self.service + "ModelStreamInfer", .bidirectionalStreaming { requests, responses, context in
+            try authorize(context)
             try await streamInfer(requests, responses)
         })
-        router.register("/grpc.health.v1.Health/Check", .unary { bytes, _ in
+        router.register("/grpc.health.v1.Health/Check", .unary { bytes, context in
+            try authorize(context)
             let request = try decode(Grpc_Health_V1_HealthCheckRequest.self, bytes)
             let known = ["", "inference.GRPCInferenceService"].contains(request.service)
             let response = Grpc_Health_V1_HealthCheckResponse.with {
@@ -117,11 +125,31 @@ public struct KServeGRPCService: Sendable {
 
     private var serverReady: Bool { ready() }
 
+    /// The call's bearer token against its method's endpoint group; audited with `--audit-log`.
+    private func authorize(_ context: GRPCCallContext) throws {
+        let group = EndpointGroups.forGRPC(method: context.path)
+        let authorization = context.metadata.first { $0.name == "authorization" }?.value
+        do {
+            let principal = try access.authorize(authorization, for: group)
+            audit?.info("audit", metadata: [
+                "audit.principal": "\(principal ?? (access.isEnabled ? "anonymous" : "-"))", "audit.group": "\(group.rawValue)",
+                "grpc.method": "\(context.path)", "audit.outcome": "allowed",
+            ])
+        } catch {
+            audit?.info("audit", metadata: [
+                "audit.principal": "anonymous", "audit.group": "\(group.rawValue)", "grpc.method": "\(context.path)",
+                "audit.outcome": "\((error as? InferenceError)?.code.description ?? "refused")",
+            ])
+            throw GRPCStatus(error)
+        }
+    }
+
     private func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message>(
         _ router: inout GRPCRouter, _ method: String,
         _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
-        router.register(Self.service + method, .unary { bytes, _ in
+        router.register(Self.service + method, .unary { bytes, context in
+            try authorize(context)
             do {
                 let response = try await body(try decode(Request.self, bytes))
                 return try response.serializedBytes()

@@ -1,3 +1,4 @@
+import AccessControl
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -35,14 +36,19 @@ public struct KServeHTTPServer: Sendable {
     let phase: ServerPhase
     /// Whether `/v2/health/ready` answers 200 (the executable applies `--strict-readiness`).
     let ready: @Sendable () -> Bool
+    let access: AccessPolicy
+    /// Set with `--audit-log`: one line per request, who and what, never content.
+    let audit: Logger?
     let logger: Logger
 
     public init(configuration: HTTPFrontendConfiguration, models: ModelManager, phase: ServerPhase,
-                ready: @escaping @Sendable () -> Bool, logger: Logger) {
+                ready: @escaping @Sendable () -> Bool, access: AccessPolicy = .open, audit: Logger? = nil, logger: Logger) {
         self.configuration = configuration
         self.models = models
         self.phase = phase
         self.ready = ready
+        self.access = access
+        self.audit = audit
         self.logger = logger
     }
 
@@ -50,6 +56,7 @@ public struct KServeHTTPServer: Sendable {
     public func makeApplication() -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: TritonErrorMiddleware(logger: logger))
+        router.add(middleware: AccessMiddleware(access: access, audit: audit))
         addRoutes(to: router)
         let logger = self.logger
         return Application(
@@ -218,6 +225,38 @@ struct TritonErrorMiddleware: RouterMiddleware {
         } catch {
             logger.error("unexpected error", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
             return try json(HTTPResponseBodies.ErrorBody(error: "internal error"), status: .internalServerError)
+        }
+    }
+}
+
+/// Checks the bearer token against the route's endpoint group (401 / 403 via
+/// the error middleware) and, with `--audit-log`, writes who did what.
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let access: AccessPolicy
+    let audit: Logger?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let group = EndpointGroups.forHTTP(path: request.uri.path)
+        let started = ContinuousClock.now
+        var principal: String?
+        var status = "error"
+        defer {
+            audit?.info("audit", metadata: [
+                "audit.principal": "\(principal ?? (access.isEnabled ? "anonymous" : "-"))", "audit.group": "\(group.rawValue)",
+                "http.method": "\(request.method)", "http.path": "\(request.uri.path)", "http.status": "\(status)",
+                "request.bytes": "\(request.headers[.contentLength] ?? "0")",
+                "duration_us": "\((ContinuousClock.now - started).nanosecondsClamped / 1000)",
+            ])
+        }
+        do {
+            principal = try access.authorize(request.headers[.authorization], for: group)
+            let response = try await next(request, context)
+            status = "\(response.status.code)"
+            return response
+        } catch let error as InferenceError {
+            status = "\(error.code.httpStatus.code)"
+            throw error
         }
     }
 }

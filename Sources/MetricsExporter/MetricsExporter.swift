@@ -1,3 +1,5 @@
+import AccessControl
+import InferenceCore
 import CoreMetrics
 import Foundation
 import Hummingbird
@@ -15,6 +17,7 @@ public struct MetricsExporter: Sendable {
     let port: Int
     let logger: Logger
     let hostMetrics: HostMetrics
+    let access: AccessPolicy
 
     /// Bootstraps swift-metrics with a Prometheus registry. Call once, before
     /// anything records a metric.
@@ -35,7 +38,8 @@ public struct MetricsExporter: Sendable {
         return registry
     }
 
-    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) {
+    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, access: AccessPolicy = .open, logger: Logger) {
+        self.access = access
         self.registry = registry
         self.host = host
         self.port = port
@@ -45,7 +49,12 @@ public struct MetricsExporter: Sendable {
 
     public func makeApplication() -> some ApplicationProtocol {
         let router = Router()
-        router.get("/metrics") { _, _ -> Response in
+        router.get("/metrics") { request, _ -> Response in
+            do {
+                _ = try access.authorize(request.headers[.authorization], for: .metrics)
+            } catch let error as InferenceError {
+                return Response(status: error.code == .permissionDenied ? .forbidden : .unauthorized)
+            }
             hostMetrics.sample()
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
