@@ -10,6 +10,7 @@ import InferenceCore
 import Logging
 import MetricsExporter
 import ModelRepository
+import NIOSSL
 import Scheduler
 import TransformerEncoder
 import ServiceLifecycle
@@ -62,6 +63,36 @@ struct BatchServerCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("grpc-keepalive-time"), help: "Interval of HTTP/2 keepalive pings on gRPC connections, in seconds (0 disables).")
     var grpcKeepaliveTime = 7200
+
+    @Option(name: .customLong("grpc-use-ssl"), help: "Serve gRPC over TLS 1.2+ (true or false).")
+    var grpcUseSSL = false
+
+    @Option(name: .customLong("grpc-use-ssl-mutual"), help: "Require client certificates signed by --grpc-root-cert (true or false).")
+    var grpcUseSSLMutual = false
+
+    @Option(name: .customLong("grpc-server-cert"), help: "PEM certificate chain of the gRPC endpoint.")
+    var grpcServerCert: String?
+
+    @Option(name: .customLong("grpc-server-key"), help: "PEM private key of the gRPC endpoint.")
+    var grpcServerKey: String?
+
+    @Option(name: .customLong("grpc-root-cert"), help: "PEM CA certificates that sign gRPC client certificates (mutual TLS).")
+    var grpcRootCert: String?
+
+    @Option(name: .customLong("http-use-ssl"), help: "Serve HTTP/REST over TLS 1.2+ (true or false).")
+    var httpUseSSL = false
+
+    @Option(name: .customLong("http-use-ssl-mutual"), help: "Require client certificates signed by --http-root-cert (true or false).")
+    var httpUseSSLMutual = false
+
+    @Option(name: .customLong("http-server-cert"), help: "PEM certificate chain of the HTTP endpoint.")
+    var httpServerCert: String?
+
+    @Option(name: .customLong("http-server-key"), help: "PEM private key of the HTTP endpoint.")
+    var httpServerKey: String?
+
+    @Option(name: .customLong("http-root-cert"), help: "PEM CA certificates that sign HTTP client certificates (mutual TLS).")
+    var httpRootCert: String?
 
     @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (/metrics).")
     var metricsPort = 8002
@@ -136,7 +167,9 @@ struct BatchServerCommand: AsyncParsableCommand {
                 configuration: .init(
                     host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
                     keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil,
-                    drainTimeout: .seconds(exitTimeoutSecs)),
+                    drainTimeout: .seconds(exitTimeoutSecs),
+                    tls: try tlsConfiguration(enabled: grpcUseSSL, mutual: grpcUseSSLMutual, certificate: grpcServerCert,
+                                              key: grpcServerKey, clientCA: grpcRootCert, flag: "grpc")),
                 router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady, serverVersion: Self.version,
                                           access: access, audit: audit, logger: logger).router(),
                 logger: logger)
@@ -144,9 +177,11 @@ struct BatchServerCommand: AsyncParsableCommand {
         }
         if allowHTTP {
             let http = KServeHTTPServer(
-                configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version),
+                configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version,
+                                     tls: try tlsConfiguration(enabled: httpUseSSL, mutual: httpUseSSLMutual, certificate: httpServerCert,
+                                                               key: httpServerKey, clientCA: httpRootCert, flag: "http")),
                 models: models, phase: phase, ready: readiness.isReady, access: access, audit: audit, logger: logger)
-            services.append(.init(service: http.makeApplication()))
+            services.append(.init(service: try http.makeApplication()))
         }
         if allowMetrics {
             let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, access: access, logger: logger)
@@ -183,6 +218,33 @@ struct RepositoryPollService: Service {
 }
 
 extension BatchServerCommand {
+    /// TLS 1.2 or later from PEM files; with `mutual`, clients must present a
+    /// certificate signed by `clientCA`.
+    func tlsConfiguration(enabled: Bool, mutual: Bool, certificate: String?, key: String?, clientCA: String?,
+                          flag: String) throws -> TLSConfiguration? {
+        guard enabled || mutual else { return nil }
+        guard let certificate, let key else {
+            throw ValidationError("--\(flag)-use-ssl needs --\(flag)-server-cert and --\(flag)-server-key")
+        }
+        let chain: [NIOSSLCertificate]
+        let privateKey: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificate)
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            throw ValidationError("--\(flag)-server-cert / --\(flag)-server-key: cannot read the PEM files (\(error))")
+        }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+        configuration.minimumTLSVersion = .tlsv12
+        if mutual {
+            guard let clientCA else { throw ValidationError("--\(flag)-use-ssl-mutual needs --\(flag)-root-cert") }
+            configuration.trustRoots = .file(clientCA)
+            configuration.certificateVerification = .noHostnameVerification
+        }
+        return configuration
+    }
+
     /// Tokens from `--auth-tokens-file` or $BATCHSERVER_AUTH_TOKENS; never from the command line.
     func accessPolicy() throws -> AccessPolicy {
         if let path = authTokensFile {

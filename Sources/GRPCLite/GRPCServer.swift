@@ -4,6 +4,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Settings of a gRPC server.
@@ -20,10 +21,13 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveInterval: Duration?
     /// How long open calls may run after GOAWAY before the connection is closed.
     public var drainTimeout: Duration
+    /// TLS for every connection (ALPN "h2" is added); nil serves plain text.
+    public var tls: TLSConfiguration?
 
     public init(host: String = "0.0.0.0", port: Int = 8001, maxReceiveMessageBytes: Int = Int(Int32.max),
                 maxSendMessageBytes: Int = Int(Int32.max), maxConcurrentStreams: Int = 1000,
-                keepaliveInterval: Duration? = .seconds(7200), drainTimeout: Duration = .seconds(30)) {
+                keepaliveInterval: Duration? = .seconds(7200), drainTimeout: Duration = .seconds(30), tls: TLSConfiguration? = nil) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
@@ -62,11 +66,20 @@ public final class GRPCServer: Sendable {
     /// `onListening` receives the bound port (useful with port 0).
     public func run(onListening: @Sendable (Int) -> Void = { _ in }) async throws {
         let configuration = self.configuration
+        let sslContext = try configuration.tls.map { tls -> NIOSSLContext in
+            var tls = tls
+            tls.applicationProtocols = ["h2"]
+            return try NIOSSLContext(configuration: tls)
+        }
         let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture { () -> Connection in
+                    if let sslContext {
+                        // A handshake failure (plain text, wrong certificate) closes only this connection.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     let management = NIOHTTP2ServerConnectionManagementHandler(
                         eventLoop: channel.eventLoop,
                         configuration: .init(

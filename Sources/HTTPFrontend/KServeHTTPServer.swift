@@ -2,10 +2,13 @@ import AccessControl
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import InferenceCore
 import Logging
 import ModelRepository
 import NIOCore
+import NIOSSL
 
 /// Settings of the HTTP/REST frontend.
 public struct HTTPFrontendConfiguration: Sendable {
@@ -15,9 +18,12 @@ public struct HTTPFrontendConfiguration: Sendable {
     public var maxRequestBytes: Int
     public var serverName: String
     public var serverVersion: String
+    /// TLS for every connection; nil serves plain text.
+    public var tls: TLSConfiguration?
 
     public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20,
-                serverName: String = "batchserver", serverVersion: String) {
+                serverName: String = "batchserver", serverVersion: String, tls: TLSConfiguration? = nil) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
@@ -53,14 +59,20 @@ public struct KServeHTTPServer: Sendable {
     }
 
     /// The Hummingbird application, a Service to run in the server's ServiceGroup.
-    public func makeApplication() -> some ApplicationProtocol {
+    public func makeApplication() throws -> some ApplicationProtocol {
         let router = Router()
         router.add(middleware: TritonErrorMiddleware(logger: logger))
         router.add(middleware: AccessMiddleware(access: access, audit: audit))
         addRoutes(to: router)
         let logger = self.logger
+        var server = HTTPServerBuilder.http1()
+        if var tls = configuration.tls {
+            tls.applicationProtocols = ["http/1.1"]
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        }
         return Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
             onServerRunning: { channel in
                 logger.info("HTTP frontend listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
