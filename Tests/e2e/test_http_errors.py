@@ -177,3 +177,11 @@ def test_error_messages_never_echo_values(server):
     assert response.status_code == 400
     assert secret not in response.text
     assert secret not in server.read_log()
+
+
+def test_deeply_nested_json_is_refused(server):
+    nested = "[" * 100_000 + "]" * 100_000
+    body = '{"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": ' + nested + "}]}"
+    response = post(server, "/v2/models/simple/infer", body.encode())
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"] or "nested" in response.json()["error"]
