@@ -151,4 +151,23 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
             await scheduler.shutdown()
         }
     }
+
+    @Test func raggedInputsShareABatchWithoutPadding() async throws {
+        let gate = Gate()
+        let spec = ModelSpec(name: "echo", version: 1, backend: "recording", maxBatchSize: 4,
+                             inputs: [TensorSpec(name: "IN", dataType: .int32, dims: [-1], allowRaggedBatch: true)],
+                             outputs: [TensorSpec(name: "OUT", dataType: .int32, dims: [-1])],
+                             dynamicBatching: DynamicBatchingSpec(preferredBatchSizes: [3], maxQueueDelay: .seconds(1)))
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        gate.open()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, width) in [2, 5, 9].enumerated() {
+                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [Int32(index)], width: width)) }
+            }
+            try await group.waitForAll()
+        }
+        // allow_ragged_batch: different lengths, one batch, reaching the preferred size 3 at once.
+        #expect(instance.batches.withLock { $0 } == [3])
+    }
 }
