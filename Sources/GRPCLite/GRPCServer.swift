@@ -84,9 +84,9 @@ public final class GRPCServer: Sendable {
                         eventLoop: channel.eventLoop,
                         configuration: .init(
                             maxIdleTime: nil, maxAge: nil,
-                            maxGraceTime: .nanoseconds(Int64(configuration.drainTimeout.nanosecondsClamped)),
+                            maxGraceTime: TimeAmount(configuration.drainTimeout),
                             keepalive: configuration.keepaliveInterval.map {
-                                .init(pingInterval: .nanoseconds(Int64($0.nanosecondsClamped)), ackTimeout: .seconds(20))
+                                .init(pingInterval: TimeAmount($0), ackTimeout: .seconds(20))
                             }))
                     var http2 = NIOHTTP2Handler.Configuration()
                     http2.connection.initialSettings = [
@@ -263,14 +263,5 @@ public final class GRPCServer: Sendable {
             group.cancelAll()
             return outcome
         }
-    }
-}
-
-extension Duration {
-    var nanosecondsClamped: UInt64 {
-        let (seconds, attoseconds) = components
-        if seconds < 0 { return 0 }
-        let (scaled, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? .max : scaled &+ UInt64(attoseconds / 1_000_000_000)
     }
 }

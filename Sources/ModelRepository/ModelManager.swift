@@ -192,7 +192,7 @@ public final class ModelManager: Sendable {
         }
         logger.info("model loaded", metadata: [
             "model.name": "\(name)", "model.versions": "\(loaded.keys.sorted())",
-            "duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+            "duration_ms": "\((ContinuousClock.now - started).nanosecondsClamped / 1_000_000)",
         ])
     }
 
@@ -427,12 +427,5 @@ final class ModelOperationLocks: Sendable {
         }
         defer { _ = busy.withLock { $0.remove(name) } }
         return try await body()
-    }
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -106,10 +106,4 @@ public struct RequestQueue<Payload> {
         }
         return sequences.compactMap { found[$0] }
     }
-
-    /// Removes every request (shutdown of a model that cannot finish them).
-    public mutating func removeAll() -> [QueuedRequest<Payload>] {
-        defer { for index in levels.indices { levels[index].pending.removeAll(); levels[index].delayed.removeAll() } }
-        return inWalkOrder
-    }
 }

@@ -99,8 +99,6 @@ public final class EncoderForward: @unchecked Sendable {
         }
     }
 
-    public var precision: String { matmul.precision.rawValue }
-
     /// Whether this CPU runs bf16 matrix products natively; without it the
     /// backend falls back to fp32.
     public static var bf16Available: Bool { OneDNNMatmul.cpuHasBF16 }
