@@ -23,7 +23,13 @@ final class OneDNNMatmul: @unchecked Sendable {
     let precision: Precision
     private var engine: dnnl_engine_t?
     private var stream: dnnl_stream_t?
-    private var primitives: [Key: dnnl_primitive_t] = [:]
+    /// A primitive with the memory descriptors it runs on, made once per key.
+    private struct Prepared {
+        let primitive: dnnl_primitive_t
+        var descriptors: Descriptors
+        var scratchpad: dnnl_memory_desc_t
+    }
+    private var prepared: [Key: Prepared] = [:]
     private var scratchpad: [UInt8] = []
     /// Activations converted to bf16, (rows, in).
     private var converted: [UInt16] = []
@@ -35,7 +41,7 @@ final class OneDNNMatmul: @unchecked Sendable {
     }
 
     deinit {
-        for primitive in primitives.values { dnnl_primitive_destroy(primitive) }
+        for entry in prepared.values { dnnl_primitive_destroy(entry.primitive) }
         if let stream { dnnl_stream_destroy(stream) }
         if let engine { dnnl_engine_destroy(engine) }
     }
@@ -51,21 +57,22 @@ final class OneDNNMatmul: @unchecked Sendable {
                 outFeatures: Int, epilogue: Epilogue, output: UnsafeMutablePointer<Float>) throws {
         let padded = Self.paddedRows(rows)
         let key = Key(rows: padded, inFeatures: inFeatures, outFeatures: outFeatures, epilogue: epilogue)
-        let primitive = try primitiveFor(key)
+        let entry = try prepare(key)
         if precision == .bf16 {
             if converted.count < padded * inFeatures { converted = [UInt16](repeating: 0, count: padded * inFeatures) }
             try converted.withUnsafeMutableBufferPointer { out in
                 for i in 0..<(rows * inFeatures) { out[i] = BFloat16Bits.round(input[i]) }
-                try execute(primitive, key: key, source: UnsafeMutableRawPointer(out.baseAddress!), weight: weight, bias: bias, output: output)
+                try execute(entry, source: UnsafeMutableRawPointer(out.baseAddress!), weight: weight, bias: bias, output: output)
             }
         } else {
-            try execute(primitive, key: key, source: UnsafeMutableRawPointer(mutating: input), weight: weight, bias: bias, output: output)
+            try execute(entry, source: UnsafeMutableRawPointer(mutating: input), weight: weight, bias: bias, output: output)
         }
     }
 
-    private func execute(_ primitive: dnnl_primitive_t, key: Key, source: UnsafeMutableRawPointer, weight: UnsafeRawPointer,
+    private func execute(_ entry: Prepared, source: UnsafeMutableRawPointer, weight: UnsafeRawPointer,
                          bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>) throws {
-        var descriptors = try memoryDescriptors(key)
+        var entry = entry
+        var descriptors = entry.descriptors
         var memories: [dnnl_memory_t?] = [nil, nil, nil, nil, nil]
         defer { for memory in memories { if let memory { dnnl_memory_destroy(memory) } } }
         try check(dnnl_memory_create(&memories[0], &descriptors.source, engine, source), "memory_create src")
@@ -79,12 +86,11 @@ final class OneDNNMatmul: @unchecked Sendable {
             dnnl_exec_arg_t(arg: 17, memory: memories[3]),  // DNNL_ARG_DST
         ]
         try scratchpad.withUnsafeMutableBytes { pad in
-            var scratchDescriptor = try scratchpadDescriptor(primitive)
-            if dnnl_memory_desc_get_size(&scratchDescriptor) > 0 {
-                try check(dnnl_memory_create(&memories[4], &scratchDescriptor, engine, pad.baseAddress), "memory_create scratchpad")
+            if dnnl_memory_desc_get_size(&entry.scratchpad) > 0 {
+                try check(dnnl_memory_create(&memories[4], &entry.scratchpad, engine, pad.baseAddress), "memory_create scratchpad")
                 arguments.append(dnnl_exec_arg_t(arg: 80, memory: memories[4]))  // DNNL_ARG_SCRATCHPAD
             }
-            try check(dnnl_primitive_execute(primitive, stream, Int32(arguments.count), arguments), "primitive_execute")
+            try check(dnnl_primitive_execute(entry.primitive, stream, Int32(arguments.count), arguments), "primitive_execute")
             try check(dnnl_stream_wait(stream), "stream_wait")
         }
     }
@@ -110,8 +116,8 @@ final class OneDNNMatmul: @unchecked Sendable {
         try check(status, "memory_desc \(what)")
     }
 
-    private func primitiveFor(_ key: Key) throws -> dnnl_primitive_t {
-        if let primitive = primitives[key] { return primitive }
+    private func prepare(_ key: Key) throws -> Prepared {
+        if let entry = prepared[key] { return entry }
         var d = try memoryDescriptors(key)
         var operation = dnnl_matmul_desc_t()
         try check(dnnl_matmul_desc_init(&operation, &d.source, &d.weights, &d.bias, &d.destination), "matmul_desc_init")
@@ -131,19 +137,12 @@ final class OneDNNMatmul: @unchecked Sendable {
         defer { dnnl_primitive_desc_destroy(descriptor) }
         var primitive: dnnl_primitive_t?
         try check(dnnl_primitive_create(&primitive, descriptor), "primitive_create")
-        if let scratch = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0) {
-            let size = dnnl_memory_desc_get_size(scratch)
-            if size > scratchpad.count { scratchpad = [UInt8](repeating: 0, count: size) }
-        }
-        primitives[key] = primitive!
-        return primitive!
-    }
-
-    private func scratchpadDescriptor(_ primitive: dnnl_primitive_t) throws -> dnnl_memory_desc_t {
-        var descriptor: const_dnnl_primitive_desc_t?
-        try check(dnnl_primitive_get_primitive_desc(primitive, &descriptor), "get_primitive_desc")
-        guard let scratch = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0) else { return dnnl_memory_desc_t() }
-        return scratch.pointee
+        var scratch = dnnl_primitive_desc_query_md(descriptor, dnnl_query_scratchpad_md, 0)?.pointee ?? dnnl_memory_desc_t()
+        let size = dnnl_memory_desc_get_size(&scratch)
+        if size > scratchpad.count { scratchpad = [UInt8](repeating: 0, count: size) }
+        let entry = Prepared(primitive: primitive!, descriptors: d, scratchpad: scratch)
+        prepared[key] = entry
+        return entry
     }
 
     private func check(_ status: dnnl_status_t, _ what: String) throws {
