@@ -11,10 +11,16 @@ let package = Package(
     products: [
         .executable(name: "batch-server", targets: ["BatchServer"]),
         .executable(name: "batch-server-tokenize", targets: ["TokenizeTool"]),
-        // For the benchmark packages under bench/, which build against these modules.
+        // For the benchmark packages under bench/ and the fuzzers under fuzz/,
+        // which build against these modules.
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
         .library(name: "TransformerEncoder", targets: ["TransformerEncoder"]),
+        .library(name: "TritonProto", targets: ["TritonProto"]),
+        .library(name: "ModelRepository", targets: ["ModelRepository"]),
+        .library(name: "HTTPFrontend", targets: ["HTTPFrontend"]),
+        .library(name: "GRPCLite", targets: ["GRPCLite"]),
+        .library(name: "GRPCFrontend", targets: ["GRPCFrontend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -115,6 +121,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -97,6 +97,33 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (/metrics).")
     var metricsPort = 8002
 
+    @Option(name: .customLong("metrics-use-ssl"), help: "Serve /metrics over TLS 1.2+ (true or false).")
+    var metricsUseSSL = false
+
+    @Option(name: .customLong("metrics-use-ssl-mutual"), help: "Require metrics scrapers to present a certificate signed by --metrics-root-cert.")
+    var metricsUseSSLMutual = false
+
+    @Option(name: .customLong("metrics-server-cert"), help: "PEM certificate chain of the metrics endpoint.")
+    var metricsServerCert: String?
+
+    @Option(name: .customLong("metrics-server-key"), help: "PEM private key of the metrics endpoint.")
+    var metricsServerKey: String?
+
+    @Option(name: .customLong("metrics-root-cert"), help: "PEM CA certificates that sign scrapers' client certificates (mutual TLS).")
+    var metricsRootCert: String?
+
+    @Option(name: .customLong("default-max-queue-size"),
+            help: "Requests a model's priority level may hold when its config.pbtxt leaves max_queue_size at 0; more are refused with UNAVAILABLE / 503. 0: unbounded, as Triton.")
+    var defaultMaxQueueSize = 4096
+
+    @Option(name: .customLong("http-idle-timeout-secs"),
+            help: "Close an HTTP connection that sends no part of a request for this long while no response is pending (idle keep-alive, trickled headers or bodies); 0: never.")
+    var httpIdleTimeoutSecs = 60
+
+    @Option(name: .customLong("grpc-idle-timeout-secs"),
+            help: "Close a gRPC connection with no open call for this long, counted from accept (so a stalled handshake is closed too); 0: never.")
+    var grpcIdleTimeoutSecs = 300
+
     @Option(name: .customLong("allow-metrics"), help: "Serve Prometheus metrics (true or false).")
     var allowMetrics = true
 
@@ -133,6 +160,9 @@ struct BatchServerCommand: AsyncParsableCommand {
         guard grpcMaxMessageSize > 0 else { throw ValidationError("--grpc-max-message-size must be positive") }
         guard grpcKeepaliveTime >= 0 else { throw ValidationError("--grpc-keepalive-time must not be negative") }
         guard exitTimeoutSecs >= 0 else { throw ValidationError("--exit-timeout-secs must not be negative") }
+        guard defaultMaxQueueSize >= 0 else { throw ValidationError("--default-max-queue-size must not be negative") }
+        guard httpIdleTimeoutSecs >= 0 else { throw ValidationError("--http-idle-timeout-secs must not be negative") }
+        guard grpcIdleTimeoutSecs >= 0 else { throw ValidationError("--grpc-idle-timeout-secs must not be negative") }
         guard repositoryPollSecs > 0 else { throw ValidationError("--repository-poll-secs must be positive") }
         if !loadModel.isEmpty && modelControlMode != .explicit {
             throw ValidationError("--load-model needs --model-control-mode explicit")
@@ -152,7 +182,9 @@ struct BatchServerCommand: AsyncParsableCommand {
             backends: BackendRegistry(ExampleBackends.all + [EncoderBackend()]),
             controlMode: modelControlMode,
             logger: logger,
-            makeRunner: { spec, backend in try ModelScheduler.make(spec: spec, backend: backend) })
+            makeRunner: { [defaultMaxQueueSize] spec, backend in
+                try ModelScheduler.make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+            })
         try await models.loadAll(only: modelControlMode == .explicit ? loadModel : nil)
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
         let access = try accessPolicy()
@@ -169,7 +201,8 @@ struct BatchServerCommand: AsyncParsableCommand {
                     keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil,
                     drainTimeout: .seconds(exitTimeoutSecs),
                     tls: try tlsConfiguration(enabled: grpcUseSSL, mutual: grpcUseSSLMutual, certificate: grpcServerCert,
-                                              key: grpcServerKey, clientCA: grpcRootCert, flag: "grpc")),
+                                              key: grpcServerKey, clientCA: grpcRootCert, flag: "grpc"),
+                    idleTimeout: grpcIdleTimeoutSecs > 0 ? .seconds(grpcIdleTimeoutSecs) : nil),
                 router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady, serverVersion: Self.version,
                                           access: access, audit: audit, logger: logger).router(),
                 logger: logger)
@@ -179,13 +212,18 @@ struct BatchServerCommand: AsyncParsableCommand {
             let http = KServeHTTPServer(
                 configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version,
                                      tls: try tlsConfiguration(enabled: httpUseSSL, mutual: httpUseSSLMutual, certificate: httpServerCert,
-                                                               key: httpServerKey, clientCA: httpRootCert, flag: "http")),
+                                                               key: httpServerKey, clientCA: httpRootCert, flag: "http"),
+                                     idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil),
                 models: models, phase: phase, ready: readiness.isReady, access: access, audit: audit, logger: logger)
             services.append(.init(service: try http.makeApplication()))
         }
         if allowMetrics {
-            let exporter = MetricsExporter(registry: registry, host: host, port: metricsPort, access: access, logger: logger)
-            services.append(.init(service: exporter.makeApplication()))
+            let exporter = MetricsExporter(
+                registry: registry, host: host, port: metricsPort, access: access,
+                tls: try tlsConfiguration(enabled: metricsUseSSL, mutual: metricsUseSSLMutual, certificate: metricsServerCert,
+                                          key: metricsServerKey, clientCA: metricsRootCert, flag: "metrics"),
+                idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil, logger: logger)
+            services.append(.init(service: try exporter.makeApplication()))
         }
         if modelControlMode == .poll {
             services.append(.init(service: RepositoryPollService(models: models, interval: .seconds(repositoryPollSecs))))

@@ -23,11 +23,17 @@ public struct GRPCServerConfiguration: Sendable {
     public var drainTimeout: Duration
     /// TLS for every connection (ALPN "h2" is added); nil serves plain text.
     public var tls: TLSConfiguration?
+    /// A connection with no open stream for this long is sent GOAWAY and closed.
+    /// The clock starts at accept, so it also bounds a client that never
+    /// finishes the TLS handshake or the HTTP/2 preface. nil: never.
+    public var idleTimeout: Duration?
 
     public init(host: String = "0.0.0.0", port: Int = 8001, maxReceiveMessageBytes: Int = Int(Int32.max),
                 maxSendMessageBytes: Int = Int(Int32.max), maxConcurrentStreams: Int = 1000,
-                keepaliveInterval: Duration? = .seconds(7200), drainTimeout: Duration = .seconds(30), tls: TLSConfiguration? = nil) {
+                keepaliveInterval: Duration? = .seconds(7200), drainTimeout: Duration = .seconds(30), tls: TLSConfiguration? = nil,
+                idleTimeout: Duration? = .seconds(300)) {
         self.tls = tls
+        self.idleTimeout = idleTimeout
         self.host = host
         self.port = port
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
@@ -83,7 +89,7 @@ public final class GRPCServer: Sendable {
                     let management = NIOHTTP2ServerConnectionManagementHandler(
                         eventLoop: channel.eventLoop,
                         configuration: .init(
-                            maxIdleTime: nil, maxAge: nil,
+                            maxIdleTime: configuration.idleTimeout.map(TimeAmount.init), maxAge: nil,
                             maxGraceTime: TimeAmount(configuration.drainTimeout),
                             keepalive: configuration.keepaliveInterval.map {
                                 .init(pingInterval: TimeAmount($0), ackTimeout: .seconds(20))
@@ -99,6 +105,9 @@ public final class GRPCServer: Sendable {
                         stream.eventLoop.makeCompletedFuture { try StreamChannel(wrappingChannelSynchronously: stream) }
                     }
                     try channel.pipeline.syncOperations.addHandler(management)
+                    if let idle = configuration.idleTimeout {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionSetupTimeoutHandler(timeout: TimeAmount(idle)))
+                    }
                     return (channel, streams)
                 }
             }

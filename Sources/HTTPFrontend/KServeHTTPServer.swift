@@ -20,10 +20,16 @@ public struct HTTPFrontendConfiguration: Sendable {
     public var serverVersion: String
     /// TLS for every connection; nil serves plain text.
     public var tls: TLSConfiguration?
+    /// A connection that reads no part of a request (head, body chunk) for this
+    /// long while it is not waiting on a response is closed: idle keep-alive
+    /// connections, and clients that trickle headers or bodies (slowloris).
+    public var idleTimeout: Duration?
 
     public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20,
-                serverName: String = "batchserver", serverVersion: String, tls: TLSConfiguration? = nil) {
+                serverName: String = "batchserver", serverVersion: String, tls: TLSConfiguration? = nil,
+                idleTimeout: Duration? = .seconds(60)) {
         self.tls = tls
+        self.idleTimeout = idleTimeout
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
@@ -65,10 +71,11 @@ public struct KServeHTTPServer: Sendable {
         router.add(middleware: AccessMiddleware(access: access, audit: audit))
         addRoutes(to: router)
         let logger = self.logger
-        var server = HTTPServerBuilder.http1()
+        let http1 = HTTP1Channel.Configuration(idleTimeout: configuration.idleTimeout.map(TimeAmount.init))
+        var server = HTTPServerBuilder.http1(configuration: http1)
         if var tls = configuration.tls {
             tls.applicationProtocols = ["http/1.1"]
-            server = try .tls(.http1(), tlsConfiguration: tls)
+            server = try .tls(.http1(configuration: http1), tlsConfiguration: tls)
         }
         return Application(
             router: router,

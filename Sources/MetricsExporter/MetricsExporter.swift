@@ -3,8 +3,11 @@ import InferenceCore
 import CoreMetrics
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import Prometheus
 import Synchronization
 
@@ -18,6 +21,9 @@ public struct MetricsExporter: Sendable {
     let logger: Logger
     let hostMetrics: HostMetrics
     let access: AccessPolicy
+    /// TLS for scrapes; nil serves plain text (keep the port inside the cluster then).
+    let tls: TLSConfiguration?
+    let idleTimeout: Duration?
 
     /// Bootstraps swift-metrics with a Prometheus registry. Call once, before
     /// anything records a metric.
@@ -38,8 +44,11 @@ public struct MetricsExporter: Sendable {
         return registry
     }
 
-    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, access: AccessPolicy = .open, logger: Logger) {
+    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, access: AccessPolicy = .open,
+                tls: TLSConfiguration? = nil, idleTimeout: Duration? = .seconds(60), logger: Logger) {
         self.access = access
+        self.tls = tls
+        self.idleTimeout = idleTimeout
         self.registry = registry
         self.host = host
         self.port = port
@@ -47,7 +56,7 @@ public struct MetricsExporter: Sendable {
         self.hostMetrics = HostMetrics(registry: registry)
     }
 
-    public func makeApplication() -> some ApplicationProtocol {
+    public func makeApplication() throws -> some ApplicationProtocol {
         let router = Router()
         router.get("/metrics") { request, _ -> Response in
             do {
@@ -63,8 +72,15 @@ public struct MetricsExporter: Sendable {
                             body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         let logger = self.logger
+        let http1 = HTTP1Channel.Configuration(idleTimeout: idleTimeout.map(TimeAmount.init))
+        var server = HTTPServerBuilder.http1(configuration: http1)
+        if var tls {
+            tls.applicationProtocols = ["http/1.1"]
+            server = try .tls(.http1(configuration: http1), tlsConfiguration: tls)
+        }
         return Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(host, port: port)),
             onServerRunning: { channel in
                 logger.info("metrics endpoint listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

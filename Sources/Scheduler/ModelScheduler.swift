@@ -46,7 +46,11 @@ public actor ModelScheduler: InferenceRunner {
     private let stats = Mutex(ModelStatistics())
     private let metrics: ModelMetrics
 
-    public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil) {
+    /// `defaultMaxQueueSize` bounds every priority level whose queue policy
+    /// leaves `max_queue_size` at 0 (Triton: unbounded), so memory stays bounded
+    /// under overload; 0 keeps such levels unbounded.
+    public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil,
+                defaultMaxQueueSize: Int = 0) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.backend = backend
@@ -68,13 +72,22 @@ public actor ModelScheduler: InferenceRunner {
             policy = BatchingPolicy(maxBatchSize: 1, preferredBatchSizes: [1])
         }
         let batching = self.batching
-        self.queue = RequestQueue(levels: batching.priorityLevels) { batching.queuePolicy(level: $0) }
+        self.queue = RequestQueue(levels: batching.priorityLevels) { level in
+            Self.effectivePolicy(batching.queuePolicy(level: level), defaultMaxQueueSize: defaultMaxQueueSize)
+        }
+    }
+
+    /// A level's policy with the server's default bound where the model sets none.
+    static func effectivePolicy(_ configured: QueuePolicy, defaultMaxQueueSize: Int) -> QueuePolicy {
+        var policy = configured
+        if policy.maxQueueSize == 0 { policy.maxQueueSize = max(defaultMaxQueueSize, 0) }
+        return policy
     }
 
     /// Creates `spec.instanceCount` instances of `backend` and a scheduler over them.
-    public static func make(spec: ModelSpec, backend: any ModelBackend) throws -> ModelScheduler {
+    public static func make(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0) throws -> ModelScheduler {
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return ModelScheduler(spec: spec, instances: instances, backend: backend)
+        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
     }
 
     public nonisolated func statistics() -> ModelStatistics {

@@ -108,6 +108,44 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
         #expect(scheduler.statistics().fail.count == 1)
     }
 
+    @Test func defaultMaxQueueSizeBoundsAnUnboundedQueue() async throws {
+        let spec = echoSpec(batching: false)
+        let gate = Gate()
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)], defaultMaxQueueSize: 2)
+        // The instance is blocked: requests pile up until the queue refuses one.
+        let refusals = Mutex<[Int32: InferenceError]>([:])
+        var admitted: [Task<InferenceResponse, any Error>] = []
+        var refused = false
+        for value in Int32(0)..<10 where !refused {
+            let task = Task {
+                do { return try await scheduler.infer(try request(spec, value: value)) } catch let error as InferenceError {
+                    refusals.withLock { $0[value] = error }
+                    throw error
+                }
+            }
+            try await Task.sleep(for: .milliseconds(20))
+            if let error = refusals.withLock({ $0[value] }) {
+                #expect(error == .unavailable("Exceeds maximum queue size"))
+                refused = true
+            } else {
+                admitted.append(task)
+            }
+        }
+        #expect(refused)
+        // Two queued, plus at most the one executing and the one batch formed ahead.
+        #expect((2...4).contains(admitted.count))
+        gate.open()
+        for task in admitted { _ = try await task.value }
+        #expect(scheduler.statistics().success.count == UInt64(admitted.count))
+        await scheduler.shutdown()
+    }
+
+    @Test func configuredMaxQueueSizeWinsOverTheDefault() {
+        #expect(ModelScheduler.effectivePolicy(QueuePolicy(maxQueueSize: 5), defaultMaxQueueSize: 1).maxQueueSize == 5)
+        #expect(ModelScheduler.effectivePolicy(QueuePolicy(), defaultMaxQueueSize: 7).maxQueueSize == 7)
+        #expect(ModelScheduler.effectivePolicy(QueuePolicy(), defaultMaxQueueSize: 0).maxQueueSize == 0)
+    }
+
     @Test func shutdownFinishesQueuedWorkThenRefusesNewRequests() async throws {
         let spec = echoSpec(batching: false)
         let gate = Gate()

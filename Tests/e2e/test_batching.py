@@ -152,3 +152,24 @@ def test_full_queue_answers_503(batching_server):
     full = [r for r in responses if r.status_code == 503]
     assert full, codes
     assert all("Exceeds maximum queue size" in r.json()["error"] for r in full)
+
+
+def test_default_max_queue_size_bounds_models_without_one(start_server, tmp_path):
+    """A model whose config sets no max_queue_size still refuses past the server's
+    --default-max-queue-size, with 503, and the server stays live."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    write_model(repo, "slow", 'parameters { key: "execute_delay_ms" value: { string_value: "200" } }\n'
+                "dynamic_batching { preferred_batch_size: [ 1 ] }")
+    server = start_server(repo, ["--default-max-queue-size", "2"])
+    body = {"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": [1] * 16} for n in ("INPUT0", "INPUT1")]}
+
+    def post(_):
+        return requests.post(f"{server.base}/v2/models/slow/infer", json=body, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(post, range(10)))
+    codes = sorted(r.status_code for r in responses)
+    assert 3 <= codes.count(200) <= 4, codes  # executing, formed ahead, and the two queued
+    assert all("Exceeds maximum queue size" in r.json()["error"] for r in responses if r.status_code == 503), codes
+    assert requests.get(f"{server.base}/v2/health/live", timeout=5).status_code == 200

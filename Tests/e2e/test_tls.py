@@ -126,3 +126,34 @@ def test_mutual_tls(certs):
         anonymous.close()
     finally:
         server.stop()
+
+
+def test_metrics_over_tls(certs):
+    """The metrics port can have its own TLS (mutual here: only scrapers holding a client certificate)."""
+    from conftest import MODEL_REPOSITORY, RunningServer
+    server = RunningServer(MODEL_REPOSITORY, [
+        "--metrics-use-ssl", "true", "--metrics-server-cert", str(certs / "server.pem"),
+        "--metrics-server-key", str(certs / "server.key"),
+        "--metrics-use-ssl-mutual", "true", "--metrics-root-cert", str(certs / "ca.pem"),
+    ], log_path=certs / "server-metrics.log")
+    try:
+        server.wait_live()
+        url = f"https://127.0.0.1:{server.metrics_port}/metrics"
+        scrape = requests.get(url, verify=str(certs / "ca.pem"), timeout=5,
+                              cert=(str(certs / "client.pem"), str(certs / "client.key")))
+        assert scrape.status_code == 200 and "nv_inference_count" in scrape.text
+        with pytest.raises(requests.exceptions.RequestException):
+            requests.get(url, verify=str(certs / "ca.pem"), timeout=5)  # no client certificate
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5)
+        assert requests.get(f"{server.base}/v2/health/live", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_metrics_tls_needs_certificate_files(tmp_path):
+    from conftest import BINARY, MODEL_REPOSITORY
+    result = subprocess.run([BINARY, "--model-repository", str(MODEL_REPOSITORY), "--metrics-use-ssl", "true"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "--metrics-use-ssl needs --metrics-server-cert and --metrics-server-key" in result.stderr
