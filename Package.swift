@@ -126,10 +126,32 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The encoder on CUDA: run-time loaded cudart, cuBLAS, NVRTC and the driver
+        // (so one binary runs on hosts without them), NVRTC-compiled kernels
+        // embedded from cuda/, per-instance streams. CPU twins of every kernel.
+        .target(
+            name: "GPUKernels",
+            dependencies: [
+                "InferenceCore", "TransformerEncoder",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            exclude: ["cuda/kernels.txt"],
+            resources: [
+                .embedInCode("cuda/attention_softmax.cu"),
+                .embedInCode("cuda/bias_gelu.cu"),
+                .embedInCode("cuda/bias_residual_layernorm.cu"),
+                .embedInCode("cuda/classifier_head.cu"),
+                .embedInCode("cuda/convert.cu"),
+                .embedInCode("cuda/embedding_layernorm.cu"),
+                .embedInCode("cuda/packing.cu"),
+                .embedInCode("cuda/pooling.cu"),
+            ]
+        ),
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder", "AccessControl",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder", "AccessControl", "GPUKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -146,6 +168,7 @@ let package = Package(
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "InferenceCore"]),
+        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "InferenceCore"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),

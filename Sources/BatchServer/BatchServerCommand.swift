@@ -2,6 +2,7 @@ import AccessControl
 import ArgumentParser
 import ExampleBackends
 import Foundation
+import GPUKernels
 import GRPCFrontend
 import GRPCLite
 import HTTPFrontend
@@ -116,6 +117,10 @@ struct BatchServerCommand: AsyncParsableCommand {
             help: "Requests a model's priority level may hold when its config.pbtxt leaves max_queue_size at 0; more are refused with UNAVAILABLE / 503. 0: unbounded, as Triton.")
     var defaultMaxQueueSize = 4096
 
+    @Option(name: .customLong("require-gpu"),
+            help: "Fail to load a model whose instance_group asks for KIND_GPU when no usable CUDA device exists, instead of running it on the CPU (true or false).")
+    var requireGPU = false
+
     @Option(name: .customLong("http-idle-timeout-secs"),
             help: "Close an HTTP connection that sends no part of a request for this long while no response is pending (idle keep-alive, trickled headers or bodies); 0: never.")
     var httpIdleTimeoutSecs = 60
@@ -179,7 +184,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         let phase = ServerPhase()
         let models = ModelManager(
             repositoryPath: modelRepository,
-            backends: BackendRegistry(ExampleBackends.all + [EncoderBackend()]),
+            backends: BackendRegistry(ExampleBackends.all + [GPUEncoderBackend(requireGPU: requireGPU, logger: logger)]),
             controlMode: modelControlMode,
             logger: logger,
             makeRunner: { [defaultMaxQueueSize] spec, backend in
@@ -222,7 +227,8 @@ struct BatchServerCommand: AsyncParsableCommand {
                 registry: registry, host: host, port: metricsPort, access: access,
                 tls: try tlsConfiguration(enabled: metricsUseSSL, mutual: metricsUseSSLMutual, certificate: metricsServerCert,
                                           key: metricsServerKey, clientCA: metricsRootCert, flag: "metrics"),
-                idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil, logger: logger)
+                idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil,
+                samplers: GPUMetricsSampler.make().map { sampler in [{ sampler.sample() }] } ?? [], logger: logger)
             services.append(.init(service: try exporter.makeApplication()))
         }
         if modelControlMode == .poll {

@@ -154,7 +154,9 @@ enum InferRequestDecoder {
             throw InferenceError.invalidArgument("input '\(name)' has neither 'data' nor 'binary_data_size'")
         }
         var flat: [JSONValue] = []
-        flat.reserveCapacity(elementCount)
+        // The shape is the client's claim: reserve no more than a body could
+        // hold, or a shape of 2^60 elements would allocate before it is refused.
+        flat.reserveCapacity(min(elementCount, 1 << 16))
         try flatten(data, into: &flat, name: name, depth: 0)
         guard flat.count == elementCount else {
             throw InferenceError.invalidArgument(

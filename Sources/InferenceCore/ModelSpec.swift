@@ -20,6 +20,27 @@ public struct TensorSpec: Sendable, Hashable {
     }
 }
 
+/// One of a model's instance groups (Triton's `instance_group`): how many
+/// instances, on which kind of device.
+public struct InstanceGroupSpec: Sendable, Hashable {
+    public enum Kind: String, Sendable, Hashable { case cpu, gpu, model }
+
+    public var kind: Kind
+    /// Instances per listed GPU (or in all, when no GPU is listed).
+    public var count: Int
+    /// GPU indices for KIND_GPU; empty: instances are spread over the visible GPUs.
+    public var gpus: [Int]
+
+    public init(kind: Kind = .cpu, count: Int = 1, gpus: [Int] = []) {
+        self.kind = kind
+        self.count = count
+        self.gpus = gpus
+    }
+
+    /// Instances the group creates: `count` on each listed GPU.
+    public var instanceCount: Int { count * max(gpus.count, 1) }
+}
+
 /// What happens to a request whose queue timeout expires (Triton's ModelQueuePolicy).
 public struct QueuePolicy: Sendable, Hashable {
     public enum TimeoutAction: Sendable, Hashable {
@@ -109,6 +130,8 @@ public struct ModelSpec: Sendable {
     public var outputs: [TensorSpec]
     public var parameters: [String: String]
     public var instanceCount: Int
+    /// Where the instances run; their counts add up to `instanceCount`.
+    public var instanceGroups: [InstanceGroupSpec]
     /// nil: each request runs alone, as Triton does without `dynamic_batching`.
     public var dynamicBatching: DynamicBatchingSpec?
     /// The version directory holding the model's files.
@@ -116,7 +139,8 @@ public struct ModelSpec: Sendable {
 
     public init(name: String, version: Int64, platform: String = "", backend: String, maxBatchSize: Int,
                 inputs: [TensorSpec], outputs: [TensorSpec], parameters: [String: String] = [:],
-                instanceCount: Int = 1, dynamicBatching: DynamicBatchingSpec? = nil, versionPath: String = "") {
+                instanceCount: Int? = nil, instanceGroups: [InstanceGroupSpec] = [InstanceGroupSpec()],
+                dynamicBatching: DynamicBatchingSpec? = nil, versionPath: String = "") {
         self.name = name
         self.version = version
         self.platform = platform
@@ -125,7 +149,8 @@ public struct ModelSpec: Sendable {
         self.inputs = inputs
         self.outputs = outputs
         self.parameters = parameters
-        self.instanceCount = instanceCount
+        self.instanceGroups = instanceGroups
+        self.instanceCount = instanceCount ?? instanceGroups.reduce(0) { $0 + $1.instanceCount }
         self.dynamicBatching = dynamicBatching
         self.versionPath = versionPath
     }

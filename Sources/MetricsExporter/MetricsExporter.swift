@@ -24,6 +24,8 @@ public struct MetricsExporter: Sendable {
     /// TLS for scrapes; nil serves plain text (keep the port inside the cluster then).
     let tls: TLSConfiguration?
     let idleTimeout: Duration?
+    /// Called before each scrape to refresh sampled series (GPU metrics).
+    let samplers: [@Sendable () -> Void]
 
     /// Bootstraps swift-metrics with a Prometheus registry. Call once, before
     /// anything records a metric.
@@ -45,7 +47,9 @@ public struct MetricsExporter: Sendable {
     }
 
     public init(registry: PrometheusCollectorRegistry, host: String, port: Int, access: AccessPolicy = .open,
-                tls: TLSConfiguration? = nil, idleTimeout: Duration? = .seconds(60), logger: Logger) {
+                tls: TLSConfiguration? = nil, idleTimeout: Duration? = .seconds(60), samplers: [@Sendable () -> Void] = [],
+                logger: Logger) {
+        self.samplers = samplers
         self.access = access
         self.tls = tls
         self.idleTimeout = idleTimeout
@@ -65,6 +69,7 @@ public struct MetricsExporter: Sendable {
                 return Response(status: error.code == .permissionDenied ? .forbidden : .unauthorized)
             }
             hostMetrics.sample()
+            for sampler in samplers { sampler() }
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
             registry.emit(into: &buffer)

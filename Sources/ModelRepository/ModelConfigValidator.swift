@@ -57,6 +57,14 @@ public enum ModelConfigValidator {
         for group in config.instanceGroup where group.count < 1 {
             throw fail("instance_group '\(group.name)': count must be >= 1, got \(group.count)")
         }
+        for group in config.instanceGroup {
+            if let gpu = group.gpus.first(where: { $0 < 0 }) {
+                throw fail("instance_group '\(group.name)': gpus must be device indices >= 0, got \(gpu)")
+            }
+            if group.kind != .gpu && !group.gpus.isEmpty {
+                throw fail("instance_group '\(group.name)': gpus is only valid with kind KIND_GPU")
+            }
+        }
     }
 
     private static func checkTensor(name: String, dataType: Inference_DataType, dims: [Int64], field: String,

@@ -22,7 +22,10 @@ enum ModelSpecBuilder {
             name: config.name, version: version, platform: config.platform, backend: config.backend,
             maxBatchSize: Int(config.maxBatchSize), inputs: inputs, outputs: outputs,
             parameters: config.parameters.mapValues(\.stringValue),
-            instanceCount: config.instanceGroup.reduce(0) { $0 + Int($1.count) },
+            instanceGroups: config.instanceGroup.map { group in
+                InstanceGroupSpec(kind: group.kind == .gpu ? .gpu : group.kind == .model ? .model : .cpu,
+                                  count: Int(group.count), gpus: group.gpus.map(Int.init))
+            },
             dynamicBatching: batching, versionPath: versionPath)
     }
 

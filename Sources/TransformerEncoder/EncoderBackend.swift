@@ -19,17 +19,8 @@ public struct EncoderBackend: ModelBackend {
 
     public init() {}
 
-    struct Names {
-        var ids = "INPUT_IDS", mask = "ATTENTION_MASK", text = "TEXT"
-        init(_ spec: ModelSpec) {
-            ids = spec.parameters["input_ids_tensor"] ?? ids
-            mask = spec.parameters["attention_mask_tensor"] ?? mask
-            text = spec.parameters["text_tensor"] ?? text
-        }
-    }
-
     public func validate(_ spec: ModelSpec) throws {
-        let names = Names(spec)
+        let names = EncoderInputNames(spec)
         guard spec.maxBatchSize > 0 else {
             throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' needs max_batch_size > 0")
         }
@@ -58,11 +49,11 @@ public struct EncoderBackend: ModelBackend {
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        try EncoderInstance(spec: spec, names: Names(spec))
+        try EncoderInstance(model: EncoderModel(spec: spec))
     }
 
     public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
-        let names = Names(spec)
+        let names = EncoderInputNames(spec)
         if let ids = request.request.input(named: names.ids), ids.shape.count == 2 { return ids.shape[1] }
         if let text = request.request.input(named: names.text) {
             // A cheap estimate for batching (about four bytes a token); the
@@ -73,22 +64,17 @@ public struct EncoderBackend: ModelBackend {
     }
 }
 
+/// One CPU instance: the model's forward pass on oneDNN with its own scratch
+/// buffers and OpenMP thread count (parameter `threads`).
 final class EncoderInstance: ModelInstance, @unchecked Sendable {
-    let spec: ModelSpec
-    let names: EncoderBackend.Names
+    let model: EncoderModel
     let forward: EncoderForward
-    let tokenizer: WordPieceTokenizer?
-    let outputName: String
     let threads: Int
     private var threadsApplied = false
 
-    init(spec: ModelSpec, names: EncoderBackend.Names) throws {
-        self.spec = spec
-        self.names = names
-        let directory = spec.versionPath
-        let config = try EncoderConfig(file: (directory as NSString).appendingPathComponent("config.json"))
-        let file = try SafeTensorsFile(path: (directory as NSString).appendingPathComponent("model.safetensors"))
-        let weights = try EncoderWeights(file: file, config: config)
+    init(model: EncoderModel) throws {
+        self.model = model
+        let spec = model.spec
         var precision = spec.parameters["precision"] ?? "fp32"
         if precision == "bf16" && !EncoderForward.bf16Available {
             Logger(label: "batch-server").warning("this CPU has no bf16 matrix instructions; running in fp32", metadata: [
@@ -96,25 +82,7 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
             ])
             precision = "fp32"
         }
-        forward = try EncoderForward(config: config, weights: weights, precision: precision)
-        let vocabulary = (directory as NSString).appendingPathComponent("vocab.txt")
-        if spec.inputs.contains(where: { $0.name == names.text }) {
-            tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary)
-        } else {
-            tokenizer = nil
-        }
-        outputName = spec.outputs[0].name
-        let width = spec.outputs[0].dims[0]
-        if outputName == "LOGITS" {
-            guard let labels = weights.classifier?.bias.count else {
-                throw InferenceError.invalidArgument("model '\(spec.name)': output LOGITS needs a classification checkpoint (pre_classifier, classifier)")
-            }
-            guard width == labels else {
-                throw InferenceError.invalidArgument("model '\(spec.name)': output LOGITS has dims [\(width)] but the checkpoint has \(labels) labels")
-            }
-        } else if width != config.hidden {
-            throw InferenceError.invalidArgument("model '\(spec.name)': output EMBEDDING has dims [\(width)] but the checkpoint's hidden size is \(config.hidden)")
-        }
+        forward = try EncoderForward(config: model.config, weights: model.weights, precision: precision)
         threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
     }
 
@@ -123,63 +91,8 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
             omp_set_num_threads(Int32(max(threads, 1)))
             threadsApplied = true
         }
-        var packed = PackedSequences()
-        var rowsPerItem: [Int] = []
-        for item in batch.items {
-            try pack(item.request, into: &packed)
-            rowsPerItem.append(item.batchSize)
-        }
-        let width = spec.outputs[0].dims[0]
-        let values = outputName == "LOGITS" ? try forward.logits(packed) : try forward.embeddings(packed)
-        var offset = 0
-        return rowsPerItem.map { rows in
-            defer { offset += rows * width }
-            return [Tensor(name: outputName, shape: [rows, width], values: Array(values[offset..<(offset + rows * width)]))]
-        }
-    }
-
-    private func pack(_ request: InferenceRequest, into packed: inout PackedSequences) throws {
-        let maxPositions = forward.config.maxPositions
-        if let text = request.input(named: names.text) {
-            guard let tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
-            for (index, element) in try text.elements().enumerated() {
-                guard let string = String(validating: element, as: UTF8.self) else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
-                }
-                guard !string.isEmpty else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
-                }
-                let ids = tokenizer.encode(string, maxLength: maxPositions)
-                packed.append(ids: ids.map(Int64.init), mask: Optional<[Int64]>.none)
-            }
-            return
-        }
-        guard let ids = request.input(named: names.ids) else {
-            throw InferenceError.invalidArgument("model '\(spec.name)' needs input '\(names.ids)' or '\(names.text)'")
-        }
-        let mask = request.input(named: names.mask)
-        if let mask, mask.shape != ids.shape {
-            throw InferenceError.invalidArgument(
-                "input '\(names.mask)' has shape \(ShapeMath.format(mask.shape)) but '\(names.ids)' has \(ShapeMath.format(ids.shape))")
-        }
-        let rows = ids.shape[0], length = ids.shape[1]
-        guard length > 0 else { throw InferenceError.invalidArgument("input '\(names.ids)' is empty") }
-        guard length <= maxPositions else {
-            throw InferenceError.invalidArgument("input '\(names.ids)' length \(length) exceeds the model's \(maxPositions) positions")
-        }
-        let values = try ids.values(as: Int64.self)
-        let vocabulary = Int64(forward.config.vocabularySize)
-        if values.contains(where: { $0 < 0 || $0 >= vocabulary }) {
-            throw InferenceError.invalidArgument("input '\(names.ids)' holds a token id outside the vocabulary of \(vocabulary)")
-        }
-        let maskValues = try mask?.values(as: Int64.self)
-        for row in 0..<rows {
-            let slice = values[(row * length)..<((row + 1) * length)]
-            let maskSlice = maskValues.map { Array($0[(row * length)..<((row + 1) * length)]) }
-            if let maskSlice, !maskSlice.contains(where: { $0 != 0 }) {
-                throw InferenceError.invalidArgument("input '\(names.mask)' row \(row) masks every token")
-            }
-            packed.append(ids: slice, mask: maskSlice)
-        }
+        let (packed, rows) = try model.pack(batch)
+        let values = model.head == .logits ? try forward.logits(packed) : try forward.embeddings(packed)
+        return model.split(values, rowsPerItem: rows)
     }
 }

@@ -158,14 +158,16 @@ final class OneDNNMatmul: @unchecked Sendable {
 }
 
 /// bfloat16 as the upper 16 bits of a Float, rounded to nearest even.
-enum BFloat16Bits {
+/// bfloat16 as its 16 bits: round to nearest even, NaN kept quiet. The GPU
+/// path converts its weights with the same function.
+public enum BFloat16Bits {
     @inline(__always)
-    static func round(_ value: Float) -> UInt16 {
+    public static func round(_ value: Float) -> UInt16 {
         let bits = value.bitPattern
         if value.isNaN { return UInt16(bits >> 16) | 0x40 }
         let rounding = ((bits >> 16) & 1) + 0x7FFF
         return UInt16((bits &+ rounding) >> 16)
     }
 
-    static func convert(_ values: [Float]) -> [UInt16] { values.map(round) }
+    public static func convert(_ values: [Float]) -> [UInt16] { values.map(round) }
 }

@@ -61,6 +61,15 @@ func decode(_ json: String, binary: [UInt8] = [], headerLength: Int?? = .none) t
         #expect(error?.message.contains(message) == true, "\(error?.message ?? "")")
     }
 
+    /// Found by FuzzHTTPInferBody (fuzz/regressions/FuzzHTTPInferBody/huge-shape-json-data):
+    /// a shape claiming 2^63 elements made the decoder reserve them before counting the data.
+    @Test func aHugeShapeWithJSONDataIsRefusedWithoutAllocatingIt() {
+        let error = #expect(throws: InferenceError.self) {
+            _ = try decode(#"{"inputs":[{"name":"INPUT0","shape":[922334073709551614,2],"datatype":"INT32","data":[1,2]}]}"#)
+        }
+        #expect(error?.message.contains("has 2 elements in 'data' but shape") == true, "\(error?.message ?? "")")
+    }
+
     @Test func rejectsHeaderLengthBeyondBody() {
         let error = #expect(throws: InferenceError.self) { _ = try decode("{}", headerLength: .some(100)) }
         #expect(error?.message.contains("larger than the request body") == true)

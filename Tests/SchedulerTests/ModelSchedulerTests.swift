@@ -23,6 +23,11 @@ final class RecordingInstance: ModelInstance {
     }
 }
 
+/// Errors tasks saw, by request value, shared with the test body.
+final class Refusals: Sendable {
+    let errors = Mutex<[Int32: InferenceError]>([:])
+}
+
 /// A one-shot latch a test opens to let blocked executions proceed.
 final class Gate: Sendable {
     private let opened = Mutex(false)
@@ -113,18 +118,18 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
         let gate = Gate()
         let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)], defaultMaxQueueSize: 2)
         // The instance is blocked: requests pile up until the queue refuses one.
-        let refusals = Mutex<[Int32: InferenceError]>([:])
+        let refusals = Refusals()
         var admitted: [Task<InferenceResponse, any Error>] = []
         var refused = false
         for value in Int32(0)..<10 where !refused {
             let task = Task {
                 do { return try await scheduler.infer(try request(spec, value: value)) } catch let error as InferenceError {
-                    refusals.withLock { $0[value] = error }
+                    refusals.errors.withLock { $0[value] = error }
                     throw error
                 }
             }
             try await Task.sleep(for: .milliseconds(20))
-            if let error = refusals.withLock({ $0[value] }) {
+            if let error = refusals.errors.withLock({ $0[value] }) {
                 #expect(error == .unavailable("Exceeds maximum queue size"))
                 refused = true
             } else {

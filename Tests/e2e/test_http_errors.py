@@ -97,6 +97,12 @@ CASES = {
         {"inputs": [json_input("INPUT0", shape=(2**40, 2**40), data=ROW), json_input("INPUT1")]},
         None, 400, "too many elements",
     ),
+    # Found by the fuzzer: the shape's element count was reserved before the data was counted.
+    "huge shape with JSON data": (
+        "/v2/models/simple/infer",
+        {"inputs": [json_input("INPUT0", shape=(2**40, 16), data=ROW), json_input("INPUT1")]},
+        None, 400, "elements in 'data' but shape",
+    ),
     "simple_string element that is not a number": (
         "/v2/models/simple_string/infer",
         {"inputs": [json_input("INPUT0", datatype="BYTES", data=["12"] * 15 + ["patient"]),

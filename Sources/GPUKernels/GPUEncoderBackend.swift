@@ -1,0 +1,98 @@
+import InferenceCore
+import Logging
+import Synchronization
+import TransformerEncoder
+
+/// The `transformer_encoder` backend with GPU placement: instances of a
+/// KIND_GPU instance group run on CUDA, the others on the CPU engine. Where no
+/// usable GPU exists the GPU instances fall back to the CPU with one log line
+/// per model, unless `requireGPU`, which fails the load with the reason.
+public struct GPUEncoderBackend: ModelBackend {
+    public var name: String { cpu.name }
+    public var variableLengthBatching: TokenCost? { cpu.variableLengthBatching }
+
+    let cpu: EncoderBackend
+    let availability: @Sendable () -> CUDAAvailability
+    let requireGPU: Bool
+    let logger: Logger
+    let compilerCache: String?
+    /// Models whose fallback was already logged: one line per model version.
+    private let fallbackLogged = OnceKeys()
+
+    public init(cpu: EncoderBackend = EncoderBackend(), requireGPU: Bool = false, logger: Logger,
+                availability: @escaping @Sendable () -> CUDAAvailability = { CUDALoader.shared }) {
+        self.cpu = cpu
+        self.requireGPU = requireGPU
+        self.logger = logger
+        self.availability = availability
+        self.compilerCache = KernelCompiler.defaultCacheDirectory()
+    }
+
+    public func validate(_ spec: ModelSpec) throws {
+        try cpu.validate(spec)
+        if let math = spec.parameters["gpu_math"], CUDAEncoderForward.MatrixMath(rawValue: math) == nil || math == "bf16" {
+            throw InferenceError.invalidArgument("model '\(spec.name)': parameters.gpu_math must be tf32 or fp32, got '\(math)'")
+        }
+    }
+
+    public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
+        cpu.sequenceLength(of: request, spec: spec)
+    }
+
+    public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
+        guard spec.instanceGroups.contains(where: { $0.kind == .gpu }) else {
+            return try cpu.makeInstance(for: spec, index: index)
+        }
+        switch availability() {
+        case .unavailable(let reason):
+            if requireGPU {
+                throw InferenceError.unavailable("model '\(spec.name)' asks for KIND_GPU and --require-gpu is set, but \(reason)")
+            }
+            let key = "\(spec.name)/\(spec.version)"
+            if fallbackLogged.first(key) {
+                logger.warning("KIND_GPU instances run on the CPU: \(reason)", metadata: [
+                    "model.name": "\(spec.name)", "model.version": "\(spec.version)",
+                ])
+            }
+            return try cpu.makeInstance(for: spec, index: index)
+        case .available(let platform):
+            let placements = try InstancePlacement.assign(groups: spec.instanceGroups, visibleDevices: platform.devices.map(\.index))
+            guard index < placements.count, case .gpu(let device) = placements[index] else {
+                return try cpu.makeInstance(for: spec, index: index)
+            }
+            let model = try EncoderModel(spec: spec)
+            let precision = spec.parameters["precision"] ?? "fp32"
+            let math: CUDAEncoderForward.MatrixMath = precision == "bf16" ? .bf16 : CUDAEncoderForward.MatrixMath(rawValue: spec.parameters["gpu_math"] ?? "tf32") ?? .tf32
+            let compiler = KernelCompiler(platform: platform, cacheDirectory: compilerCache, logger: logger)
+            let forward = try CUDAEncoderForward(platform: platform, device: device, model: model, math: math, compiler: compiler)
+            logger.info("model instance on GPU", metadata: [
+                "model.name": "\(spec.name)", "model.version": "\(spec.version)", "instance": "\(index)", "gpu": "\(device)",
+                "gpu.math": "\(math.rawValue)", "gpu.activation_bytes": "\(forward.plan.activationBytes)",
+                "gpu.weight_bytes": "\(forward.plan.weightBytes)",
+            ])
+            return CUDAEncoderInstance(model: model, forward: forward)
+        }
+    }
+}
+
+/// Remembers keys across calls: true the first time a key is seen.
+final class OnceKeys: Sendable {
+    private let seen = Mutex<Set<String>>([])
+    func first(_ key: String) -> Bool { seen.withLock { $0.insert(key).inserted } }
+}
+
+/// One GPU instance: packs the batch, runs it on the instance's stream, splits the outputs.
+final class CUDAEncoderInstance: ModelInstance, @unchecked Sendable {
+    let model: EncoderModel
+    let forward: CUDAEncoderForward
+
+    init(model: EncoderModel, forward: CUDAEncoderForward) {
+        self.model = model
+        self.forward = forward
+    }
+
+    func execute(_ batch: Batch) throws -> [[Tensor]] {
+        let (packed, rows) = try model.pack(batch)
+        return model.split(try forward.run(packed, head: model.head), rowsPerItem: rows)
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import InferenceCore
+
+/// Input tensor names of an encoder model, configurable with the parameters
+/// `input_ids_tensor`, `attention_mask_tensor` and `text_tensor`.
+public struct EncoderInputNames: Sendable {
+    public var ids = "INPUT_IDS", mask = "ATTENTION_MASK", text = "TEXT"
+
+    public init(_ spec: ModelSpec) {
+        ids = spec.parameters["input_ids_tensor"] ?? ids
+        mask = spec.parameters["attention_mask_tensor"] ?? mask
+        text = spec.parameters["text_tensor"] ?? text
+    }
+}
+
+/// What every encoder instance needs whichever device runs it: the checkpoint
+/// from the version directory, the tokenizer for TEXT inputs, and the
+/// conversions between a batch of requests and packed sequences.
+public struct EncoderModel: Sendable {
+    public enum Head: Sendable { case logits, embedding }
+
+    public let spec: ModelSpec
+    public let names: EncoderInputNames
+    public let config: EncoderConfig
+    public let weights: EncoderWeights
+    public let tokenizer: WordPieceTokenizer?
+    public let head: Head
+    public let outputName: String
+    /// Values per row of the output: labels or hidden size.
+    public let outputWidth: Int
+
+    /// Loads `config.json`, `model.safetensors` and (for TEXT inputs) `vocab.txt`
+    /// from the spec's version directory and checks the output against them.
+    public init(spec: ModelSpec) throws {
+        self.spec = spec
+        let names = EncoderInputNames(spec)
+        self.names = names
+        let directory = spec.versionPath as NSString
+        config = try EncoderConfig(file: directory.appendingPathComponent("config.json"))
+        let file = try SafeTensorsFile(path: directory.appendingPathComponent("model.safetensors"))
+        weights = try EncoderWeights(file: file, config: config)
+        tokenizer = spec.inputs.contains(where: { $0.name == names.text })
+            ? try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")) : nil
+        outputName = spec.outputs[0].name
+        outputWidth = spec.outputs[0].dims[0]
+        if outputName == "LOGITS" {
+            head = .logits
+            guard let labels = weights.classifier?.bias.count else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': output LOGITS needs a classification checkpoint (pre_classifier, classifier)")
+            }
+            guard outputWidth == labels else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': output LOGITS has dims [\(outputWidth)] but the checkpoint has \(labels) labels")
+            }
+        } else {
+            head = .embedding
+            guard outputWidth == config.hidden else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': output EMBEDDING has dims [\(outputWidth)] but the checkpoint's hidden size is \(config.hidden)")
+            }
+        }
+    }
+
+    /// Every row of every request in the batch, packed without padding, and the
+    /// number of rows each request contributed.
+    public func pack(_ batch: Batch) throws -> (sequences: PackedSequences, rowsPerItem: [Int]) {
+        var packed = PackedSequences()
+        var rows: [Int] = []
+        for item in batch.items {
+            try pack(item.request, into: &packed)
+            rows.append(item.batchSize)
+        }
+        return (packed, rows)
+    }
+
+    /// Splits (sequences, outputWidth) values back into one output tensor per request.
+    public func split(_ values: [Float], rowsPerItem: [Int]) -> [[Tensor]] {
+        var offset = 0
+        return rowsPerItem.map { rows in
+            defer { offset += rows * outputWidth }
+            return [Tensor(name: outputName, shape: [rows, outputWidth], values: Array(values[offset..<(offset + rows * outputWidth)]))]
+        }
+    }
+
+    private func pack(_ request: InferenceRequest, into packed: inout PackedSequences) throws {
+        let maxPositions = config.maxPositions
+        if let text = request.input(named: names.text) {
+            guard let tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
+            for (index, element) in try text.elements().enumerated() {
+                guard let string = String(validating: element, as: UTF8.self) else {
+                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
+                }
+                guard !string.isEmpty else {
+                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
+                }
+                let ids = tokenizer.encode(string, maxLength: maxPositions)
+                packed.append(ids: ids.map(Int64.init), mask: Optional<[Int64]>.none)
+            }
+            return
+        }
+        guard let ids = request.input(named: names.ids) else {
+            throw InferenceError.invalidArgument("model '\(spec.name)' needs input '\(names.ids)' or '\(names.text)'")
+        }
+        let mask = request.input(named: names.mask)
+        if let mask, mask.shape != ids.shape {
+            throw InferenceError.invalidArgument(
+                "input '\(names.mask)' has shape \(ShapeMath.format(mask.shape)) but '\(names.ids)' has \(ShapeMath.format(ids.shape))")
+        }
+        let rows = ids.shape[0], length = ids.shape[1]
+        guard length > 0 else { throw InferenceError.invalidArgument("input '\(names.ids)' is empty") }
+        guard length <= maxPositions else {
+            throw InferenceError.invalidArgument("input '\(names.ids)' length \(length) exceeds the model's \(maxPositions) positions")
+        }
+        let values = try ids.values(as: Int64.self)
+        let vocabulary = Int64(config.vocabularySize)
+        if values.contains(where: { $0 < 0 || $0 >= vocabulary }) {
+            throw InferenceError.invalidArgument("input '\(names.ids)' holds a token id outside the vocabulary of \(vocabulary)")
+        }
+        let maskValues = try mask?.values(as: Int64.self)
+        for row in 0..<rows {
+            let slice = values[(row * length)..<((row + 1) * length)]
+            let maskSlice = maskValues.map { Array($0[(row * length)..<((row + 1) * length)]) }
+            if let maskSlice, !maskSlice.contains(where: { $0 != 0 }) {
+                throw InferenceError.invalidArgument("input '\(names.mask)' row \(row) masks every token")
+            }
+            packed.append(ids: slice, mask: maskSlice)
+        }
+    }
+}
