@@ -173,6 +173,13 @@ public actor ModelScheduler: InferenceRunner {
         for entry in queue.expire(now: now) + expireReadyBatch(now: now) {
             complete(entry, .failure(InferenceError.unavailable("Request timeout expired")), reason: .rejected)
         }
+        // A more urgent request arrived after the next batch was formed: put the
+        // batch back so it is formed again with that request first, instead of
+        // the request waiting behind a whole batch of less urgent work.
+        if let ready = readyBatch, let urgent = queue.mostUrgentLevel, let formed = ready.map(\.level).min(), urgent < formed {
+            queue.restore(ready)
+            readyBatch = nil
+        }
         dispatching: while let instance = freeInstances.last {
             if let ready = readyBatch {
                 readyBatch = nil

@@ -94,6 +94,22 @@ public struct RequestQueue<Payload> {
         levels.flatMap { $0.pending.compactMap(\.deadline) }.min()
     }
 
+    /// The most urgent level holding a request (1 is the highest), nil when empty.
+    public var mostUrgentLevel: Int? {
+        levels.firstIndex { $0.count > 0 }.map { $0 + 1 }
+    }
+
+    /// Puts requests taken out for a batch back where they were in arrival
+    /// order, ahead of anything that arrived after them. (A request that had
+    /// been delayed by a DELAY timeout goes back among the pending ones.)
+    public mutating func restore(_ requests: [QueuedRequest<Payload>]) {
+        for request in requests.sorted(by: { $0.sequence < $1.sequence }) {
+            let index = request.level - 1
+            let position = levels[index].pending.firstIndex { $0.sequence > request.sequence } ?? levels[index].pending.endIndex
+            levels[index].pending.insert(request, at: position)
+        }
+    }
+
     /// Removes and returns the requests with these sequence numbers, in the given order.
     public mutating func remove(_ sequences: [UInt64]) -> [QueuedRequest<Payload>] {
         let wanted = Set(sequences)

@@ -82,8 +82,8 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
             ])
             precision = "fp32"
         }
-        forward = try EncoderForward(config: model.config, weights: model.weights, precision: precision)
         threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
+        forward = try EncoderForward(config: model.config, weights: model.weights, precision: precision, threads: threads)
     }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {

@@ -1,4 +1,7 @@
+import CDNNL
+import Dispatch
 import InferenceCore
+import Synchronization
 
 /// Sequences packed back to back without padding: work scales with real
 /// tokens, not with the longest sequence.
@@ -38,6 +41,30 @@ public struct PackedSequences: Sendable, Equatable {
     }
 }
 
+/// Pointers into the instance's buffers, handed to the attention threads, each
+/// of which writes only its own pairs' scores and context columns.
+private struct AttentionBuffers: @unchecked Sendable {
+    let qkv: UnsafeMutablePointer<Float>
+    let scores: UnsafeMutablePointer<Float>
+    let context: UnsafeMutablePointer<Float>
+}
+
+/// The next (sequence, head) pair to compute, and the first error seen.
+private final class AttentionWork: Sendable {
+    private let state = Mutex<(next: Int, error: (any Error)?)>((0, nil))
+
+    func take(below count: Int) -> Int? {
+        state.withLock { state in
+            guard state.error == nil, state.next < count else { return nil }
+            defer { state.next += 1 }
+            return state.next
+        }
+    }
+
+    func fail(_ error: any Error) { state.withLock { if $0.error == nil { $0.error = error } } }
+    var error: (any Error)? { state.withLock { $0.error } }
+}
+
 /// The encoder's forward pass on the CPU for one model instance. Holds
 /// scratch buffers, so one instance serves one batch at a time (the
 /// scheduler's executor guarantees it).
@@ -71,7 +98,10 @@ public final class EncoderForward: @unchecked Sendable {
     private var context: [Float] = []       // (tokens, hidden)
     private var projected: [Float] = []     // (tokens, hidden)
     private var intermediate: [Float] = []  // (tokens, intermediate)
-    private var scores: [Float] = []        // (longest, longest)
+    private var scores: [Float] = []        // (threads, longest, longest): one score matrix per attention thread
+    /// Threads the instance computes with; attention runs (sequence, head)
+    /// pairs on this many threads, each pair's products single-threaded.
+    let threads: Int
 
     private func reserve(tokens unpadded: Int, longest: Int) {
         // The matmul runs on whole blocks of rows; the extra rows are scratch.
@@ -84,10 +114,11 @@ public final class EncoderForward: @unchecked Sendable {
         size(&context, tokens * config.hidden)
         size(&projected, tokens * config.hidden)
         size(&intermediate, tokens * config.intermediate)
-        size(&scores, longest * longest)
+        size(&scores, max(threads, 1) * longest * longest)
     }
 
-    public init(config: EncoderConfig, weights: EncoderWeights, precision: String = "fp32") throws {
+    public init(config: EncoderConfig, weights: EncoderWeights, precision: String = "fp32", threads: Int = 1) throws {
+        self.threads = max(threads, 1)
         guard let chosen = OneDNNMatmul.Precision(rawValue: precision) else {
             throw InferenceError.invalidArgument("precision '\(precision)' is not supported (fp32 or bf16)")
         }
@@ -161,8 +192,8 @@ public final class EncoderForward: @unchecked Sendable {
     /// Self-attention, one sequence and head at a time on the packed QKV
     /// projection, then the output projection with bias, residual and LayerNorm fused.
     private func attention(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], batch: PackedSequences) throws {
-        let h = config.hidden, heads = config.heads, d = config.headDimension, tokens = batch.tokenCount
-        let scale = 1 / Float(d).squareRoot()
+        let h = config.hidden, tokens = batch.tokenCount
+        let longest = (0..<batch.count).map { batch.starts[$0 + 1] - batch.starts[$0] }.max() ?? 0
         try hidden.withUnsafeMutableBufferPointer { hidden in
             try qkv.withUnsafeMutableBufferPointer { qkv in
                 try context.withUnsafeMutableBufferPointer { context in
@@ -170,21 +201,8 @@ public final class EncoderForward: @unchecked Sendable {
                         try projected.withUnsafeMutableBufferPointer { projected in
                             try self.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: linear[0], bias: layer.qkvBias,
                                             outFeatures: 3 * h, output: qkv.baseAddress!)
-                            for s in 0..<batch.count {
-                                let start = batch.starts[s], length = batch.starts[s + 1] - start
-                                guard length > 0 else { continue }
-                                let rows = qkv.baseAddress! + start * 3 * h
-                                for head in 0..<heads {
-                                    let q = rows + head * d, k = rows + h + head * d, v = rows + 2 * h + head * d
-                                    // scores (L x L) = Q K^T / sqrt(d)
-                                    try CPUMatmul.gemm(m: length, n: length, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
-                                                       transposeB: true, c: scores.baseAddress!, ldc: length)
-                                    VectorMath.softmax(scores.baseAddress!, rows: length, width: length, stride: length)
-                                    // context (L x d) = P V, written into this head's columns.
-                                    try CPUMatmul.gemm(m: length, n: d, k: length, a: scores.baseAddress!, lda: length, b: v, ldb: 3 * h,
-                                                       transposeB: false, c: context.baseAddress! + start * h + head * d, ldc: h)
-                                }
-                            }
+                            try attendPerHead(batch: batch, qkv: qkv.baseAddress!, scores: scores.baseAddress!,
+                                              context: context.baseAddress!, longest: longest)
                             try self.linear(context.baseAddress!, rows: tokens, inFeatures: h, weight: linear[1], bias: layer.outputBias,
                                             outFeatures: h, output: projected.baseAddress!)
                             layer.attentionNormScale.withUnsafeBufferPointer { g in
@@ -198,6 +216,51 @@ public final class EncoderForward: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// context (tokens, hidden) = softmax(Q K^T / sqrt(d)) V for every sequence
+    /// and head of the packed QKV rows. The (sequence, head) pairs are shared
+    /// out among `threads` threads, each running its pairs' products
+    /// single-threaded: small products split across OpenMP threads spend more
+    /// on fork and barrier than on arithmetic.
+    private func attendPerHead(batch: PackedSequences, qkv: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
+                               context: UnsafeMutablePointer<Float>, longest: Int) throws {
+        let h = config.hidden, heads = config.heads, d = config.headDimension
+        let scale = 1 / Float(d).squareRoot()
+        let pairs = batch.count * heads
+        let workers = min(threads, pairs)
+        let buffers = AttentionBuffers(qkv: qkv, scores: scores, context: context)
+        @Sendable func attend(pair: Int, scores: UnsafeMutablePointer<Float>) throws {
+            let s = pair / heads, head = pair % heads
+            let start = batch.starts[s], length = batch.starts[s + 1] - start
+            guard length > 0 else { return }
+            let rows = buffers.qkv + start * 3 * h
+            let q = rows + head * d, k = rows + h + head * d, v = rows + 2 * h + head * d
+            // scores (L x L) = Q K^T / sqrt(d)
+            try CPUMatmul.gemm(m: length, n: length, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
+                               transposeB: true, c: scores, ldc: length)
+            VectorMath.softmax(scores, rows: length, width: length, stride: length)
+            // context (L x d) = P V, written into this head's columns.
+            try CPUMatmul.gemm(m: length, n: d, k: length, a: scores, lda: length, b: v, ldb: 3 * h,
+                               transposeB: false, c: buffers.context + start * h + head * d, ldc: h)
+        }
+        guard workers > 1 else {
+            for pair in 0..<pairs { try attend(pair: pair, scores: scores) }
+            return
+        }
+        let next = AttentionWork()
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            // OpenMP's thread count is per calling thread (libgomp keeps a copy
+            // per foreign thread), so this leaves other threads' settings alone;
+            // the executor thread, which runs one worker, gets its own back.
+            omp_set_num_threads(1)
+            defer { omp_set_num_threads(Int32(threads)) }
+            let own = buffers.scores + worker * longest * longest
+            while let pair = next.take(below: pairs) {
+                do { try attend(pair: pair, scores: own) } catch { next.fail(error) }
+            }
+        }
+        if let error = next.error { throw error }
     }
 
     /// FFN: linear with bias and GELU fused into the matmul, linear with bias,

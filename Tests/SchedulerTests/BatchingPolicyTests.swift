@@ -118,6 +118,22 @@ func ones(_ count: Int, arrivedAt ms: Int = 0) -> [QueuedRequest<Void>] {
 }
 
 @Suite struct RequestQueueTests {
+    @Test func restoredRequestsGoBackInArrivalOrder() throws {
+        let now = ContinuousClock.now
+        var queue = RequestQueue<Void>(levels: 2) { _ in QueuePolicy() }
+        for (sequence, level) in [(1, 2), (2, 2), (3, 2), (4, 1), (5, 2)] {
+            try queue.enqueue(QueuedRequest(sequence: UInt64(sequence), rows: 1, arrival: now, level: level, payload: ()))
+        }
+        #expect(queue.mostUrgentLevel == 1)
+        let taken = queue.remove([2, 3])
+        queue.restore(taken)
+        #expect(queue.inWalkOrder.map(\.sequence) == [4, 1, 2, 3, 5])
+        _ = queue.remove([4])
+        #expect(queue.mostUrgentLevel == 2)
+        _ = queue.remove([1, 2, 3, 5])
+        #expect(queue.mostUrgentLevel == nil)
+    }
+
     @Test func maxQueueSizeRejectsExactlyTheOverflow() {
         var queue = RequestQueue<Void>(levels: 1) { _ in QueuePolicy(maxQueueSize: 3) }
         var refused = 0

@@ -105,9 +105,36 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
             gate.open()
             try await group.waitForAll()
         }
-        // Request 1 was already running and 2 was formed ahead; 99 overtakes 3 and 4.
+        // Request 1 was already running; 2 had been formed ahead and is put back: 99 overtakes 2, 3 and 4.
         let answered = order.values
+        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 2)!)
         #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 3)!)
+    }
+
+    /// The batch formed ahead holds bulk work; a priority request arriving then
+    /// must run next, not after that batch.
+    @Test func aPriorityRequestReformsTheBatchFormedAhead() async throws {
+        let spec = batchingSpec(maxBatchSize: 2, batching: DynamicBatchingSpec(preferredBatchSizes: [2], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
+        let gate = Gate()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        let order = Recorder()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // 1 and 2 run (blocked at the gate); 3 and 4 are formed ahead as the next batch.
+            for value in Int32(1)...4 {
+                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])); order.append(value) }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)); order.append(99) }
+            try await Task.sleep(for: .milliseconds(20))
+            gate.open()
+            try await group.waitForAll()
+        }
+        let answered = order.values
+        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 4)!, "\(answered)")
+        // Re-formed in arrival order: 99 with 3, then 4.
+        #expect(answered.firstIndex(of: 3)! < answered.firstIndex(of: 4)!, "\(answered)")
+        #expect(scheduler.statistics().success.count == 5)
     }
 
     @Test func cancelledQueuedRequestsAreNeverComputed() async throws {

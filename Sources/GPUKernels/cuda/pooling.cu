@@ -36,7 +36,7 @@ __device__ __forceinline__ float block_sum(float v, float* partials /* (POOL_WAR
     return total;
 }
 
-// out[s] = mean / max(|mean|_2, 1e-12), mean = average of states[starts[s] ..< starts[s+1]].
+// out[s] = mean * (1 / max(|mean|_2, 1e-12)), mean = average of states[starts[s] ..< starts[s+1]].
 //
 // Geometry: grid (sequences, 1, 1); block (POOL_THREADS = 256, 1, 1);
 //           no dynamic shared memory.

@@ -15,7 +15,9 @@ if precision == "bf16" && !EncoderForward.bf16Available {
     FileHandle.standardError.write(Data("this CPU has no bf16 matrix instructions\n".utf8))
     exit(3)
 }
-let forward = try EncoderForward(config: config, weights: weights, precision: precision)
+// The same thread count as the server's instance (OMP_NUM_THREADS, set by the harness).
+let threads = Int(ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
+let forward = try EncoderForward(config: config, weights: weights, precision: precision, threads: threads)
 var generator = SystemRandomNumberGenerator()
 
 while let line = readLine() {
