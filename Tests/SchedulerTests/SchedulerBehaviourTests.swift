@@ -89,11 +89,13 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         #expect(order.values == [1, 2])
     }
 
-    @Test func higherPriorityRequestsOvertakeQueuedBulk() async throws {
-        let spec = batchingSpec(maxBatchSize: 1, batching: DynamicBatchingSpec(preferredBatchSizes: [1], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
+    /// Sends bulk requests 1...4 (default level 2) to a blocked instance, then a
+    /// priority-1 request 99, opens the instance and returns the answer order.
+    func answerOrder(maxBatchSize: Int) async throws -> [Int32] {
+        let spec = batchingSpec(maxBatchSize: maxBatchSize, batching: DynamicBatchingSpec(
+            preferredBatchSizes: [maxBatchSize], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
         let gate = Gate()
-        let instance = RecordingInstance(gate: gate)
-        let scheduler = ModelScheduler(spec: spec, instances: [instance])
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
         let order = Recorder()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for value in Int32(1)...4 {
@@ -105,36 +107,25 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
             gate.open()
             try await group.waitForAll()
         }
+        #expect(scheduler.statistics().success.count == 5)
+        return order.values
+    }
+
+    @Test func higherPriorityRequestsOvertakeQueuedBulk() async throws {
         // Request 1 was already running; 2 had been formed ahead and is put back: 99 overtakes 2, 3 and 4.
-        let answered = order.values
-        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 2)!)
-        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 3)!)
+        let answered = try await answerOrder(maxBatchSize: 1)
+        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 2)!, "\(answered)")
+        #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 3)!, "\(answered)")
     }
 
     /// The batch formed ahead holds bulk work; a priority request arriving then
     /// must run next, not after that batch.
     @Test func aPriorityRequestReformsTheBatchFormedAhead() async throws {
-        let spec = batchingSpec(maxBatchSize: 2, batching: DynamicBatchingSpec(preferredBatchSizes: [2], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
-        let gate = Gate()
-        let instance = RecordingInstance(gate: gate)
-        let scheduler = ModelScheduler(spec: spec, instances: [instance])
-        let order = Recorder()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            // 1 and 2 run (blocked at the gate); 3 and 4 are formed ahead as the next batch.
-            for value in Int32(1)...4 {
-                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])); order.append(value) }
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)); order.append(99) }
-            try await Task.sleep(for: .milliseconds(20))
-            gate.open()
-            try await group.waitForAll()
-        }
-        let answered = order.values
+        // 1 and 2 run (blocked at the gate); 3 and 4 were formed ahead, then put back.
+        let answered = try await answerOrder(maxBatchSize: 2)
         #expect(answered.firstIndex(of: 99)! < answered.firstIndex(of: 4)!, "\(answered)")
         // Re-formed in arrival order: 99 with 3, then 4.
         #expect(answered.firstIndex(of: 3)! < answered.firstIndex(of: 4)!, "\(answered)")
-        #expect(scheduler.statistics().success.count == 5)
     }
 
     @Test func cancelledQueuedRequestsAreNeverComputed() async throws {

@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 import yaml
 from kubernetes_validate import utils as kubernetes_validate
 
-from conftest import BINARY, MODEL_REPOSITORY, ROOT, RunningServer, free_port
+from conftest import BINARY, MODEL_REPOSITORY, ROOT, RunningServer, free_port, make_certificates
 
 CHART = ROOT / "helm" / "batch-server"
 VALUE_SETS = {"default": [], "gpu": ["values-gpu.yaml"], "cpu": ["values-cpu.yaml"], "tls": ["values-tls.yaml"]}
@@ -220,23 +220,6 @@ def test_resources_refer_to_each_other(manifests, name):
     assert pod["spec"]["automountServiceAccountToken"] is False
     for init in pod["spec"].get("initContainers", []):
         assert init["securityContext"] == security
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certificates(directory):
-    """A CA, a server certificate for localhost and 127.0.0.1, and a client certificate."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=chart test CA", cwd=directory)
-    for name in ("server", "client"):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                "-subj", f"/CN={name}", cwd=directory)
-        (directory / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=directory)
-    return directory
 
 
 def cpu_count(quantity):
