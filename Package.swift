@@ -1,9 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Module graph (dependencies point one way):
-//   InferenceCore  <- Scheduler, ModelRepository, ExampleBackends, HTTPFrontend
-//   TritonProto    <- ModelRepository, HTTPFrontend
+// Module graph (dependencies point one way; docs/architecture.md draws it):
+//   InferenceCore  <- every module but GRPCLite and TritonProto
+//   TritonProto    <- ModelRepository, HTTPFrontend, GRPCFrontend
+//   GPUKernels -> TransformerEncoder -> CDNNL; GRPCFrontend -> GRPCLite
 //   BatchServer (executable) wires them together.
 let package = Package(
     name: "BatchServer",
@@ -151,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "TransformerEncoder", "AccessControl", "GPUKernels",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "GPUKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -13,7 +13,6 @@ import MetricsExporter
 import ModelRepository
 import NIOSSL
 import Scheduler
-import TransformerEncoder
 import ServiceLifecycle
 import UnixSignals
 
