@@ -141,10 +141,9 @@ let package = Package(
             resources: [
                 .embedInCode("cuda/attention_softmax.cu"),
                 .embedInCode("cuda/bias_gelu.cu"),
-                .embedInCode("cuda/bias_residual_layernorm.cu"),
                 .embedInCode("cuda/classifier_head.cu"),
                 .embedInCode("cuda/convert.cu"),
-                .embedInCode("cuda/embedding_layernorm.cu"),
+                .embedInCode("cuda/layernorm.cu"),
                 .embedInCode("cuda/packing.cu"),
                 .embedInCode("cuda/pooling.cu"),
             ]

@@ -6,8 +6,7 @@ import Logging
 /// file per op), so the binary needs no files beside it.
 public enum KernelSources {
     public static let all: [(file: String, source: [UInt8])] = [
-        ("embedding_layernorm.cu", PackageResources.embedding_layernorm_cu),
-        ("bias_residual_layernorm.cu", PackageResources.bias_residual_layernorm_cu),
+        ("layernorm.cu", PackageResources.layernorm_cu),
         ("bias_gelu.cu", PackageResources.bias_gelu_cu),
         ("attention_softmax.cu", PackageResources.attention_softmax_cu),
         ("packing.cu", PackageResources.packing_cu),

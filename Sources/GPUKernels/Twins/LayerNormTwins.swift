@@ -1,6 +1,5 @@
-/// CPU twins of `embedding_layernorm_f32` (embedding_layernorm.cu) and
-/// `bias_residual_layernorm_f32` (bias_residual_layernorm.cu). Both files carry
-/// the same `layernorm_row`, so one Swift copy of it serves both.
+/// CPU twins of `embedding_layernorm_f32` and `bias_residual_layernorm_f32`
+/// (layernorm.cu), which share `layernorm_row`.
 public enum LayerNormTwins {
     public static let threadsPerBlock = WarpReduction.threadsPerBlock
 

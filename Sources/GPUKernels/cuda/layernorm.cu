@@ -1,10 +1,14 @@
-// Embedding lookup + LayerNorm for packed sequences (no padding).
+// LayerNorm kernels of the encoder on packed sequences (no padding): the
+// embedding lookup + LayerNorm that starts the forward pass, and the bias +
+// residual + LayerNorm after the attention output projection and after the
+// second FFN linear (post-LayerNorm layers; the GEMM writes x = input W^T
+// without bias, and this kernel reads it once). Both share layernorm_row.
 //
 // Built with NVRTC and nothing else: no includes, only built-in intrinsics.
 // Every floating-point operation that reaches the output is an explicit
-// round-to-nearest intrinsic (__fadd_rn, __fmul_rn, __fdiv_rn, __fsqrt_rn,
-// __fmaf_rn), so results do not depend on --fmad or --prec-div, and the CPU
-// twin can repeat the same operations in the same order bit for bit.
+// round-to-nearest intrinsic (__fadd_rn, __fsub_rn, __fmul_rn, __fdiv_rn,
+// __fsqrt_rn, __fmaf_rn), so results do not depend on --fmad or --prec-div,
+// and the CPU twin can repeat the same operations in the same order bit for bit.
 
 #define LN_THREADS 256                 // blockDim.x the host must launch with
 #define LN_WARPS (LN_THREADS / 32)
@@ -94,4 +98,28 @@ embedding_layernorm_f32(float* out,                 // (tokens, hidden)
         row[i] = x;
     }
     layernorm_row(row, out + t * (u64)hidden, gamma, beta, hidden, eps, partials);
+}
+
+// hidden_states[t] = LayerNorm(hidden_states[t] + (x[t] + bias)), in place.
+//
+// Geometry: grid (tokens, 1, 1); block (LN_THREADS = 256, 1, 1);
+//           dynamic shared memory hidden * sizeof(float) bytes.
+// One block per token row. Per element: v = residual + (x + bias), the
+// CPU path's order (its matmul adds the bias, then the residual is added).
+extern "C" __global__ void __launch_bounds__(LN_THREADS)
+bias_residual_layernorm_f32(float* hidden_states,   // (tokens, hidden) residual in, normalised out
+                            const float* x,         // (tokens, hidden) GEMM output without bias
+                            const float* bias,      // (hidden)
+                            const float* gamma,     // (hidden)
+                            const float* beta,      // (hidden)
+                            int hidden, float eps) {
+    extern __shared__ float row[];                  // (hidden)
+    __shared__ float partials[LN_WARPS];
+    const u64 base = (u64)blockIdx.x * (u64)hidden;
+    float* residual = hidden_states + base;
+    const float* product = x + base;
+    for (int i = threadIdx.x; i < hidden; i += LN_THREADS) {
+        row[i] = __fadd_rn(residual[i], __fadd_rn(product[i], bias[i]));
+    }
+    layernorm_row(row, residual, gamma, beta, hidden, eps, partials);
 }
