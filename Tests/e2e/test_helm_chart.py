@@ -49,6 +49,12 @@ SERVICE_MONITOR = {
                 "type": "object", "additionalProperties": False, "required": ["port"], "properties": {
                     "port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
                     "scheme": {"enum": ["http", "https"]},
+                    "tlsConfig": {"type": "object", "additionalProperties": False, "required": ["ca"], "properties": {
+                        "serverName": {"type": "string", "minLength": 1},
+                        "ca": {"type": "object", "additionalProperties": False, "required": ["secret"], "properties": {
+                            "secret": {"type": "object", "additionalProperties": False, "required": ["name", "key"],
+                                       "properties": {"name": {"type": "string", "minLength": 1},
+                                                      "key": {"type": "string", "minLength": 1}}}}}}},
                     "interval": {"type": "string", "pattern": DURATION},
                     "scrapeTimeout": {"type": "string", "pattern": DURATION},
                     "authorization": {"type": "object", "additionalProperties": False, "properties": {
@@ -170,6 +176,8 @@ REFUSED_VALUES = {
     "grace period shorter than the drain": ({"terminationGracePeriodSeconds": 30}, "must exceed preStopSleepSeconds + server.exitTimeoutSecs"),
     "mutual TLS on HTTP": ({"tls": {"secretName": "s", "http": {"enabled": True, "mutual": True}}}, "kubelet's HTTP probes"),
     "TLS without a Secret": ({"tls": {"grpc": {"enabled": True}}}, "need tls.secretName"),
+    "metrics TLS scraped without a server name": (
+        {"tls": {"secretName": "s", "metrics": {"enabled": True}}, "serviceMonitor": {"enabled": True}}, "needs tls.metrics.serverName"),
     "tokens without a scrape token": ({"auth": {"tokensSecretName": "t"}, "serviceMonitor": {"enabled": True}},
                                       "set serviceMonitor.bearerTokenSecret"),
     "no model repository": ({"modelRepository": {"persistentVolumeClaim": {"claimName": ""}}}, "set persistentVolumeClaim.claimName"),
@@ -347,13 +355,22 @@ def test_deployment_runs_the_real_server(manifests, name, tmp_path):
         # The metrics port answers the ServiceMonitor's scrape, with its token,
         # and carries the counters docs/kubernetes.md's adapter rule reads.
         headers = {}
+        scheme, verify = "http", True
         for monitor in (doc for doc in docs if doc["kind"] == "ServiceMonitor"):
             endpoint = monitor["spec"]["endpoints"][0]
             assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+            assert (endpoint["scheme"] == "https") == (value.get("--metrics-use-ssl") == "true")
             if "authorization" in endpoint:
                 credentials = endpoint["authorization"]["credentials"]
                 headers = {"Authorization": f"Bearer {secrets[credentials['name']][credentials['key']].decode()}"}
-        scrape = requests.get(f"http://127.0.0.1:{ports['--metrics-port']}/metrics", headers=headers, timeout=5)
+            if endpoint["scheme"] == "https":
+                # Scrape as Prometheus would: the CA from the Secret, the certificate checked under serverName.
+                ca = endpoint["tlsConfig"]["ca"]["secret"]
+                (tmp_path / "scrape-ca.pem").write_bytes(secrets[ca["name"]][ca["key"]])
+                scheme, verify = "https", str(tmp_path / "scrape-ca.pem")
+                assert endpoint["tlsConfig"]["serverName"] == "localhost"
+        host = "localhost" if scheme == "https" else "127.0.0.1"
+        scrape = requests.get(f"{scheme}://{host}:{ports['--metrics-port']}/metrics", headers=headers, timeout=5, verify=verify)
         assert scrape.status_code == 200
         guide = (ROOT / "docs" / "kubernetes.md").read_text()
         for series in ("nv_inference_queue_duration_us", "nv_inference_request_success"):

@@ -88,6 +88,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - --grpc-root-cert=/etc/batchserver/tls/ca.crt
 {{- end }}
 {{- end }}
+{{- if .metrics.enabled }}
+- --metrics-use-ssl=true
+- --metrics-server-cert=/etc/batchserver/tls/tls.crt
+- --metrics-server-key=/etc/batchserver/tls/tls.key
+{{- end }}
 {{- end }}
 {{- if .Values.auth.tokensSecretName }}
 - --auth-tokens-file=/etc/batchserver/auth/{{ .Values.auth.tokensKey }}
@@ -103,8 +108,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* Settings that render valid YAML but cannot work; fail early with the reason. */}}
 {{- define "batch-server.validate" -}}
 {{- $tls := .Values.tls -}}
-{{- if and (or $tls.http.enabled $tls.grpc.enabled) (not $tls.secretName) -}}
-{{- fail "tls.http.enabled / tls.grpc.enabled need tls.secretName" -}}
+{{- if and (or $tls.http.enabled $tls.grpc.enabled $tls.metrics.enabled) (not $tls.secretName) -}}
+{{- fail "tls.http.enabled / tls.grpc.enabled / tls.metrics.enabled need tls.secretName" -}}
+{{- end -}}
+{{- if and $tls.metrics.enabled .Values.serviceMonitor.enabled (not $tls.metrics.serverName) -}}
+{{- fail "tls.metrics.enabled with a ServiceMonitor needs tls.metrics.serverName: Prometheus scrapes pod IPs, so it must be told which certificate name to expect" -}}
 {{- end -}}
 {{- if $tls.http.mutual -}}
 {{- fail "tls.http.mutual is not supported: the kubelet's HTTP probes present no client certificate; use mutual TLS on gRPC" -}}
