@@ -202,11 +202,11 @@ struct BatchServerCommand: AsyncParsableCommand {
             let grpc = GRPCServer(
                 configuration: .init(
                     host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
-                    keepaliveInterval: grpcKeepaliveTime > 0 ? .seconds(grpcKeepaliveTime) : nil,
+                    keepaliveInterval: Self.timeout(seconds: grpcKeepaliveTime),
                     drainTimeout: .seconds(exitTimeoutSecs),
                     tls: try tlsConfiguration(enabled: grpcUseSSL, mutual: grpcUseSSLMutual, certificate: grpcServerCert,
                                               key: grpcServerKey, clientCA: grpcRootCert, flag: "grpc"),
-                    idleTimeout: grpcIdleTimeoutSecs > 0 ? .seconds(grpcIdleTimeoutSecs) : nil),
+                    idleTimeout: Self.timeout(seconds: grpcIdleTimeoutSecs)),
                 router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady, serverVersion: Self.version,
                                           access: access, audit: audit, logger: logger).router(),
                 logger: logger)
@@ -217,7 +217,7 @@ struct BatchServerCommand: AsyncParsableCommand {
                 configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version,
                                      tls: try tlsConfiguration(enabled: httpUseSSL, mutual: httpUseSSLMutual, certificate: httpServerCert,
                                                                key: httpServerKey, clientCA: httpRootCert, flag: "http"),
-                                     idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil),
+                                     idleTimeout: Self.timeout(seconds: httpIdleTimeoutSecs)),
                 models: models, phase: phase, ready: readiness.isReady, access: access, audit: audit, logger: logger)
             services.append(.init(service: try http.makeApplication()))
         }
@@ -226,7 +226,7 @@ struct BatchServerCommand: AsyncParsableCommand {
                 registry: registry, host: host, port: metricsPort, access: access,
                 tls: try tlsConfiguration(enabled: metricsUseSSL, mutual: metricsUseSSLMutual, certificate: metricsServerCert,
                                           key: metricsServerKey, clientCA: metricsRootCert, flag: "metrics"),
-                idleTimeout: httpIdleTimeoutSecs > 0 ? .seconds(httpIdleTimeoutSecs) : nil,
+                idleTimeout: Self.timeout(seconds: httpIdleTimeoutSecs),
                 samplers: GPUMetricsSampler.make().map { sampler in [{ sampler.sample() }] } ?? [], logger: logger)
             services.append(.init(service: try exporter.makeApplication()))
         }
@@ -261,6 +261,11 @@ struct RepositoryPollService: Service {
 }
 
 extension BatchServerCommand {
+    /// A seconds flag whose 0 means "never" (timeouts, keepalive) as a Duration.
+    static func timeout(seconds: Int) -> Duration? {
+        seconds > 0 ? .seconds(seconds) : nil
+    }
+
     /// TLS 1.2 or later from PEM files; with `mutual`, clients must present a
     /// certificate signed by `clientCA`.
     func tlsConfiguration(enabled: Bool, mutual: Bool, certificate: String?, key: String?, clientCA: String?,

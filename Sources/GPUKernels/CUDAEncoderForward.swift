@@ -109,6 +109,7 @@ final class CUDAEncoderForward: @unchecked Sendable {
         let h = config.hidden, d = config.headDimension, heads = config.heads, f = config.intermediate
         let lengths = (0..<sequences).map { batch.starts[$0 + 1] - batch.starts[$0] }
         let offsets = EncoderPlan.scoreOffsets(starts: batch.starts, heads: heads)
+        let softmaxGeometry = plan.softmax(longest: batch.longest, sequences: sequences)
         let ids = buffer("token_ids"), positions = buffer("positions"), starts = buffer("starts"), scoreOffsets = buffer("score_offsets")
         let hidden = buffer("hidden"), qkv = buffer("qkv"), q = buffer("q"), k = buffer("k"), v = buffer("v")
         let scores = buffer("scores"), contextHeads = buffer("context_heads"), context = buffer("context")
@@ -149,7 +150,7 @@ final class CUDAEncoderForward: @unchecked Sendable {
             }
             var softmax = KernelArguments()
             softmax.pointer(scores); softmax.pointer(starts); softmax.pointer(scoreOffsets); softmax.float(1)
-            try launch("attention_softmax_f32", plan.softmax(longest: lengths.max() ?? 0, sequences: sequences), softmax)
+            try launch("attention_softmax_f32", softmaxGeometry, softmax)
             // context_s (heads, L, d) = P_s V_s.
             for s in 0..<sequences where lengths[s] > 0 {
                 let L = lengths[s], base = batch.starts[s] * h * 4

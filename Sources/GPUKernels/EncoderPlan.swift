@@ -182,7 +182,12 @@ public struct EncoderPlan: Sendable, Equatable {
 
     /// attention_softmax_f32: a warp per score row, every head and sequence in one launch.
     public func softmax(longest: Int, sequences: Int) -> LaunchGeometry {
-        LaunchGeometry(grid: ((longest + Self.softmaxRowsPerBlock - 1) / Self.softmaxRowsPerBlock, shape.heads, sequences))
+        LaunchGeometry(grid: Self.softmaxGrid(longest: longest, heads: shape.heads, sequences: sequences))
+    }
+
+    /// attention_softmax_f32's grid: (ceil(longest / 8), heads, sequences).
+    public static func softmaxGrid(longest: Int, heads: Int, sequences: Int) -> (x: Int, y: Int, z: Int) {
+        ((longest + softmaxRowsPerBlock - 1) / softmaxRowsPerBlock, heads, sequences)
     }
 
     /// mean_pool_l2norm_f32: a block per sequence.
@@ -192,7 +197,12 @@ public struct EncoderPlan: Sendable, Equatable {
 
     /// convert_f32_to_bf16: one element per thread.
     public func convert(elements: Int) -> LaunchGeometry {
-        LaunchGeometry(grid: ((elements + Self.threadsPerBlock - 1) / Self.threadsPerBlock, 1, 1))
+        LaunchGeometry(grid: (Self.convertBlocks(elements: elements), 1, 1))
+    }
+
+    /// convert_f32_to_bf16's grid: ceil(elements / 256) blocks.
+    public static func convertBlocks(elements: Int) -> Int {
+        (elements + threadsPerBlock - 1) / threadsPerBlock
     }
 }
 

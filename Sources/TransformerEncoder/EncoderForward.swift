@@ -17,6 +17,8 @@ public struct PackedSequences: Sendable, Equatable {
 
     public var count: Int { starts.count - 1 }
     public var tokenCount: Int { tokenIDs.count }
+    /// Tokens in the longest sequence.
+    public var longest: Int { (0..<count).map { starts[$0 + 1] - starts[$0] }.max() ?? 0 }
 
     /// Adds a sequence, keeping only tokens whose mask is non-zero at their
     /// original positions, which is what an attention mask means to the model.
@@ -156,11 +158,11 @@ public final class EncoderForward: @unchecked Sendable {
         for position in batch.positions where Int(position) >= config.maxPositions {
             throw InferenceError.invalidArgument("sequence length exceeds the model's \(config.maxPositions) positions")
         }
-        let longest = (0..<batch.count).map { batch.starts[$0 + 1] - batch.starts[$0] }.max() ?? 0
+        let longest = batch.longest
         reserve(tokens: tokens, longest: longest)
         try embed(batch)
         for (index, layer) in weights.layers.enumerated() {
-            try attention(layer, weights: linearWeights[index], batch: batch)
+            try attention(layer, weights: linearWeights[index], batch: batch, longest: longest)
             try feedForward(layer, weights: linearWeights[index], tokens: tokens)
         }
         return Array(hidden[0..<(tokens * h)])
@@ -191,9 +193,9 @@ public final class EncoderForward: @unchecked Sendable {
 
     /// Self-attention, one sequence and head at a time on the packed QKV
     /// projection, then the output projection with bias, residual and LayerNorm fused.
-    private func attention(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], batch: PackedSequences) throws {
+    private func attention(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], batch: PackedSequences,
+                           longest: Int) throws {
         let h = config.hidden, tokens = batch.tokenCount
-        let longest = (0..<batch.count).map { batch.starts[$0 + 1] - batch.starts[$0] }.max() ?? 0
         try hidden.withUnsafeMutableBufferPointer { hidden in
             try qkv.withUnsafeMutableBufferPointer { qkv in
                 try context.withUnsafeMutableBufferPointer { context in

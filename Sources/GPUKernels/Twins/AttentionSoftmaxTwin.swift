@@ -7,23 +7,18 @@ import Foundation
 public enum AttentionSoftmaxTwin {
     public static let threadsPerBlock = WarpReduction.threadsPerBlock
     /// SOFTMAX_ROWS_PER_BLOCK: one warp per row.
-    public static let rowsPerBlock = threadsPerBlock / WarpReduction.warpSize
+    public static let rowsPerBlock = EncoderPlan.softmaxRowsPerBlock
 
-    /// The launch grid: (ceil(longest / 8), heads, sequences).
+    /// The launch grid the host uses: (ceil(longest / 8), heads, sequences).
     public static func grid(starts: [Int32], heads: Int) -> (x: Int, y: Int, z: Int) {
-        let sequences = starts.count - 1
-        let longest = (0..<max(sequences, 0)).map { Int(starts[$0 + 1] - starts[$0]) }.max() ?? 0
-        return ((longest + rowsPerBlock - 1) / rowsPerBlock, heads, max(sequences, 0))
+        let sequences = max(starts.count - 1, 0)
+        let longest = (0..<sequences).map { Int(starts[$0 + 1] - starts[$0]) }.max() ?? 0
+        return EncoderPlan.softmaxGrid(longest: longest, heads: heads, sequences: sequences)
     }
 
-    /// `score_offsets`: (sequences + 1) prefix sums of heads * L_s * L_s.
+    /// `score_offsets` as the host stages them: (sequences + 1) prefix sums of heads * L_s * L_s.
     public static func scoreOffsets(starts: [Int32], heads: Int) -> [Int64] {
-        var offsets: [Int64] = [0]
-        for s in 0..<max(starts.count - 1, 0) {
-            let length = Int64(starts[s + 1] - starts[s])
-            offsets.append(offsets[s] + Int64(heads) * length * length)
-        }
-        return offsets
+        EncoderPlan.scoreOffsets(starts: starts.map(Int.init), heads: heads)
     }
 
     /// p = softmax(scale * scores) along each row. `heads` is the grid's y

@@ -4,8 +4,8 @@
 public enum ConvertTwin {
     public static let threadsPerBlock = WarpReduction.threadsPerBlock
 
-    /// The launch grid: ceil(n / 256) blocks.
-    public static func blocks(count n: Int) -> Int { (n + threadsPerBlock - 1) / threadsPerBlock }
+    /// The launch grid the host uses: ceil(n / 256) blocks.
+    public static func blocks(count n: Int) -> Int { EncoderPlan.convertBlocks(elements: n) }
 
     /// One element: NaN -> (bits >> 16) | 0x40; otherwise
     /// (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16, wrapping in 32 bits.

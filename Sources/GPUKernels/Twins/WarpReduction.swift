@@ -3,7 +3,7 @@
 /// twin adds Floats in exactly the order the GPU does.
 public enum WarpReduction {
     /// blockDim.x of every kernel (LN_THREADS, SOFTMAX_THREADS, POOL_THREADS, ...).
-    public static let threadsPerBlock = 256
+    public static let threadsPerBlock = EncoderPlan.threadsPerBlock
     public static let warpSize = 32
     public static let warpsPerBlock = threadsPerBlock / warpSize
     /// The `__shfl_xor_sync` offsets of the butterfly, in the order applied.
