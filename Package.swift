@@ -4,7 +4,7 @@ import PackageDescription
 // Module graph (dependencies point one way; docs/architecture.md draws it):
 //   InferenceCore  <- every module but GRPCLite and TritonProto
 //   TritonProto    <- ModelRepository, HTTPFrontend, GRPCFrontend
-//   GPUKernels -> TransformerEncoder -> CDNNL; GRPCFrontend -> GRPCLite
+//   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
 //   BatchServer (executable) wires them together.
 let package = Package(
     name: "BatchServer",
@@ -68,11 +68,15 @@ let package = Package(
         ),
         // oneDNN's C API (Debian's libdnnl-dev) for CPU matrix products.
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        // The encoder's row kernels (epilogues between products, softmax) in C,
+        // built for AVX-512, AVX2 and baseline x86-64, chosen at load (ifunc).
+        .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
         // DistilBERT and BERT encoders on the CPU: safetensors checkpoints, the
-        // WordPiece tokenizer, the forward pass, and the `transformer_encoder` backend.
+        // WordPiece tokenizer, the prepared model shared by its instances, the
+        // per-instance forward pass, and the `transformer_encoder` backend.
         .target(
             name: "TransformerEncoder",
-            dependencies: ["InferenceCore", "CDNNL", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["InferenceCore", "CDNNL", "CEncoderKernels", .product(name: "Logging", package: "swift-log")],
             // The model math is loops over floats: optimize it even in debug
             // builds so tests run the real thing at a usable speed.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
@@ -151,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "GPUKernels",
+                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -167,7 +171,7 @@ let package = Package(
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
-        .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "InferenceCore"]),
+        .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "InferenceCore"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),

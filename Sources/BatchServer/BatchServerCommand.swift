@@ -14,6 +14,7 @@ import ModelRepository
 import NIOSSL
 import Scheduler
 import ServiceLifecycle
+import TransformerEncoder
 import UnixSignals
 
 /// `batch-server`: a Triton-compatible batching inference server.
@@ -183,7 +184,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         let phase = ServerPhase()
         let models = ModelManager(
             repositoryPath: modelRepository,
-            backends: BackendRegistry(ExampleBackends.all + [GPUEncoderBackend(requireGPU: requireGPU, logger: logger)]),
+            backends: BackendRegistry(ExampleBackends.all + [CUDAEncoderAccelerator.backend(requireGPU: requireGPU, logger: logger)]),
             controlMode: modelControlMode,
             logger: logger,
             makeRunner: { [defaultMaxQueueSize] spec, backend in

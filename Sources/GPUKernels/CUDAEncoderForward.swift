@@ -17,8 +17,9 @@ final class CUDAEncoderForward: @unchecked Sendable {
     let math: MatrixMath
     private let memory: DeviceAllocations
     private let kernels: KernelModules
-    private var stream: RawPointer?
-    private var cublas: RawPointer?
+    private let handles: StreamContext
+    private var stream: RawPointer? { handles.stream }
+    private var cublas: RawPointer? { handles.cublas }
     private let weights: DeviceWeights
     private let buffers: [String: RawPointer]
     private let staging: RawPointer
@@ -33,7 +34,8 @@ final class CUDAEncoderForward: @unchecked Sendable {
         var preClassifier, preClassifierBias, classifier, classifierBias: RawPointer?
     }
 
-    init(platform: CUDAPlatform, device: Int, model: EncoderModel, math: MatrixMath, compiler: KernelCompiler) throws {
+    init(platform: CUDAPlatform, device: Int, model: EncoderModel, weights checkpoint: EncoderWeights, math: MatrixMath,
+         compiler: KernelCompiler) throws {
         self.platform = platform
         self.device = device
         self.config = model.config
@@ -48,28 +50,20 @@ final class CUDAEncoderForward: @unchecked Sendable {
             shape: EncoderShape(hidden: c.hidden, heads: c.heads, intermediate: c.intermediate, layers: c.layers,
                                 vocabulary: c.vocabularySize, maxPositions: c.maxPositions,
                                 labels: model.head == .logits ? model.outputWidth : 0,
-                                tokenTypeRow: model.weights.tokenTypeEmbedding != nil),
+                                tokenTypeRow: model.hasTokenTypeEmbedding),
             maxBatchSize: model.spec.maxBatchSize, maxBatchTokens: batchTokens, bf16: math == .bf16)
 
-        try platform.check(platform.runtime.cudaSetDevice(Int32(device)), "cudaSetDevice(\(device))")
-        try platform.check(platform.runtime.cudaStreamCreateWithFlags(&stream, RuntimeFunctions.nonBlockingStream), "cudaStreamCreateWithFlags")
-        try platform.checkBLAS(platform.cublas.cublasCreate(&cublas), "cublasCreate")
-        try platform.checkBLAS(platform.cublas.cublasSetStream(cublas, stream), "cublasSetStream")
-        memory = DeviceAllocations(platform: platform)
+        handles = try StreamContext(platform: platform, device: device)
+        memory = DeviceAllocations(platform: platform, device: device)
         kernels = try KernelModules(platform: platform, compiler: compiler, computeCapability: computeCapability)
 
         var allocated: [String: RawPointer] = [:]
         for buffer in plan.buffers { allocated[buffer.name] = try memory.device(bytes: buffer.bytes, buffer.name) }
         buffers = allocated
-        try platform.checkBLAS(platform.cublas.cublasSetWorkspace(cublas, allocated["cublas_workspace"], EncoderPlan.cublasWorkspaceBytes),
+        try platform.checkBLAS(platform.cublas.cublasSetWorkspace(handles.cublas, allocated["cublas_workspace"], EncoderPlan.cublasWorkspaceBytes),
                                "cublasSetWorkspace")
         staging = try memory.pinned(bytes: plan.pinnedBytes, "staging")
-        weights = try Self.upload(model.weights, memory: memory, stream: stream, bf16: math == .bf16)
-    }
-
-    deinit {
-        if let cublas { _ = platform.cublas.cublasDestroy(cublas) }
-        if let stream { _ = platform.runtime.cudaStreamDestroy(stream) }
+        weights = try Self.upload(checkpoint, memory: memory, stream: handles.stream, bf16: math == .bf16)
     }
 
     private static func upload(_ w: EncoderWeights, memory: DeviceAllocations, stream: RawPointer?, bf16: Bool) throws -> DeviceWeights {

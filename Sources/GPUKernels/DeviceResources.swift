@@ -1,14 +1,41 @@
 import InferenceCore
 
+/// An instance's CUDA stream and cuBLAS handle on one device, owned apart from
+/// the rest of the instance so that an init that fails after making them still
+/// releases them, and released on their own device.
+final class StreamContext: @unchecked Sendable {
+    private let platform: CUDAPlatform
+    let device: Int
+    private(set) var stream: RawPointer?
+    private(set) var cublas: RawPointer?
+
+    init(platform: CUDAPlatform, device: Int) throws {
+        self.platform = platform
+        self.device = device
+        try platform.check(platform.runtime.cudaSetDevice(Int32(device)), "cudaSetDevice(\(device))")
+        try platform.check(platform.runtime.cudaStreamCreateWithFlags(&stream, RuntimeFunctions.nonBlockingStream), "cudaStreamCreateWithFlags")
+        try platform.checkBLAS(platform.cublas.cublasCreate(&cublas), "cublasCreate")
+        try platform.checkBLAS(platform.cublas.cublasSetStream(cublas, stream), "cublasSetStream")
+    }
+
+    deinit {
+        _ = platform.runtime.cudaSetDevice(Int32(device))
+        if let cublas { _ = platform.cublas.cublasDestroy(cublas) }
+        if let stream { _ = platform.runtime.cudaStreamDestroy(stream) }
+    }
+}
+
 /// Device and pinned host allocations of one instance, freed together when the
 /// instance goes away (model unload). Not shared between instances.
 final class DeviceAllocations: @unchecked Sendable {
     private let platform: CUDAPlatform
+    private let ordinal: Int
     private var device: [RawPointer] = []
     private var pinned: [RawPointer] = []
 
-    init(platform: CUDAPlatform) {
+    init(platform: CUDAPlatform, device ordinal: Int) {
         self.platform = platform
+        self.ordinal = ordinal
     }
 
     func device(bytes: Int, _ what: String) throws -> RawPointer {
@@ -41,6 +68,8 @@ final class DeviceAllocations: @unchecked Sendable {
     }
 
     deinit {
+        // Teardown may run on any thread: free on the device the memory is on.
+        _ = platform.runtime.cudaSetDevice(Int32(ordinal))
         for pointer in device { _ = platform.runtime.cudaFree(pointer) }
         for pointer in pinned { _ = platform.runtime.cudaFreeHost(pointer) }
     }

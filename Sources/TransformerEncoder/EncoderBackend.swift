@@ -1,7 +1,9 @@
 import CDNNL
+import CEncoderKernels
 import Foundation
 import InferenceCore
 import Logging
+import Synchronization
 
 /// The `transformer_encoder` backend: a DistilBERT or BERT checkpoint in
 /// Hugging Face's layout (`config.json`, `model.safetensors`, `vocab.txt`) in
@@ -13,11 +15,21 @@ import Logging
 /// [1], tokenized in the server). Output: LOGITS (FP32 [labels], sequence
 /// classification) or EMBEDDING (FP32 [hidden], mean-pooled and L2-normalized).
 /// Requests of any lengths share a batch: tokens are packed without padding.
+///
+/// CPU instances of one model version share one `PreparedEncoder`; an
+/// accelerator (GPUKernels' CUDA one, where wired) may claim instances of
+/// KIND_GPU groups, which then run there with their own device context.
 public struct EncoderBackend: ModelBackend {
     public let name = "transformer_encoder"
     public let variableLengthBatching: TokenCost? = .packed
+    let accelerator: (any EncoderAccelerator)?
+    let logger: Logger
+    private let prepared = PreparedModels()
 
-    public init() {}
+    public init(accelerator: (any EncoderAccelerator)? = nil, logger: Logger = Logger(label: "batch-server")) {
+        self.accelerator = accelerator
+        self.logger = logger
+    }
 
     public func validate(_ spec: ModelSpec) throws {
         let names = EncoderInputNames(spec)
@@ -46,10 +58,49 @@ public struct EncoderBackend: ModelBackend {
               output.dataType == .fp32, output.dims.count == 1 else {
             throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' has one output, LOGITS or EMBEDDING, TYPE_FP32 with one dim")
         }
+        if let requested = spec.parameters["precision"], !["auto", "fp32", "bf16", "int8"].contains(requested) {
+            throw InferenceError.invalidArgument("model '\(spec.name)': parameters.precision must be auto, fp32, bf16 or int8, got '\(requested)'")
+        }
+        if let tokens = spec.dynamicBatching?.maxBatchTokens, tokens < 1 {
+            throw InferenceError.invalidArgument("model '\(spec.name)': max_batch_tokens must be at least 1, got \(tokens)")
+        }
+        try accelerator?.validate(spec)
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        try EncoderInstance(model: EncoderModel(spec: spec))
+        if let accelerator, let instance = try accelerator.makeInstance(for: spec, index: index) { return instance }
+        let shared = try prepared.model(for: spec) { try prepare(spec) }
+        let threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
+        let forward = try EncoderForward(model: shared.encoder, threads: threads)
+        omp_set_num_threads(Int32(max(threads, 1)))   // warm on this (loading) thread with the instance's team
+        try forward.warm()
+        return EncoderInstance(model: shared.model, forward: forward, threads: threads)
+    }
+
+    /// The most tokens one batch of this model may hold: `max_batch_tokens`,
+    /// or every row at the model's longest length.
+    public static func tokenBudget(_ spec: ModelSpec, maxPositions: Int) -> Int {
+        spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * maxPositions
+    }
+
+    private func prepare(_ spec: ModelSpec) throws -> (model: EncoderModel, encoder: PreparedEncoder) {
+        let began = ContinuousClock.now
+        let (model, weights) = try EncoderModel.load(spec: spec)
+        let cpu = PrecisionChoice.CPU.current
+        let choice = try PrecisionChoice.resolve(spec.parameters["precision"], cpu: cpu) {
+            (try? PrecisionProbe.bf16FasterThanFP32()) ?? false
+        }
+        let budget = Self.tokenBudget(spec, maxPositions: model.config.maxPositions)
+        let encoder = try PreparedEncoder(config: model.config, weights: weights, precision: choice.precision, maxTokens: budget)
+        logger.info("encoder prepared", metadata: [
+            "model.name": "\(spec.name)", "model.version": "\(spec.version)",
+            "encoder.precision": "\(choice.precision.rawValue)", "encoder.precision_reason": "\(choice.reason)",
+            "encoder.isa": "\(PreparedEncoder.isa)", "encoder.row_kernels": "\(String(cString: ek_variant()))",
+            "encoder.kernels": "\(encoder.implementations.joined(separator: ", "))",
+            "encoder.max_tokens": "\(budget)", "encoder.weight_bytes": "\(encoder.packedWeightBytes)",
+            "encoder.load_ms": "\((ContinuousClock.now - began).components.seconds * 1000 + (ContinuousClock.now - began).components.attoseconds / 1_000_000_000_000_000)",
+        ])
+        return (model, encoder)
     }
 
     public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
@@ -64,26 +115,49 @@ public struct EncoderBackend: ModelBackend {
     }
 }
 
-/// One CPU instance: the model's forward pass on oneDNN with its own scratch
-/// buffers and OpenMP thread count (parameter `threads`).
+/// Makes encoder instances on an accelerator. Returns nil for an instance it
+/// does not claim, which then runs on the CPU.
+public protocol EncoderAccelerator: Sendable {
+    func validate(_ spec: ModelSpec) throws
+    func makeInstance(for spec: ModelSpec, index: Int) throws -> (any ModelInstance)?
+}
+
+/// Prepared models by version directory and settings, held weakly: the
+/// instances keep theirs alive, and it is freed when the last one goes.
+final class PreparedModels: Sendable {
+    final class Entry: Sendable {
+        let model: EncoderModel
+        let encoder: PreparedEncoder
+        init(_ pair: (model: EncoderModel, encoder: PreparedEncoder)) { (model, encoder) = pair }
+    }
+    private struct Weak: @unchecked Sendable { weak var entry: Entry? }
+    private let entries = Mutex<[String: Weak]>([:])
+
+    func model(for spec: ModelSpec, make: () throws -> (model: EncoderModel, encoder: PreparedEncoder)) throws -> Entry {
+        // The key holds what shapes the prepared model: a reloaded config with a
+        // new precision or budget prepares anew.
+        let key = "\(spec.versionPath)|\(spec.parameters["precision"] ?? "auto")|\(spec.dynamicBatching?.maxBatchTokens ?? 0)|\(spec.maxBatchSize)"
+        if let existing = entries.withLock({ $0[key]?.entry }) { return existing }
+        let made = Entry(try make())
+        entries.withLock { entries in
+            entries = entries.filter { $0.value.entry != nil }
+            entries[key] = Weak(entry: made)
+        }
+        return made
+    }
+}
+
+/// One CPU instance: the shared model and this instance's context.
 final class EncoderInstance: ModelInstance, @unchecked Sendable {
     let model: EncoderModel
     let forward: EncoderForward
     let threads: Int
     private var threadsApplied = false
 
-    init(model: EncoderModel) throws {
+    init(model: EncoderModel, forward: EncoderForward, threads: Int) {
         self.model = model
-        let spec = model.spec
-        var precision = spec.parameters["precision"] ?? "fp32"
-        if precision == "bf16" && !EncoderForward.bf16Available {
-            Logger(label: "batch-server").warning("this CPU has no bf16 matrix instructions; running in fp32", metadata: [
-                "model.name": "\(spec.name)", "model.version": "\(spec.version)",
-            ])
-            precision = "fp32"
-        }
-        threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
-        forward = try EncoderForward(config: model.config, weights: model.weights, precision: precision, threads: threads)
+        self.forward = forward
+        self.threads = threads
     }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {

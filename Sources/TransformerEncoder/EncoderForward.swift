@@ -1,289 +1,343 @@
 import CDNNL
+import CEncoderKernels
 import Dispatch
+import Foundation
 import InferenceCore
 import Synchronization
 
-/// Sequences packed back to back without padding: work scales with real
-/// tokens, not with the longest sequence.
-public struct PackedSequences: Sendable, Equatable {
-    /// (tokens) token ids.
-    public var tokenIDs: [Int32] = []
-    /// (tokens) position of each token in its own sequence.
-    public var positions: [Int32] = []
-    /// (sequences + 1) offset of each sequence's first token; the last is the total.
-    public var starts: [Int] = [0]
-
-    public init() {}
-
-    public var count: Int { starts.count - 1 }
-    public var tokenCount: Int { tokenIDs.count }
-    /// Tokens in the longest sequence.
-    public var longest: Int { (0..<count).map { starts[$0 + 1] - starts[$0] }.max() ?? 0 }
-
-    /// Adds a sequence, keeping only tokens whose mask is non-zero at their
-    /// original positions, which is what an attention mask means to the model.
-    public mutating func append(ids: some Collection<Int64>, mask: (some Collection<Int64>)?) {
-        var position: Int32 = 0
-        if let mask {
-            for (id, keep) in zip(ids, mask) {
-                if keep != 0 {
-                    tokenIDs.append(Int32(truncatingIfNeeded: id))
-                    positions.append(position)
-                }
-                position += 1
-            }
-        } else {
-            for id in ids {
-                tokenIDs.append(Int32(truncatingIfNeeded: id))
-                positions.append(position)
-                position += 1
-            }
-        }
-        starts.append(tokenIDs.count)
-    }
-}
-
-/// Pointers into the instance's buffers, handed to the attention threads, each
-/// of which writes only its own pairs' scores and context columns.
-private struct AttentionBuffers: @unchecked Sendable {
-    let qkv: UnsafeMutablePointer<Float>
-    let scores: UnsafeMutablePointer<Float>
-    let context: UnsafeMutablePointer<Float>
-}
-
-/// The next (sequence, head) pair to compute, and the first error seen.
-private final class AttentionWork: Sendable {
-    private let state = Mutex<(next: Int, error: (any Error)?)>((0, nil))
-
-    func take(below count: Int) -> Int? {
-        state.withLock { state in
-            guard state.error == nil, state.next < count else { return nil }
-            defer { state.next += 1 }
-            return state.next
-        }
-    }
-
-    func fail(_ error: any Error) { state.withLock { if $0.error == nil { $0.error = error } } }
-    var error: (any Error)? { state.withLock { $0.error } }
-}
-
-/// The encoder's forward pass on the CPU for one model instance. Holds
-/// scratch buffers, so one instance serves one batch at a time (the
-/// scheduler's executor guarantees it).
+/// One CPU instance's context for a shared `PreparedEncoder`: its oneDNN
+/// stream, scratchpad, memory objects (made once, pointed at new rows with
+/// set_data_handle) and activation buffers sized for the model's token budget.
+/// One batch at a time (the scheduler's executor guarantees it).
+///
+/// Activations stay in the compute precision between products: the row
+/// kernel after each product writes what the next one reads (int8 with its
+/// row scales, or bf16) in the same pass as bias, residual and LayerNorm. The
+/// residual stream itself, attention and LayerNorm stay float32.
 public final class EncoderForward: @unchecked Sendable {
-    public let config: EncoderConfig
-    let weights: EncoderWeights
-    let matmul: OneDNNMatmul
-    /// Linear weights in the instance's precision: per layer qkv, output, ffn in, ffn out.
-    private let linearWeights: [[LinearWeight]]
-
-    /// A Linear layer's weight as the matmul reads it: Float, or bfloat16 bits.
-    enum LinearWeight: Sendable {
-        case fp32([Float])
-        case bf16([UInt16])
-
-        init(_ values: [Float], precision: OneDNNMatmul.Precision) {
-            self = precision == .fp32 ? .fp32(values) : .bf16(BFloat16Bits.convert(values))
-        }
-
-        func withPointer<T>(_ body: (UnsafeRawPointer) throws -> T) rethrows -> T {
-            switch self {
-            case .fp32(let values): try values.withUnsafeBytes { try body($0.baseAddress!) }
-            case .bf16(let values): try values.withUnsafeBytes { try body($0.baseAddress!) }
-            }
-        }
-    }
-    // Scratch buffers, grown to the largest batch seen. Separate stored
-    // properties, so nested access to two of them is not an exclusivity conflict.
-    private var hidden: [Float] = []        // (tokens, hidden)
-    private var qkv: [Float] = []           // (tokens, 3 * hidden)
-    private var context: [Float] = []       // (tokens, hidden)
-    private var projected: [Float] = []     // (tokens, hidden)
-    private var intermediate: [Float] = []  // (tokens, intermediate)
-    private var scores: [Float] = []        // (threads, longest, longest): one score matrix per attention thread
-    /// Threads the instance computes with; attention runs (sequence, head)
-    /// pairs on this many threads, each pair's products single-threaded.
+    public let model: PreparedEncoder
+    public var config: EncoderConfig { model.config }
+    /// Threads the instance computes with (oneDNN's OpenMP team, attention and row kernels).
     let threads: Int
+    /// Set to collect a per-operation profile of every forward pass.
+    public var profile: EncoderProfile?
 
-    private func reserve(tokens unpadded: Int, longest: Int) {
-        // The matmul runs on whole blocks of rows; the extra rows are scratch.
-        let tokens = OneDNNMatmul.paddedRows(unpadded)
-        func size(_ buffer: inout [Float], _ count: Int) {
-            if buffer.count < count { buffer = [Float](repeating: 0, count: count) }
-        }
-        size(&hidden, tokens * config.hidden)
-        size(&qkv, tokens * 3 * config.hidden)
-        size(&context, tokens * config.hidden)
-        size(&projected, tokens * config.hidden)
-        size(&intermediate, tokens * config.intermediate)
-        size(&scores, max(threads, 1) * longest * longest)
-    }
+    private let stream: dnnl_stream_t
+    private let scratchpad: AlignedBuffer
+    /// Per (product kind, bucket): source, destination and scratchpad memory objects.
+    private var bindings: [[(source: dnnl_memory_t, destination: dnnl_memory_t, scratchpad: dnnl_memory_t?)]] = []
+    /// Per (layer, product kind): the shared weights and bias as memory objects.
+    private var parameters: [[(weights: dnnl_memory_t, bias: dnnl_memory_t?)]] = []
 
-    public init(config: EncoderConfig, weights: EncoderWeights, precision: String = "fp32", threads: Int = 1) throws {
+    private let maxRows: Int
+    private let hidden: AlignedBuffer          // (rows, hidden) f32: the residual stream
+    private let hiddenLow: AlignedBuffer?      // (rows, hidden) s8 or bf16: the next product's input
+    private let hiddenScales: AlignedBuffer?   // (rows) f32, int8
+    private let qkv: AlignedBuffer             // (rows, 3 * hidden) f32
+    private let context: AlignedBuffer         // (rows, hidden) f32
+    private let contextLow: AlignedBuffer?     // (rows, hidden) s8 or bf16
+    private let contextScales: AlignedBuffer?  // (rows) f32, int8
+    private let intermediate: AlignedBuffer    // (chunk, intermediate) f32, bf16 or s8
+    private let intermediateScales: AlignedBuffer?  // (chunk) f32, int8
+    private let accumulators: AlignedBuffer?   // (chunk, max(3 * hidden, intermediate)) s32, int8
+    private let rowTemporaries: AlignedBuffer? // (threads, intermediate) f32, int8 GELU rows
+    private let scores: AlignedBuffer          // (threads, longest, longest) f32
+
+    public init(model: PreparedEncoder, threads: Int) throws {
+        self.model = model
         self.threads = max(threads, 1)
-        guard let chosen = OneDNNMatmul.Precision(rawValue: precision) else {
-            throw InferenceError.invalidArgument("precision '\(precision)' is not supported (fp32 or bf16)")
+        let c = model.config, h = c.hidden, f = c.intermediate
+        let g = MatmulFamily.rowGranularity
+        maxRows = (model.maxTokens + g - 1) / g * g
+        let chunk = model.chunkRows
+        let low = model.precision == .fp32 ? 0 : model.precision == .bf16 ? 2 : 1
+        let int8 = model.precision == .int8
+        hidden = AlignedBuffer(bytes: maxRows * h * 4)
+        hiddenLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
+        hiddenScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
+        qkv = AlignedBuffer(bytes: maxRows * 3 * h * 4)
+        context = AlignedBuffer(bytes: maxRows * h * 4)
+        contextLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
+        contextScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
+        intermediate = AlignedBuffer(bytes: chunk * f * (low > 0 ? low : 4))
+        intermediateScales = int8 ? AlignedBuffer(bytes: chunk * 4) : nil
+        accumulators = int8 ? AlignedBuffer(bytes: chunk * max(3 * h, f) * 4) : nil
+        rowTemporaries = int8 ? AlignedBuffer(bytes: self.threads * f * 4) : nil
+        let longest = min(c.maxPositions, model.maxTokens)
+        scores = AlignedBuffer(bytes: self.threads * longest * longest * 4)
+        scratchpad = AlignedBuffer(bytes: model.families.map(\.largestScratchpadBytes).max() ?? 0)
+
+        var stream: dnnl_stream_t?
+        try OneDNN.check(dnnl_stream_create(&stream, model.engine.handle, UInt32(dnnl_stream_default_flags.rawValue)), "stream_create")
+        self.stream = stream!
+        try makeMemoryObjects()
+    }
+
+    deinit {
+        for kind in bindings {
+            for binding in kind {
+                dnnl_memory_destroy(binding.source)
+                dnnl_memory_destroy(binding.destination)
+                if let pad = binding.scratchpad { dnnl_memory_destroy(pad) }
+            }
         }
-        self.config = config
-        self.weights = weights
-        self.matmul = try OneDNNMatmul(precision: chosen)
-        self.linearWeights = weights.layers.map { layer in
-            [layer.qkvWeight, layer.outputWeight, layer.ffnInWeight, layer.ffnOutWeight].map { LinearWeight($0, precision: chosen) }
+        for layer in parameters {
+            for p in layer {
+                dnnl_memory_destroy(p.weights)
+                if let bias = p.bias { dnnl_memory_destroy(bias) }
+            }
+        }
+        dnnl_stream_destroy(stream)
+    }
+
+    private func makeMemoryObjects() throws {
+        let engine = model.engine.handle
+        func memory(_ descriptor: dnnl_memory_desc_t, _ handle: UnsafeMutableRawPointer?) throws -> dnnl_memory_t {
+            var d = descriptor
+            var made: dnnl_memory_t?
+            try OneDNN.check(dnnl_memory_create(&made, &d, engine, handle ?? hidden.pointer), "memory_create")
+            return made!
+        }
+        for family in model.families {
+            bindings.append(try family.primitives.map { primitive in
+                (try memory(primitive.source, nil), try memory(primitive.destination, nil),
+                 primitive.scratchpadBytes > 0 ? try memory(primitive.scratchpad, scratchpad.pointer) : nil)
+            })
+        }
+        for layer in model.layers {
+            parameters.append(try LinearKind.allCases.map { kind in
+                let family = model.families[kind.rawValue], linear = layer.linear[kind.rawValue]
+                let bias = family.hasBias ? try linear.bias.withUnsafeBytes { try memory(family.bias, UnsafeMutableRawPointer(mutating: $0.baseAddress!)) } : nil
+                return (try memory(family.weights, linear.weights.pointer), bias)
+            })
         }
     }
 
-    /// Whether this CPU runs bf16 matrix products natively; without it the
-    /// backend falls back to fp32.
-    public static var bf16Available: Bool { OneDNNMatmul.cpuHasBF16 }
+    // MARK: Products
 
-    /// x (rows, out) = epilogue(input (rows, in) W^T + b) in the instance's precision.
-    private func linear(_ input: UnsafePointer<Float>, rows: Int, inFeatures: Int, weight: LinearWeight, bias: [Float],
-                        outFeatures: Int, epilogue: OneDNNMatmul.Epilogue = .none, output: UnsafeMutablePointer<Float>) throws {
-        try weight.withPointer { w in
-            try bias.withUnsafeBufferPointer { b in
-                try matmul.linear(input, rows: rows, inFeatures: inFeatures, weight: w, bias: b.baseAddress!,
-                                  outFeatures: outFeatures, epilogue: epilogue, output: output)
+    /// One product over `rows` rows in chunks of at most `chunkRows`, each on
+    /// the smallest bucket that holds it. `source` and `destination` give a
+    /// chunk's first row; `epilogue` runs after each chunk on its rows.
+    private func product(_ kind: LinearKind, layer: Int, rows: Range<Int>, source: (Int) -> UnsafeMutableRawPointer,
+                         destination: (Int) -> UnsafeMutableRawPointer, epilogue: ((Range<Int>) -> Void)? = nil) throws {
+        let family = model.families[kind.rawValue]
+        let p = parameters[layer][kind.rawValue]
+        var start = rows.lowerBound
+        while start < rows.upperBound {
+            let count = min(model.chunkRows, rows.upperBound - start)
+            let bucket = family.bucket(for: count)
+            let binding = bindings[kind.rawValue][bucket]
+            let began = profile == nil ? nil : ContinuousClock.now
+            try OneDNN.check(dnnl_memory_set_data_handle(binding.source, source(start)), "set_data_handle")
+            try OneDNN.check(dnnl_memory_set_data_handle(binding.destination, destination(start)), "set_data_handle")
+            var arguments = [
+                dnnl_exec_arg_t(arg: OneDNN.argSource, memory: binding.source),
+                dnnl_exec_arg_t(arg: OneDNN.argWeights, memory: p.weights),
+                dnnl_exec_arg_t(arg: OneDNN.argDestination, memory: binding.destination),
+            ]
+            if let bias = p.bias { arguments.append(dnnl_exec_arg_t(arg: OneDNN.argBias, memory: bias)) }
+            if let pad = binding.scratchpad { arguments.append(dnnl_exec_arg_t(arg: OneDNN.argScratchpad, memory: pad)) }
+            try OneDNN.check(dnnl_primitive_execute(family.primitives[bucket].handle, stream, Int32(arguments.count), arguments),
+                             "execute \(kind.name)")
+            try OneDNN.check(dnnl_stream_wait(stream), "stream_wait")
+            if let began { profile?.add(kind.name, seconds(since: began)) }
+            if let epilogue { timed(kind == .ffnIn ? "gelu_quantize" : kind == .qkv ? "dequantize" : "residual_layernorm") { epilogue(start..<(start + count)) } }
+            start += count
+        }
+    }
+
+    /// Runs every primitive once on the instance's buffers, so the first request
+    /// pays no first-touch or lazy set-up cost. Called before the model is READY.
+    public func warm() throws {
+        for kind in LinearKind.allCases {
+            let family = model.families[kind.rawValue]
+            for rows in family.buckets {
+                let buffer = AlignedBuffer(bytes: rows * max(family.inFeatures, family.outFeatures) * 4)
+                memset(buffer.pointer, 0, buffer.byteCount)
+                try product(kind, layer: 0, rows: 0..<rows, source: { _ in buffer.pointer }, destination: { _ in buffer.pointer })
             }
         }
     }
 
-    /// Final hidden states, (tokens, hidden), in packed order.
-    public func hiddenStates(_ batch: PackedSequences) throws -> [Float] {
+    // MARK: Forward
+
+    /// Runs the encoder; the final hidden states are left in the instance's
+    /// buffer for the heads to read (no copy of the whole (tokens, hidden) matrix).
+    private func run(_ batch: PackedSequences) throws {
         let tokens = batch.tokenCount
-        let h = config.hidden
-        guard tokens > 0 else { return [] }
+        guard tokens <= model.maxTokens else {
+            throw InferenceError.invalidArgument("a batch of \(tokens) tokens exceeds the \(model.maxTokens) this instance was prepared for")
+        }
         for id in batch.tokenIDs where id < 0 || Int(id) >= config.vocabularySize {
             throw InferenceError.invalidArgument("token id \(id) is outside the vocabulary of \(config.vocabularySize)")
         }
         for position in batch.positions where Int(position) >= config.maxPositions {
             throw InferenceError.invalidArgument("sequence length exceeds the model's \(config.maxPositions) positions")
         }
-        let longest = batch.longest
-        reserve(tokens: tokens, longest: longest)
-        try embed(batch)
-        for (index, layer) in weights.layers.enumerated() {
-            try attention(layer, weights: linearWeights[index], batch: batch, longest: longest)
-            try feedForward(layer, weights: linearWeights[index], tokens: tokens)
+        guard tokens > 0 else { return }
+        timed("embedding") { embed(batch) }
+        for layer in model.layers.indices {
+            try attention(layer: layer, batch: batch)
+            try feedForward(layer: layer, tokens: tokens)
         }
-        return Array(hidden[0..<(tokens * h)])
+        profile?.finishForward()
     }
 
-    private func embed(_ batch: PackedSequences) throws {
+    private func embed(_ batch: PackedSequences) {
         let h = config.hidden
-        hidden.withUnsafeMutableBufferPointer { hidden in
-            weights.wordEmbeddings.withUnsafeBufferPointer { words in
-                weights.positionEmbeddings.withUnsafeBufferPointer { positions in
-                    for t in 0..<batch.tokenCount {
-                        let word = Int(batch.tokenIDs[t]) * h, position = Int(batch.positions[t]) * h
-                        for i in 0..<h { hidden[t * h + i] = words[word + i] + positions[position + i] }
-                        if let type = weights.tokenTypeEmbedding {
-                            for i in 0..<h { hidden[t * h + i] += type[i] }
+        let out = hidden.typed(Float.self)
+        model.wordEmbeddings.withUnsafeBufferPointer { words in
+            model.positionEmbeddings.withUnsafeBufferPointer { positions in
+                for t in 0..<batch.tokenCount {
+                    let word = Int(batch.tokenIDs[t]) * h, position = Int(batch.positions[t]) * h
+                    let row = out + t * h
+                    for i in 0..<h { row[i] = words[word + i] + positions[position + i] }
+                    if let type = model.tokenTypeEmbedding {
+                        for i in 0..<h { row[i] += type[i] }
+                    }
+                }
+            }
+        }
+        normalize(0..<batch.tokenCount, scale: model.embeddingNormScale, shift: model.embeddingNormBias, accumulators: nil, layer: nil)
+    }
+
+    /// hidden[rows] = LayerNorm(hidden[rows] + the product's int32 sums, dequantized) for int8, or
+    /// LayerNorm(hidden[rows]) (the residual is already summed in), then the
+    /// next product's input in the compute precision. Parallel over rows.
+    private func normalize(_ rows: Range<Int>, scale: [Float], shift: [Float], accumulators acc: (kind: LinearKind, first: Int)?,
+                           layer: Int?, rowScales: AlignedBuffer? = nil, rowScaleOffset: Int = 0) {
+        let h = config.hidden, epsilon = config.layerNormEpsilon
+        let linear = layer.map { model.layers[$0].linear[acc?.kind.rawValue ?? 0] }
+        scale.withUnsafeBufferPointer { gamma in
+            shift.withUnsafeBufferPointer { beta in
+                (linear?.bias ?? []).withUnsafeBufferPointer { bias in
+                    (linear?.columnScales ?? []).withUnsafeBufferPointer { columns in
+                        let pointers = RowPointers(gamma: gamma.baseAddress!, beta: beta.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
+                        parallelRows(rows) { range in
+                            let n = range.lowerBound
+                            let sums: UnsafePointer<Int32>? = acc.map { UnsafePointer(self.accumulators!.typed(Int32.self) + (n - $0.first) * h) }
+                            ek_residual_layernorm(self.hidden.typed(Float.self) + n * h, nil, sums,
+                                                  rowScales.map { UnsafePointer($0.typed(Float.self) + (n - rowScaleOffset)) },
+                                                  pointers.columns, pointers.bias, range.count, h, pointers.gamma, pointers.beta, epsilon,
+                                                  self.model.precision == .int8 ? self.hiddenLow!.typed(Int8.self) + n * h : nil,
+                                                  self.model.precision == .int8 ? self.hiddenScales!.typed(Float.self) + n : nil,
+                                                  self.model.precision == .bf16 ? self.hiddenLow!.typed(UInt16.self) + n * h : nil)
                         }
                     }
                 }
             }
-            weights.embeddingNormScale.withUnsafeBufferPointer { scale in
-                weights.embeddingNormBias.withUnsafeBufferPointer { shift in
-                    VectorMath.layerNorm(hidden.baseAddress!, rows: batch.tokenCount, width: h, scale: scale.baseAddress!,
-                                         shift: shift.baseAddress!, epsilon: config.layerNormEpsilon)
+        }
+    }
+
+    private func attention(layer index: Int, batch: PackedSequences) throws {
+        let h = config.hidden, tokens = batch.tokenCount
+        let layer = model.layers[index]
+        switch model.precision {
+        case .fp32, .bf16:
+            let input = model.precision == .fp32 ? hidden : hiddenLow!
+            let bytes = model.precision == .fp32 ? 4 : 2
+            try product(.qkv, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
+                        destination: { self.qkv.pointer + $0 * 3 * h * 4 })
+        case .int8:
+            let linear = layer.linear[LinearKind.qkv.rawValue]
+            try product(.qkv, layer: index, rows: 0..<tokens, source: { self.hiddenLow!.pointer + $0 * h },
+                        destination: { _ in self.accumulators!.pointer }) { rows in
+                linear.bias.withUnsafeBufferPointer { bias in
+                    linear.columnScales!.withUnsafeBufferPointer { columns in
+                        let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
+                        let first = rows.lowerBound
+                        self.parallelRows(rows) { range in
+                            ek_dequantize_bias(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * 3 * h, range.count, 3 * h,
+                                               self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
+                                               self.qkv.typed(Float.self) + range.lowerBound * 3 * h)
+                        }
+                    }
                 }
+            }
+        }
+        try attend(batch: batch, qkv: qkv.typed(Float.self), context: context.typed(Float.self), scores: scores.typed(Float.self))
+        // The output product's input in the compute precision.
+        switch model.precision {
+        case .fp32: break
+        case .bf16:
+            timed("quantize") {
+                parallelRows(0..<tokens) { r in
+                    ek_f32_to_bf16(self.context.typed(Float.self) + r.lowerBound * h, r.count, h, h,
+                                   self.contextLow!.typed(UInt16.self) + r.lowerBound * h, h)
+                }
+            }
+        case .int8:
+            timed("quantize") {
+                parallelRows(0..<tokens) { r in
+                    ek_quantize_rows(self.context.typed(Float.self) + r.lowerBound * h, r.count, h, h,
+                                     self.contextLow!.typed(Int8.self) + r.lowerBound * h, h,
+                                     self.contextScales!.typed(Float.self) + r.lowerBound)
+                }
+            }
+        }
+        let input = model.precision == .fp32 ? context : contextLow!
+        let bytes = model.precision == .fp32 ? 4 : model.precision == .bf16 ? 2 : 1
+        if model.precision == .int8 {
+            try product(.output, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
+                        destination: { _ in self.accumulators!.pointer }) { rows in
+                self.normalize(rows, scale: layer.attentionNormScale, shift: layer.attentionNormBias,
+                               accumulators: (.output, rows.lowerBound), layer: index, rowScales: self.contextScales!)
+            }
+        } else {
+            // The sum post-op adds the product onto the residual in `hidden`.
+            try product(.output, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
+                        destination: { self.hidden.pointer + $0 * h * 4 })
+            timed("residual_layernorm") {
+                normalize(0..<tokens, scale: layer.attentionNormScale, shift: layer.attentionNormBias, accumulators: nil, layer: nil)
             }
         }
     }
 
-    /// Self-attention, one sequence and head at a time on the packed QKV
-    /// projection, then the output projection with bias, residual and LayerNorm fused.
-    private func attention(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], batch: PackedSequences,
-                           longest: Int) throws {
-        let h = config.hidden, tokens = batch.tokenCount
-        try hidden.withUnsafeMutableBufferPointer { hidden in
-            try qkv.withUnsafeMutableBufferPointer { qkv in
-                try context.withUnsafeMutableBufferPointer { context in
-                    try scores.withUnsafeMutableBufferPointer { scores in
-                        try projected.withUnsafeMutableBufferPointer { projected in
-                            try self.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: linear[0], bias: layer.qkvBias,
-                                            outFeatures: 3 * h, output: qkv.baseAddress!)
-                            try attendPerHead(batch: batch, qkv: qkv.baseAddress!, scores: scores.baseAddress!,
-                                              context: context.baseAddress!, longest: longest)
-                            try self.linear(context.baseAddress!, rows: tokens, inFeatures: h, weight: linear[1], bias: layer.outputBias,
-                                            outFeatures: h, output: projected.baseAddress!)
-                            layer.attentionNormScale.withUnsafeBufferPointer { g in
-                                layer.attentionNormBias.withUnsafeBufferPointer { beta in
-                                    VectorMath.residualLayerNorm(projected.baseAddress!, residual: hidden.baseAddress!, rows: tokens, width: h,
-                                                                 scale: g.baseAddress!, shift: beta.baseAddress!, epsilon: config.layerNormEpsilon)
-                                }
+    /// The FFN chunk by chunk, so its (tokens, intermediate) activations never
+    /// exist whole: input product (bias + GELU fused), output product onto the
+    /// residual, LayerNorm.
+    private func feedForward(layer index: Int, tokens: Int) throws {
+        let h = config.hidden, f = config.intermediate
+        let layer = model.layers[index]
+        var start = 0
+        while start < tokens {
+            let rows = start..<min(start + model.chunkRows, tokens)
+            switch model.precision {
+            case .fp32, .bf16:
+                let bytes = model.precision == .fp32 ? 4 : 2
+                let input = model.precision == .fp32 ? hidden : hiddenLow!
+                try product(.ffnIn, layer: index, rows: rows, source: { input.pointer + $0 * h * bytes },
+                            destination: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes })
+                try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes },
+                            destination: { self.hidden.pointer + $0 * h * 4 })
+                timed("residual_layernorm") {
+                    normalize(rows, scale: layer.outputNormScale, shift: layer.outputNormBias, accumulators: nil, layer: nil)
+                }
+            case .int8:
+                let linear = layer.linear[LinearKind.ffnIn.rawValue]
+                try product(.ffnIn, layer: index, rows: rows, source: { self.hiddenLow!.pointer + $0 * h },
+                            destination: { _ in self.accumulators!.pointer }) { chunk in
+                    linear.bias.withUnsafeBufferPointer { bias in
+                        linear.columnScales!.withUnsafeBufferPointer { columns in
+                            let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
+                            let first = chunk.lowerBound, base = rows.lowerBound
+                            self.parallelRows(chunk, worker: true) { range, worker in
+                                ek_bias_gelu_quantize(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * f, range.count, f,
+                                                      self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
+                                                      self.rowTemporaries!.typed(Float.self) + worker * f,
+                                                      self.intermediate.typed(Int8.self) + (range.lowerBound - base) * f,
+                                                      self.intermediateScales!.typed(Float.self) + (range.lowerBound - base))
                             }
                         }
                     }
                 }
-            }
-        }
-    }
-
-    /// context (tokens, hidden) = softmax(Q K^T / sqrt(d)) V for every sequence
-    /// and head of the packed QKV rows. The (sequence, head) pairs are shared
-    /// out among `threads` threads, each running its pairs' products
-    /// single-threaded: small products split across OpenMP threads spend more
-    /// on fork and barrier than on arithmetic.
-    private func attendPerHead(batch: PackedSequences, qkv: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>,
-                               context: UnsafeMutablePointer<Float>, longest: Int) throws {
-        let h = config.hidden, heads = config.heads, d = config.headDimension
-        let scale = 1 / Float(d).squareRoot()
-        let pairs = batch.count * heads
-        let workers = min(threads, pairs)
-        let buffers = AttentionBuffers(qkv: qkv, scores: scores, context: context)
-        @Sendable func attend(pair: Int, scores: UnsafeMutablePointer<Float>) throws {
-            let s = pair / heads, head = pair % heads
-            let start = batch.starts[s], length = batch.starts[s + 1] - start
-            guard length > 0 else { return }
-            let rows = buffers.qkv + start * 3 * h
-            let q = rows + head * d, k = rows + h + head * d, v = rows + 2 * h + head * d
-            // scores (L x L) = Q K^T / sqrt(d)
-            try CPUMatmul.gemm(m: length, n: length, k: d, alpha: scale, a: q, lda: 3 * h, b: k, ldb: 3 * h,
-                               transposeB: true, c: scores, ldc: length)
-            VectorMath.softmax(scores, rows: length, width: length, stride: length)
-            // context (L x d) = P V, written into this head's columns.
-            try CPUMatmul.gemm(m: length, n: d, k: length, a: scores, lda: length, b: v, ldb: 3 * h,
-                               transposeB: false, c: buffers.context + start * h + head * d, ldc: h)
-        }
-        guard workers > 1 else {
-            for pair in 0..<pairs { try attend(pair: pair, scores: scores) }
-            return
-        }
-        let next = AttentionWork()
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            // OpenMP's thread count is per calling thread (libgomp keeps a copy
-            // per foreign thread), so this leaves other threads' settings alone;
-            // the executor thread, which runs one worker, gets its own back.
-            omp_set_num_threads(1)
-            defer { omp_set_num_threads(Int32(threads)) }
-            let own = buffers.scores + worker * longest * longest
-            while let pair = next.take(below: pairs) {
-                do { try attend(pair: pair, scores: own) } catch { next.fail(error) }
-            }
-        }
-        if let error = next.error { throw error }
-    }
-
-    /// FFN: linear with bias and GELU fused into the matmul, linear with bias,
-    /// then residual + LayerNorm in one pass.
-    private func feedForward(_ layer: EncoderLayerWeights, weights linear: [LinearWeight], tokens: Int) throws {
-        let h = config.hidden, f = config.intermediate
-        try hidden.withUnsafeMutableBufferPointer { hidden in
-            try intermediate.withUnsafeMutableBufferPointer { intermediate in
-                try projected.withUnsafeMutableBufferPointer { projected in
-                    try self.linear(hidden.baseAddress!, rows: tokens, inFeatures: h, weight: linear[2], bias: layer.ffnInBias,
-                                    outFeatures: f, epilogue: .gelu, output: intermediate.baseAddress!)
-                    try self.linear(intermediate.baseAddress!, rows: tokens, inFeatures: f, weight: linear[3], bias: layer.ffnOutBias,
-                                    outFeatures: h, output: projected.baseAddress!)
-                    layer.outputNormScale.withUnsafeBufferPointer { g in
-                        layer.outputNormBias.withUnsafeBufferPointer { beta in
-                            VectorMath.residualLayerNorm(projected.baseAddress!, residual: hidden.baseAddress!, rows: tokens, width: h,
-                                                         scale: g.baseAddress!, shift: beta.baseAddress!, epsilon: config.layerNormEpsilon)
-                        }
-                    }
+                try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f },
+                            destination: { _ in self.accumulators!.pointer }) { chunk in
+                    self.normalize(chunk, scale: layer.outputNormScale, shift: layer.outputNormBias, accumulators: (.ffnOut, chunk.lowerBound),
+                                   layer: index, rowScales: self.intermediateScales!, rowScaleOffset: rows.lowerBound)
                 }
             }
+            start = rows.upperBound
         }
     }
 
@@ -292,11 +346,14 @@ public final class EncoderForward: @unchecked Sendable {
     /// DistilBERT sequence classification on each sequence's first token:
     /// pre_classifier, ReLU, classifier. (sequences, labels)
     public func logits(_ batch: PackedSequences) throws -> [Float] {
-        guard let head = weights.classifier else {
+        guard let head = model.classifier else {
             throw InferenceError.invalidArgument("the checkpoint has no classification head (pre_classifier, classifier)")
         }
-        let states = try hiddenStates(batch)
+        try run(batch)
+        let began = profile == nil ? nil : ContinuousClock.now
+        defer { if let began { profile?.add("head", seconds(since: began)) } }
         let h = config.hidden, labels = head.bias.count, n = batch.count
+        let states = hidden.typed(Float.self)
         var first = [Float](repeating: 0, count: n * h)
         for s in 0..<n where batch.starts[s + 1] > batch.starts[s] {
             for i in 0..<h { first[s * h + i] = states[batch.starts[s] * h + i] }
@@ -324,13 +381,17 @@ public final class EncoderForward: @unchecked Sendable {
 
     /// Sentence embeddings: the mean of each sequence's token states, L2-normalized. (sequences, hidden)
     public func embeddings(_ batch: PackedSequences) throws -> [Float] {
-        let states = try hiddenStates(batch)
+        try run(batch)
+        let began = profile == nil ? nil : ContinuousClock.now
+        defer { if let began { profile?.add("head", seconds(since: began)) } }
         let h = config.hidden
+        let states = hidden.typed(Float.self)
         var out = [Float](repeating: 0, count: batch.count * h)
+        var mean = [Double](repeating: 0, count: h)
         for s in 0..<batch.count {
             let start = batch.starts[s], end = batch.starts[s + 1]
             guard end > start else { continue }
-            var mean = [Double](repeating: 0, count: h)
+            for i in 0..<h { mean[i] = 0 }
             for t in start..<end { for i in 0..<h { mean[i] += Double(states[t * h + i]) } }
             let count = Double(end - start)
             var norm = 0.0
@@ -343,4 +404,54 @@ public final class EncoderForward: @unchecked Sendable {
         }
         return out
     }
+
+    /// The final hidden states, (tokens, hidden), in packed order: for tests.
+    public func hiddenStates(_ batch: PackedSequences) throws -> [Float] {
+        try run(batch)
+        return Array(UnsafeBufferPointer(start: hidden.typed(Float.self), count: batch.tokenCount * config.hidden))
+    }
+
+    // MARK: Helpers
+
+    private func timed(_ operation: String, _ body: () -> Void) {
+        guard profile != nil else { return body() }
+        let began = ContinuousClock.now
+        body()
+        profile?.add(operation, seconds(since: began))
+    }
+
+    private func seconds(since instant: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - instant
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// Splits rows among the instance's threads (one slice each); small ranges run inline.
+    func parallelRows(_ rows: Range<Int>, worker: Bool = true, _ body: (Range<Int>, Int) -> Void) {
+        let count = rows.count
+        let workers = min(threads, max(1, count / 8))
+        guard workers > 1 else { return body(rows, 0) }
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedBox(body)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let lo = rows.lowerBound + count * w / workers, hi = rows.lowerBound + count * (w + 1) / workers
+                shared.value(lo..<hi, w)
+            }
+        }
+    }
+
+    func parallelRows(_ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        parallelRows(rows, worker: true) { range, _ in body(range) }
+    }
+}
+
+/// Parameter pointers the row kernels read, handed to the worker threads.
+struct RowPointers: @unchecked Sendable {
+    let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>
+    let bias: UnsafePointer<Float>?, columns: UnsafePointer<Float>?
+}
+
+/// A value handed to worker threads that each touch only their own rows.
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }

@@ -22,23 +22,36 @@ public struct EncoderModel: Sendable {
     public let spec: ModelSpec
     public let names: EncoderInputNames
     public let config: EncoderConfig
-    public let weights: EncoderWeights
     public let tokenizer: WordPieceTokenizer?
     public let head: Head
     public let outputName: String
     /// Values per row of the output: labels or hidden size.
     public let outputWidth: Int
+    /// The checkpoint has BERT's token-type embedding.
+    public let hasTokenTypeEmbedding: Bool
 
     /// Loads `config.json`, `model.safetensors` and (for TEXT inputs) `vocab.txt`
     /// from the spec's version directory and checks the output against them.
     public init(spec: ModelSpec) throws {
+        let config = try EncoderConfig(file: (spec.versionPath as NSString).appendingPathComponent("config.json"))
+        try self.init(spec: spec, config: config, weights: Self.loadWeights(spec: spec, config: config))
+    }
+
+    /// The model and its checkpoint's float32 weights, read once, for an
+    /// engine to convert into its own layout (the caller drops them after).
+    public static func load(spec: ModelSpec) throws -> (model: EncoderModel, weights: EncoderWeights) {
+        let config = try EncoderConfig(file: (spec.versionPath as NSString).appendingPathComponent("config.json"))
+        let weights = try loadWeights(spec: spec, config: config)
+        return (try EncoderModel(spec: spec, config: config, weights: weights), weights)
+    }
+
+    private init(spec: ModelSpec, config: EncoderConfig, weights: EncoderWeights) throws {
         self.spec = spec
+        self.config = config
         let names = EncoderInputNames(spec)
         self.names = names
         let directory = spec.versionPath as NSString
-        config = try EncoderConfig(file: directory.appendingPathComponent("config.json"))
-        let file = try SafeTensorsFile(path: directory.appendingPathComponent("model.safetensors"))
-        weights = try EncoderWeights(file: file, config: config)
+        hasTokenTypeEmbedding = weights.tokenTypeEmbedding != nil
         tokenizer = spec.inputs.contains(where: { $0.name == names.text })
             ? try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")) : nil
         outputName = spec.outputs[0].name
@@ -59,6 +72,11 @@ public struct EncoderModel: Sendable {
         }
     }
 
+    static func loadWeights(spec: ModelSpec, config: EncoderConfig) throws -> EncoderWeights {
+        let file = try SafeTensorsFile(path: (spec.versionPath as NSString).appendingPathComponent("model.safetensors"))
+        return try EncoderWeights(file: file, config: config)
+    }
+
     /// Every row of every request in the batch, packed without padding, and the
     /// number of rows each request contributed.
     public func pack(_ batch: Batch) throws -> (sequences: PackedSequences, rowsPerItem: [Int]) {
@@ -67,6 +85,11 @@ public struct EncoderModel: Sendable {
         for item in batch.items {
             try pack(item.request, into: &packed)
             rows.append(item.batchSize)
+        }
+        // Every engine reads embeddings by these ids: TEXT ids come from
+        // vocab.txt, which may hold more entries than the checkpoint.
+        if let bad = packed.tokenIDs.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+            throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(config.vocabularySize)")
         }
         return (packed, rows)
     }

@@ -89,12 +89,14 @@ import Testing
                              outputs: [TensorSpec(name: "LOGITS", dataType: .fp32, dims: [2])],
                              instanceGroups: [InstanceGroupSpec(kind: .gpu, count: 1)],
                              versionPath: "/nonexistent/encoder/1")
-        let required = GPUEncoderBackend(requireGPU: true, logger: .init(label: "test"), availability: { .unavailable(reason: "no CUDA device") })
+        let required = EncoderBackend(accelerator: CUDAEncoderAccelerator(requireGPU: true, logger: .init(label: "test"),
+                                                                          availability: { .unavailable(reason: "no CUDA device") }))
         #expect(throws: InferenceError.unavailable("model 'encoder' asks for KIND_GPU and --require-gpu is set, but no CUDA device")) {
             _ = try required.makeInstance(for: spec, index: 0)
         }
         // Without --require-gpu it builds the CPU instance, which reads the checkpoint (missing here).
-        let fallback = GPUEncoderBackend(requireGPU: false, logger: .init(label: "test"), availability: { .unavailable(reason: "no CUDA device") })
+        let fallback = EncoderBackend(accelerator: CUDAEncoderAccelerator(requireGPU: false, logger: .init(label: "test"),
+                                                                          availability: { .unavailable(reason: "no CUDA device") }))
         #expect(throws: (any Error).self) { _ = try fallback.makeInstance(for: spec, index: 0) }
     }
 

@@ -3,15 +3,13 @@ import Logging
 import Synchronization
 import TransformerEncoder
 
-/// The `transformer_encoder` backend with GPU placement: instances of a
-/// KIND_GPU instance group run on CUDA, the others on the CPU engine. Where no
-/// usable GPU exists the GPU instances fall back to the CPU with one log line
-/// per model, unless `requireGPU`, which fails the load with the reason.
-public struct GPUEncoderBackend: ModelBackend {
-    public var name: String { cpu.name }
-    public var variableLengthBatching: TokenCost? { cpu.variableLengthBatching }
-
-    let cpu: EncoderBackend
+/// The CUDA kind of `transformer_encoder` instance: claims the instances of
+/// KIND_GPU instance groups and runs them on CUDA with their own stream,
+/// cuBLAS handle and device buffers. The backend itself (EncoderBackend) is
+/// the one registered; the CPU instances it makes share one prepared model.
+/// Where no usable GPU exists, GPU instances fall back to the CPU with one log
+/// line per model, unless `requireGPU`, which fails the load with the reason.
+public struct CUDAEncoderAccelerator: EncoderAccelerator {
     let availability: @Sendable () -> CUDAAvailability
     let requireGPU: Bool
     let logger: Logger
@@ -19,30 +17,27 @@ public struct GPUEncoderBackend: ModelBackend {
     /// Models whose fallback was already logged: one line per model version.
     private let fallbackLogged = OnceKeys()
 
-    public init(cpu: EncoderBackend = EncoderBackend(), requireGPU: Bool = false, logger: Logger,
+    public init(requireGPU: Bool = false, logger: Logger,
                 availability: @escaping @Sendable () -> CUDAAvailability = { CUDALoader.shared }) {
-        self.cpu = cpu
         self.requireGPU = requireGPU
         self.logger = logger
         self.availability = availability
         self.compilerCache = KernelCompiler.defaultCacheDirectory()
     }
 
+    /// The registered backend with this accelerator wired in.
+    public static func backend(requireGPU: Bool, logger: Logger) -> EncoderBackend {
+        EncoderBackend(accelerator: CUDAEncoderAccelerator(requireGPU: requireGPU, logger: logger), logger: logger)
+    }
+
     public func validate(_ spec: ModelSpec) throws {
-        try cpu.validate(spec)
         if let math = spec.parameters["gpu_math"], CUDAEncoderForward.MatrixMath(rawValue: math) == nil || math == "bf16" {
             throw InferenceError.invalidArgument("model '\(spec.name)': parameters.gpu_math must be tf32 or fp32, got '\(math)'")
         }
     }
 
-    public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
-        cpu.sequenceLength(of: request, spec: spec)
-    }
-
-    public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        guard spec.instanceGroups.contains(where: { $0.kind == .gpu }) else {
-            return try cpu.makeInstance(for: spec, index: index)
-        }
+    public func makeInstance(for spec: ModelSpec, index: Int) throws -> (any ModelInstance)? {
+        guard spec.instanceGroups.contains(where: { $0.kind == .gpu }) else { return nil }
         switch availability() {
         case .unavailable(let reason):
             if requireGPU {
@@ -54,17 +49,16 @@ public struct GPUEncoderBackend: ModelBackend {
                     "model.name": "\(spec.name)", "model.version": "\(spec.version)",
                 ])
             }
-            return try cpu.makeInstance(for: spec, index: index)
+            return nil
         case .available(let platform):
             let placements = try InstancePlacement.assign(groups: spec.instanceGroups, visibleDevices: platform.devices.map(\.index))
-            guard index < placements.count, case .gpu(let device) = placements[index] else {
-                return try cpu.makeInstance(for: spec, index: index)
-            }
-            let model = try EncoderModel(spec: spec)
+            guard index < placements.count, case .gpu(let device) = placements[index] else { return nil }
+            let (model, weights) = try EncoderModel.load(spec: spec)
             let precision = spec.parameters["precision"] ?? "fp32"
             let math: CUDAEncoderForward.MatrixMath = precision == "bf16" ? .bf16 : CUDAEncoderForward.MatrixMath(rawValue: spec.parameters["gpu_math"] ?? "tf32") ?? .tf32
             let compiler = KernelCompiler(platform: platform, cacheDirectory: compilerCache, logger: logger)
-            let forward = try CUDAEncoderForward(platform: platform, device: device, model: model, math: math, compiler: compiler)
+            let forward = try CUDAEncoderForward(platform: platform, device: device, model: model, weights: weights, math: math,
+                                                 compiler: compiler)
             logger.info("model instance on GPU", metadata: [
                 "model.name": "\(spec.name)", "model.version": "\(spec.version)", "instance": "\(index)", "gpu": "\(device)",
                 "gpu.math": "\(math.rawValue)", "gpu.activation_bytes": "\(forward.plan.activationBytes)",
