@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
         .library(name: "TransformerEncoder", targets: ["TransformerEncoder"]),
+        .library(name: "CEncoderKernels", targets: ["CEncoderKernels"]),
         .library(name: "TritonProto", targets: ["TritonProto"]),
         .library(name: "ModelRepository", targets: ["ModelRepository"]),
         .library(name: "HTTPFrontend", targets: ["HTTPFrontend"]),
@@ -172,7 +173,7 @@ let package = Package(
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
-        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "InferenceCore"]),
+        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),

@@ -14,13 +14,17 @@
 // Reductions may be reordered so they vectorize; everything else keeps IEEE order.
 #define EK_REASSOCIATE _Pragma("clang fp reassociate(on)")
 
-EK_CLONES const char *ek_variant(void) {
-#if defined(__AVX512F__)
-    return "avx512";
-#elif defined(__AVX2__)
-    return "avx2";
+// Mirrors the loader's choice among the clones below.
+const char *ek_variant(void) {
+#if defined(__x86_64__) && defined(__linux__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return "x86-64-v4";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2")) return "x86-64-v3";
+    return "x86-64";
 #else
-    return "baseline";
+    return "generic";
 #endif
 }
 

@@ -1,5 +1,6 @@
-/// Requests the scheduler hands to one model instance in one execution.
-/// Requests are never split: each item is a whole validated request.
+/// Requests the scheduler hands to one model instance in one execution. Each
+/// item is a whole validated request, or rows of one the scheduler split to
+/// keep within `max_batch_size` or `max_batch_tokens`.
 public struct Batch: Sendable {
     public var items: [ValidatedRequest]
 
@@ -15,6 +16,13 @@ public struct Batch: Sendable {
 public protocol ModelInstance: AnyObject, Sendable {
     /// Returns, for each item of the batch in order, every output the model declares.
     func execute(_ batch: Batch) throws -> [[Tensor]]
+    /// What the instance resolved at load that an operator should see in the
+    /// model's config `parameters` (say, the precision and instruction set in effect).
+    var reportedParameters: [String: String] { get }
+}
+
+extension ModelInstance {
+    public var reportedParameters: [String: String] { [:] }
 }
 
 /// Builds instances of one kind of model; named by config.pbtxt's `backend`.
@@ -31,11 +39,17 @@ public protocol ModelBackend: Sendable {
     /// Tokens per row of a request, for length-aware batching; nil derives it
     /// from the variable dimensions of the inputs.
     func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int?
+    /// Runs before the request is queued, off the scheduler: may count each
+    /// row's real tokens (`rowTokens`, which the scheduler then holds to
+    /// `max_batch_tokens`) and tokenize text inputs (`tokenized`). Errors here
+    /// fail the request alone.
+    func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws
 }
 
 extension ModelBackend {
     public var variableLengthBatching: TokenCost? { nil }
     public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? { nil }
+    public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {}
 }
 
 /// How a batch's token cost is counted for `max_batch_tokens`.
@@ -70,4 +84,10 @@ public protocol InferenceRunner: Sendable {
     func statistics() -> ModelStatistics
     /// Stops taking requests, lets queued and in-flight ones finish.
     func shutdown() async
+    /// Parameters resolved at load (see `ModelInstance.reportedParameters`).
+    var reportedParameters: [String: String] { get }
+}
+
+extension InferenceRunner {
+    public var reportedParameters: [String: String] { [:] }
 }

@@ -6,6 +6,45 @@ public struct ValidatedRequest: Sendable {
     public var batchSize: Int
     /// Requested outputs, defaulting to every model output, in model order.
     public var outputs: [RequestedOutput]
+    /// Tokens each row costs, counted by the backend before the request is
+    /// queued (`ModelBackend.prepare`); nil where the shapes say it.
+    public var rowTokens: [Int]? = nil
+    /// Token ids the backend produced from text inputs before queuing, one
+    /// ragged row per batch row, so the instance does not tokenize again.
+    public var tokenized: TokenRows? = nil
+
+    /// Rows `range` of this request: its inputs, token counts and tokens.
+    public func rows(_ range: Range<Int>) -> ValidatedRequest {
+        var part = self
+        part.batchSize = range.count
+        part.request.inputs = request.inputs.map { (try? $0.rows(range)) ?? $0 }
+        part.rowTokens = rowTokens.map { Array($0[range]) }
+        part.tokenized = tokenized?.rows(range)
+        return part
+    }
+}
+
+/// Ragged rows of token ids, packed back to back.
+public struct TokenRows: Sendable, Equatable {
+    public var ids: [Int32] = []
+    /// (rows + 1) offset of each row's first id; the last is the total.
+    public var starts: [Int] = [0]
+
+    public init() {}
+
+    public var count: Int { starts.count - 1 }
+    public func row(_ index: Int) -> ArraySlice<Int32> { ids[starts[index]..<starts[index + 1]] }
+
+    public mutating func append(_ row: some Collection<Int32>) {
+        ids.append(contentsOf: row)
+        starts.append(ids.count)
+    }
+
+    public func rows(_ range: Range<Int>) -> TokenRows {
+        var part = TokenRows()
+        for index in range { part.append(row(index)) }
+        return part
+    }
 }
 
 extension ModelSpec {

@@ -212,7 +212,13 @@ public final class ModelManager: Sendable {
                 state.nextSerial += 1
                 return state.nextSerial
             }
-            return VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: config, runner: runner, serial: serial))
+            // What the backend resolved at load (precision, instruction set)
+            // shows in this version's config, next to what was asked for.
+            var reported = config
+            for (key, value) in runner.reportedParameters where reported.parameters[key] == nil {
+                reported.parameters[key] = Inference_ModelParameter.with { $0.stringValue = value }
+            }
+            return VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: reported, runner: runner, serial: serial))
         } catch {
             let reason = (error as? InferenceError)?.message ?? "\(error)"
             logger.error("model version failed to load", metadata: [

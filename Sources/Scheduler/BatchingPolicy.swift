@@ -67,7 +67,7 @@ public struct BatchingPolicy: Sendable, Equatable {
                 if request.shapeKey != first.shapeKey { stoppedEarly = true; break }
                 if let budget = maxBatchTokens,
                    cost(rows: rows + request.rows, longest: max(longest, request.length),
-                        packed: packedTokens + request.rows * request.length) > budget {
+                        packed: packedTokens + request.tokens) > budget {
                     stoppedEarly = true
                     break
                 }
@@ -75,7 +75,7 @@ public struct BatchingPolicy: Sendable, Equatable {
             chosen.append(request.sequence)
             rows += request.rows
             longest = max(longest, request.length)
-            packedTokens += request.rows * request.length
+            packedTokens += request.tokens
             if preferredBatchSizes.contains(rows) { bestPreferredCount = chosen.count }
         }
 

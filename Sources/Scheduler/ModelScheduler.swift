@@ -90,22 +90,32 @@ public actor ModelScheduler: InferenceRunner {
         return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
     }
 
+    public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
+
     public nonisolated func statistics() -> ModelStatistics {
         stats.withLock { $0 }
     }
 
     // MARK: Requests
 
-    public func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
+    public nonisolated func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
+        var request = request
+        // Off the actor: tokenizing a large text request must not hold up the queue.
+        try backend?.prepare(&request, spec: spec)
+        return try await schedule(request)
+    }
+
+    private func schedule(_ request: ValidatedRequest) async throws -> InferenceResponse {
         guard !draining else {
             throw InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading")
         }
-        guard spec.maxBatchSize > 0, request.batchSize > spec.maxBatchSize else {
-            return try await enqueue(request, countsAsRequest: true)
-        }
-        // Beyond Triton (which rejects it): split along the batch dimension,
-        // run the parts as ordinary requests, reassemble the outputs in order.
-        let parts = try Self.split(request, maxRows: spec.maxBatchSize)
+        let ranges = try partition(request)
+        guard ranges.count > 1 else { return try await enqueue(request, countsAsRequest: true) }
+        // Beyond Triton (which rejects a request over max_batch_size): split
+        // along the batch dimension so no batch passes max_batch_size or
+        // max_batch_tokens, run the parts as ordinary requests, reassemble the
+        // outputs in order.
+        let parts = ranges.map { request.rows($0) }
         let responses = try await withThrowingTaskGroup(of: (Int, InferenceResponse).self) { group in
             for (index, part) in parts.enumerated() {
                 group.addTask { (index, try await self.enqueue(part, countsAsRequest: index == 0)) }
@@ -121,14 +131,38 @@ public actor ModelScheduler: InferenceRunner {
         return merged
     }
 
-    static func split(_ request: ValidatedRequest, maxRows: Int) throws -> [ValidatedRequest] {
-        stride(from: 0, to: request.batchSize, by: maxRows).map { start in
-            let range = start..<min(start + maxRows, request.batchSize)
-            var part = request
-            part.batchSize = range.count
-            part.request.inputs = request.request.inputs.map { (try? $0.rows(range)) ?? $0 }
-            return part
+    /// The request's rows in parts that each fit one batch: at most
+    /// max_batch_size rows and, with a token budget, at most max_batch_tokens
+    /// tokens (real counts where the backend gave them, else rows x length).
+    nonisolated func partition(_ request: ValidatedRequest) throws -> [Range<Int>] {
+        let rows = request.batchSize
+        guard spec.maxBatchSize > 0, rows > 0 else { return [0..<max(rows, 1)] }
+        let uniform = request.rowTokens == nil ? sequenceLength(request) : 0
+        return try Self.partition(rows: rows, tokens: { request.rowTokens?[$0] ?? uniform }, maxRows: spec.maxBatchSize,
+                                  maxTokens: policy.maxBatchTokens, cost: policy.tokenCost)
+    }
+
+    static func partition(rows: Int, tokens: (Int) -> Int, maxRows: Int, maxTokens: Int?, cost: TokenCost) throws -> [Range<Int>] {
+        var parts: [Range<Int>] = []
+        var start = 0, sum = 0, longest = 0
+        for row in 0..<rows {
+            let t = tokens(row)
+            if let budget = maxTokens, t > budget {
+                throw InferenceError.invalidArgument("row \(row) of the request has \(t) tokens, more than the model's max_batch_tokens of \(budget)")
+            }
+            let count = row - start
+            let over = maxTokens.map { budget in
+                cost == .packed ? sum + t > budget : (count + 1) * max(longest, t) > budget
+            } ?? false
+            if count > 0 && (count == maxRows || over) {
+                parts.append(start..<row)
+                (start, sum, longest) = (row, 0, 0)
+            }
+            sum += t
+            longest = max(longest, t)
         }
+        parts.append(start..<rows)
+        return parts
     }
 
     private func enqueue(_ request: ValidatedRequest, countsAsRequest: Bool) async throws -> InferenceResponse {
@@ -142,7 +176,8 @@ public actor ModelScheduler: InferenceRunner {
             try await withCheckedThrowingContinuation { continuation in
                 let pending = Pending(request: request, continuation: continuation, countsAsRequest: countsAsRequest)
                 let entry = Entry(sequence: sequence, rows: request.batchSize, shapeKey: shapeKey(request),
-                                  length: sequenceLength(request), arrival: now, deadline: timeout.map { now + $0 },
+                                  length: request.rowTokens?.max() ?? sequenceLength(request), tokens: request.rowTokens?.reduce(0, +),
+                                  arrival: now, deadline: timeout.map { now + $0 },
                                   level: level, payload: pending)
                 do {
                     try queue.enqueue(entry)
@@ -391,7 +426,7 @@ public actor ModelScheduler: InferenceRunner {
 
     /// Tokens per row: the backend's count, else the product of the variable
     /// dims of the first input that has any, else 1.
-    private func sequenceLength(_ request: ValidatedRequest) -> Int {
+    private nonisolated func sequenceLength(_ request: ValidatedRequest) -> Int {
         if let length = backend?.sequenceLength(of: request, spec: spec) { return max(length, 1) }
         for input in spec.inputs where input.dims.contains(-1) {
             guard let tensor = request.request.input(named: input.name) else { continue }

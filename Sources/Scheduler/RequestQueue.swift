@@ -11,19 +11,23 @@ public struct QueuedRequest<Payload> {
     /// Non-batch shapes of the inputs that must match for requests to share a
     /// batch (variable dims the backend can pad are left out).
     public let shapeKey: [[Int]]
-    /// Tokens per row for length-aware batching (1 for fixed-size models).
+    /// Tokens per row for length-aware batching (1 for fixed-size models):
+    /// the longest row where rows differ.
     public let length: Int
+    /// Tokens of all rows together, what a packing backend computes on.
+    public let tokens: Int
     public let arrival: ContinuousClock.Instant
     public let deadline: ContinuousClock.Instant?
     public let level: Int
     public var payload: Payload
 
-    public init(sequence: UInt64, rows: Int, shapeKey: [[Int]] = [], length: Int = 1, arrival: ContinuousClock.Instant,
-                deadline: ContinuousClock.Instant? = nil, level: Int = 1, payload: Payload) {
+    public init(sequence: UInt64, rows: Int, shapeKey: [[Int]] = [], length: Int = 1, tokens: Int? = nil,
+                arrival: ContinuousClock.Instant, deadline: ContinuousClock.Instant? = nil, level: Int = 1, payload: Payload) {
         self.sequence = sequence
         self.rows = rows
         self.shapeKey = shapeKey
         self.length = length
+        self.tokens = tokens ?? rows * length
         self.arrival = arrival
         self.deadline = deadline
         self.level = level

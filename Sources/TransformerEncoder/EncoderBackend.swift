@@ -25,6 +25,7 @@ public struct EncoderBackend: ModelBackend {
     let accelerator: (any EncoderAccelerator)?
     let logger: Logger
     private let prepared = PreparedModels()
+    private let tokenizers = Tokenizers()
 
     public init(accelerator: (any EncoderAccelerator)? = nil, logger: Logger = Logger(label: "batch-server")) {
         self.accelerator = accelerator
@@ -74,7 +75,11 @@ public struct EncoderBackend: ModelBackend {
         let forward = try EncoderForward(model: shared.encoder, threads: threads)
         omp_set_num_threads(Int32(max(threads, 1)))   // warm on this (loading) thread with the instance's team
         try forward.warm()
-        return EncoderInstance(model: shared.model, forward: forward, threads: threads)
+        return EncoderInstance(model: shared.model, forward: forward, threads: threads, reported: [
+            "precision_in_effect": shared.encoder.precision.rawValue,
+            "precision_reason": shared.reason,
+            "cpu_isa": PreparedEncoder.isa,
+        ])
     }
 
     /// The most tokens one batch of this model may hold: `max_batch_tokens`,
@@ -83,12 +88,12 @@ public struct EncoderBackend: ModelBackend {
         spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * maxPositions
     }
 
-    private func prepare(_ spec: ModelSpec) throws -> (model: EncoderModel, encoder: PreparedEncoder) {
+    private func prepare(_ spec: ModelSpec) throws -> (model: EncoderModel, encoder: PreparedEncoder, reason: String) {
         let began = ContinuousClock.now
         let (model, weights) = try EncoderModel.load(spec: spec)
         let cpu = PrecisionChoice.CPU.current
         let choice = try PrecisionChoice.resolve(spec.parameters["precision"], cpu: cpu) {
-            (try? PrecisionProbe.bf16FasterThanFP32()) ?? false
+            (try? MatmulProbe.bf16FasterThanFP32()) ?? false
         }
         let budget = Self.tokenBudget(spec, maxPositions: model.config.maxPositions)
         let encoder = try PreparedEncoder(config: model.config, weights: weights, precision: choice.precision, maxTokens: budget)
@@ -100,19 +105,69 @@ public struct EncoderBackend: ModelBackend {
             "encoder.max_tokens": "\(budget)", "encoder.weight_bytes": "\(encoder.packedWeightBytes)",
             "encoder.load_ms": "\((ContinuousClock.now - began).components.seconds * 1000 + (ContinuousClock.now - began).components.attoseconds / 1_000_000_000_000_000)",
         ])
-        return (model, encoder)
+        return (model, encoder, choice.reason)
     }
 
     public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
+        if let counts = request.rowTokens { return counts.max() }
         let names = EncoderInputNames(spec)
         if let ids = request.request.input(named: names.ids), ids.shape.count == 2 { return ids.shape[1] }
-        if let text = request.request.input(named: names.text) {
-            // A cheap estimate for batching (about four bytes a token); the
-            // tokenizer runs on the instance's thread, not in the scheduler.
-            return min(text.bytes.count / max(request.batchSize, 1) / 4 + 2, 512)
-        }
         return nil
     }
+
+    /// Counts each row's real tokens before queuing, so the scheduler keeps
+    /// every batch within the budget the instances were prepared for: TEXT is
+    /// tokenized here (and not again on the instance), INPUT_IDS rows count
+    /// the tokens their mask keeps.
+    public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
+        let names = EncoderInputNames(spec)
+        if let text = request.request.input(named: names.text) {
+            let tokenizer = try tokenizers.tokenizer(for: spec)
+            let maxLength = try tokenizers.maxPositions(for: spec)
+            var rows = TokenRows()
+            for (index, element) in try text.elements().enumerated() {
+                guard let string = String(validating: element, as: UTF8.self) else {
+                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
+                }
+                guard !string.isEmpty else {
+                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
+                }
+                rows.append(tokenizer.encode(string, maxLength: maxLength))
+            }
+            request.rowTokens = (0..<rows.count).map { rows.starts[$0 + 1] - rows.starts[$0] }
+            request.tokenized = rows
+        } else if let ids = request.request.input(named: names.ids), ids.shape.count == 2 {
+            let rows = ids.shape[0], length = ids.shape[1]
+            if let mask = request.request.input(named: names.mask), mask.shape == ids.shape, let values = try? mask.values(as: Int64.self) {
+                request.rowTokens = (0..<rows).map { row in values[(row * length)..<((row + 1) * length)].reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+            } else {
+                request.rowTokens = [Int](repeating: length, count: rows)
+            }
+        }
+    }
+}
+
+/// Tokenizers by version directory and vocabulary file, read once and shared
+/// by the requests' preparation (off the instances).
+final class Tokenizers: Sendable {
+    private struct Loaded: Sendable { let tokenizer: WordPieceTokenizer; let maxPositions: Int }
+    private let loaded = Mutex<[String: Loaded]>([:])
+
+    private func entry(for spec: ModelSpec) throws -> Loaded {
+        let directory = spec.versionPath as NSString
+        // A model reloaded from the same directory with a new vocabulary gets a new tokenizer.
+        let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("vocab.txt"))
+        let key = "\(spec.versionPath)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|\(attributes?[.size] ?? 0)"
+        if let found = loaded.withLock({ $0[key] }) { return found }
+        let config = try EncoderConfig(file: directory.appendingPathComponent("config.json"))
+        let made = Loaded(tokenizer: try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")),
+                          maxPositions: config.maxPositions)
+        loaded.withLock { $0[key] = made }
+        return made
+    }
+
+    func tokenizer(for spec: ModelSpec) throws -> WordPieceTokenizer { try entry(for: spec).tokenizer }
+    func maxPositions(for spec: ModelSpec) throws -> Int { try entry(for: spec).maxPositions }
 }
 
 /// Makes encoder instances on an accelerator. Returns nil for an instance it
@@ -128,12 +183,14 @@ final class PreparedModels: Sendable {
     final class Entry: Sendable {
         let model: EncoderModel
         let encoder: PreparedEncoder
-        init(_ pair: (model: EncoderModel, encoder: PreparedEncoder)) { (model, encoder) = pair }
+        /// Why the precision was chosen, for the config's parameters.
+        let reason: String
+        init(_ made: (model: EncoderModel, encoder: PreparedEncoder, reason: String)) { (model, encoder, reason) = made }
     }
     private struct Weak: @unchecked Sendable { weak var entry: Entry? }
     private let entries = Mutex<[String: Weak]>([:])
 
-    func model(for spec: ModelSpec, make: () throws -> (model: EncoderModel, encoder: PreparedEncoder)) throws -> Entry {
+    func model(for spec: ModelSpec, make: () throws -> (model: EncoderModel, encoder: PreparedEncoder, reason: String)) throws -> Entry {
         // The key holds what shapes the prepared model: a reloaded config with a
         // new precision or budget prepares anew.
         let key = "\(spec.versionPath)|\(spec.parameters["precision"] ?? "auto")|\(spec.dynamicBatching?.maxBatchTokens ?? 0)|\(spec.maxBatchSize)"
@@ -152,12 +209,14 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
     let model: EncoderModel
     let forward: EncoderForward
     let threads: Int
+    let reportedParameters: [String: String]
     private var threadsApplied = false
 
-    init(model: EncoderModel, forward: EncoderForward, threads: Int) {
+    init(model: EncoderModel, forward: EncoderForward, threads: Int, reported: [String: String]) {
         self.model = model
         self.forward = forward
         self.threads = threads
+        self.reportedParameters = reported
     }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {

@@ -83,7 +83,7 @@ public struct EncoderModel: Sendable {
         var packed = PackedSequences()
         var rows: [Int] = []
         for item in batch.items {
-            try pack(item.request, into: &packed)
+            try pack(item, into: &packed)
             rows.append(item.batchSize)
         }
         // Every engine reads embeddings by these ids: TEXT ids come from
@@ -103,8 +103,13 @@ public struct EncoderModel: Sendable {
         }
     }
 
-    private func pack(_ request: InferenceRequest, into packed: inout PackedSequences) throws {
+    private func pack(_ item: ValidatedRequest, into packed: inout PackedSequences) throws {
+        let request = item.request
         let maxPositions = config.maxPositions
+        if let tokens = item.tokenized {
+            for row in 0..<tokens.count { packed.append(tokens: tokens.row(row)) }
+            return
+        }
         if let text = request.input(named: names.text) {
             guard let tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
             for (index, element) in try text.elements().enumerated() {

@@ -24,6 +24,19 @@ public struct EncoderWeights: Sendable {
     /// DistilBERT sequence classification: pre_classifier (hidden, hidden) + ReLU, classifier (labels, hidden).
     public var classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?
 
+    /// Weights given directly (tests build small random models with it).
+    init(wordEmbeddings: [Float], positionEmbeddings: [Float], tokenTypeEmbedding: [Float]?, embeddingNormScale: [Float],
+         embeddingNormBias: [Float], layers: [EncoderLayerWeights],
+         classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?) {
+        self.wordEmbeddings = wordEmbeddings
+        self.positionEmbeddings = positionEmbeddings
+        self.tokenTypeEmbedding = tokenTypeEmbedding
+        self.embeddingNormScale = embeddingNormScale
+        self.embeddingNormBias = embeddingNormBias
+        self.layers = layers
+        self.classifier = classifier
+    }
+
     public init(file: SafeTensorsFile, config: EncoderConfig) throws {
         let h = config.hidden, f = config.intermediate
         switch config.family {

@@ -2,6 +2,7 @@ import Foundation
 import InferenceCore
 import Testing
 @testable import GPUKernels
+import TransformerEncoder
 
 /// The loader's paths on hosts without a usable GPU, against missing libraries
 /// and fake drivers built here with the C compiler (no GPU or CUDA needed).

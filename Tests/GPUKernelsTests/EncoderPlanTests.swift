@@ -1,6 +1,7 @@
 import InferenceCore
 import Testing
 @testable import GPUKernels
+@testable import Scheduler
 
 @Suite struct EncoderPlanTests {
     static let distilbert = EncoderShape(hidden: 768, heads: 12, intermediate: 3072, layers: 6, vocabulary: 30522,
@@ -105,5 +106,21 @@ import Testing
         #expect(throws: InferenceError.unavailable("instance_group asks for GPU 2 but the usable devices are [0, 1]")) {
             _ = try InstancePlacement.assign(groups: [InstanceGroupSpec(kind: .gpu, count: 1, gpus: [2])], visibleDevices: [0, 1])
         }
+    }
+}
+
+/// The bound the scheduler keeps (ModelScheduler.partition) is the one the GPU
+/// plan was sized for: every part of a 32 x 512 request fits a plan made for
+/// max_batch_size 32 and max_batch_tokens 8192, and the whole would not.
+@Suite struct EncoderPlanBudgetTests {
+    @Test func everyScheduledPartOfA32By512RequestFitsThePlan() throws {
+        let plan = try EncoderPlan(shape: EncoderPlanTests.distilbert, maxBatchSize: 32, maxBatchTokens: 8192)
+        let lengths = [Int](repeating: 512, count: 32)
+        let parts = try ModelScheduler.partition(rows: 32, tokens: { lengths[$0] }, maxRows: 32, maxTokens: 8192, cost: .packed)
+        #expect(parts.count == 2)
+        for part in parts {
+            try plan.check(starts: (0...part.count).map { $0 * 512 })
+        }
+        #expect(throws: InferenceError.self) { try plan.check(starts: (0...32).map { $0 * 512 }) }
     }
 }

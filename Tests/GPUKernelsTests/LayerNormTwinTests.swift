@@ -1,9 +1,10 @@
+import CEncoderKernels
 import GPUKernels
 import Testing
 @testable import TransformerEncoder
 
 /// The LayerNorm twins against a float64 LayerNorm and against the CPU
-/// engine's own (VectorMath, which accumulates in Double).
+/// engine's own (the C row kernel ek_residual_layernorm).
 @Suite struct LayerNormTwinTests {
     /// Float sums over at most 1,000 roughly normal values, in the kernel's
     /// tree order: a few ulp, far inside this.
@@ -35,7 +36,7 @@ import Testing
     ]
 
     @Test(arguments: shapes)
-    func embeddingLayerNormMatchesFloat64AndVectorMath(_ shape: Shape) {
+    func embeddingLayerNormMatchesFloat64AndTheCPUEngine(_ shape: Shape) {
         var random = SplitMix64(seed: shape.seed)
         let h = shape.hidden, vocab = 50, maxPositions = 64
         let word = random.normals(vocab * h, scale: 0.5)
@@ -67,13 +68,13 @@ import Testing
                 return x
             }
         }
-        VectorMath.layerNorm(&cpu, rows: tokens, width: h, scale: gamma, shift: beta, epsilon: shape.eps)
+        ek_residual_layernorm(&cpu, nil, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
         let cpuAsDouble = cpu.map(Double.init)
         #expect(maxRelativeError(out, cpuAsDouble, floor: 1) <= Self.tolerance)
     }
 
     @Test(arguments: shapes)
-    func biasResidualLayerNormMatchesFloat64AndVectorMath(_ shape: Shape) {
+    func biasResidualLayerNormMatchesFloat64AndTheCPUEngine(_ shape: Shape) {
         var random = SplitMix64(seed: shape.seed &+ 100)
         let h = shape.hidden
         let tokens = random.lengths().reduce(0, +)
@@ -91,10 +92,10 @@ import Testing
         let expected = Self.reference(rows, gamma: gamma, beta: beta, eps: shape.eps)
         #expect(maxRelativeError(states, expected, floor: 1) <= Self.tolerance)
 
-        // The CPU path's matmul adds the bias to x; residualLayerNorm then adds the residual.
+        // The CPU path's matmul adds the bias to x; the row kernel then adds the residual.
         let biased = (0..<(tokens * h)).map { x[$0] + bias[$0 % h] }
         var cpu = residual
-        VectorMath.residualLayerNorm(biased, residual: &cpu, rows: tokens, width: h, scale: gamma, shift: beta, epsilon: shape.eps)
+        ek_residual_layernorm(&cpu, biased, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
         #expect(maxRelativeError(states, cpu.map(Double.init), floor: 1) <= Self.tolerance)
     }
 

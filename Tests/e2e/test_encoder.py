@@ -209,21 +209,3 @@ def test_checkpoint_with_missing_or_misshaped_tensor_fails_to_load(start_server,
     assert "missing tensor 'distilbert.transformer.layer.1.ffn.lin2.bias'" in rows["missing"]["reason"]
     assert rows["misshaped"]["state"] == "UNAVAILABLE"
     assert "tensor 'distilbert.transformer.layer.0.attention.q_lin.weight' has shape [31,32], expected [32,32]" in rows["misshaped"]["reason"]
-
-
-def test_bf16_precision_matches_reference_or_falls_back(start_server, tmp_path):
-    repo = tmp_path / "repo"
-    tiny_checkpoint(repo / "tiny_bf16" / "1")
-    config = (MODEL_REPOSITORY / "distilbert_sst2" / "config.pbtxt").read_text()
-    (repo / "tiny_bf16" / "config.pbtxt").write_text(
-        config.replace('name: "distilbert_sst2"', 'name: "tiny_bf16"').replace('label_filename: "labels.txt"', "")
-        + 'parameters { key: "precision" value: { string_value: "bf16" } }\n')
-    server = start_server(repo)
-    reference = Encoder(repo / "tiny_bf16" / "1")
-    rows = random_rows(np.random.default_rng(5), [17, 40, 3])
-    tensors, ids, mask = ids_inputs(rows)
-    with httpclient.InferenceServerClient(server.http_url) as c:
-        got = c.infer("tiny_bf16", tensors).as_numpy("LOGITS")
-    want = np.array([reference.logits(ids[i], mask[i]) for i in range(len(rows))])
-    fell_back = "no bf16 matrix instructions" in server.read_log()
-    assert relative_error(got, want) <= (1e-4 if fell_back else 2e-2)

@@ -14,7 +14,10 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "EncoderBench",
-            dependencies: [.product(name: "TransformerEncoder", package: rootIdentity)]
+            dependencies: [
+                .product(name: "TransformerEncoder", package: rootIdentity),
+                .product(name: "CEncoderKernels", package: rootIdentity),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-/// The variant the loader picked for this CPU: "avx512", "avx2" or "baseline".
+/// The variant the loader picked for this CPU: "x86-64-v4" (AVX-512), "x86-64-v3" (AVX2) or "x86-64".
 const char *ek_variant(void);
 
 /// q (rows, cols; row stride ldq) = round(x / s[r]) with s[r] = max|x[r]| / 127

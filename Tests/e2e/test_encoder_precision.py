@@ -1,0 +1,190 @@
+"""Encoder precisions and the token budget through the real server.
+
+bf16 and int8 against fp32 and the float64 reference, each on its real path
+where this CPU has it (skipped, saying why, where it does not: never fp32
+under a bf16 name); the precision in effect shown in the model's config; and
+`max_batch_tokens` held for a 32 x 512 request and a CJK text batch, which the
+scheduler splits so no batch an instance receives exceeds its preparation."""
+
+import inspect
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as httpclient
+from tokenizers import BertWordPieceTokenizer
+
+from conftest import MODEL_REPOSITORY
+from encoder_reference import Encoder
+from test_encoder import MINILM, SST2, ids_inputs, random_rows, relative_error
+
+CPU_FLAGS = set(next((l.split(":", 1)[1].split() for l in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                      if l.startswith("flags")), []))
+
+
+def variant(repo, name, source, precision=None, extra=""):
+    """A model directory `name` serving `source`'s files (linked, not copied) at `precision`."""
+    version = repo / name / "1"
+    version.mkdir(parents=True)
+    for f in (MODEL_REPOSITORY / source / "1").iterdir():
+        (version / f.name).symlink_to(f)
+    config = (MODEL_REPOSITORY / source / "config.pbtxt").read_text().replace(f'name: "{source}"', f'name: "{name}"')
+    config = config.replace('label_filename: "labels.txt"', "")
+    if precision:
+        config += f'parameters {{ key: "precision" value: {{ string_value: "{precision}" }} }}\n'
+    (repo / name / "config.pbtxt").write_text(config + extra)
+
+
+@pytest.fixture(scope="module")
+def precision_server(tmp_path_factory):
+    """One server with each encoder at fp32, int8, bf16 and auto, and one more fp32 copy for the budget tests."""
+    from conftest import RunningServer
+    root = tmp_path_factory.mktemp("precision")
+    repo = root / "repo"
+    for source, short in (("distilbert_sst2", "sst2"), ("minilm_embeddings", "minilm")):
+        for precision in ("fp32", "int8", "bf16", "auto"):
+            variant(repo, f"{short}_{precision}", source, precision)
+        variant(repo, f"{short}_budget", source, "fp32")   # only the budget tests use it: its statistics are theirs
+    running = RunningServer(repo, log_path=root / "server.log").wait_live()
+    yield running
+    assert running.stop() == 0, running.read_log()
+
+
+def in_effect(server, model):
+    config = requests.get(f"{server.base}/v2/models/{model}/config", timeout=5).json()
+    return {k: v["string_value"] for k, v in config["parameters"].items()}
+
+
+def test_precision_in_effect_is_in_the_config(precision_server):
+    for model in ("sst2_fp32", "sst2_int8"):
+        params = in_effect(precision_server, model)
+        assert params["precision_in_effect"] == model.split("_")[1]
+        assert params["cpu_isa"].startswith(("avx", "sse"))
+    auto = in_effect(precision_server, "sst2_auto")
+    if "amx_bf16" in CPU_FLAGS:
+        assert auto["precision_in_effect"] == "bf16", auto
+    elif "avx512_bf16" not in CPU_FLAGS:
+        assert auto["precision_in_effect"] == "fp32", auto
+    assert auto["precision_reason"].startswith("auto")
+    assert "encoder prepared" in precision_server.read_log()
+
+
+def text_input(sentences):
+    text = httpclient.InferInput("TEXT", [len(sentences), 1], "BYTES")
+    text.set_data_from_numpy(np.array([[s.encode()] for s in sentences], dtype=np.object_))
+    return text
+
+
+def test_bf16_matches_the_reference(precision_server):
+    if in_effect(precision_server, "sst2_bf16")["precision_in_effect"] != "bf16":
+        pytest.skip("this CPU has no bf16 dot products (avx512_bf16 or AMX): the backend serves fp32 and says so")
+    reference = Encoder(SST2)
+    rows = random_rows(np.random.default_rng(5), [17, 40, 128])
+    tensors, ids, mask = ids_inputs(rows)
+    with httpclient.InferenceServerClient(precision_server.http_url) as c:
+        got = c.infer("sst2_bf16", tensors).as_numpy("LOGITS")
+    want = np.array([reference.logits(ids[i], mask[i]) for i in range(len(rows))])
+    assert relative_error(got, want) <= 2e-2
+
+
+def stdlib_sentences(count):
+    """Real English: sentences from the docstrings of Python's standard library."""
+    import argparse, collections, csv, datetime, email.message, functools, http.client, itertools, json, logging, os
+    import pathlib as pl, shutil, socket, subprocess, tarfile, textwrap, threading, typing, unittest, urllib.request, zipfile
+    seen, sentences = set(), []
+    for module in (argparse, collections, csv, datetime, email.message, functools, http.client, itertools, json, logging, os,
+                   pl, shutil, socket, subprocess, tarfile, textwrap, threading, typing, unittest, urllib.request, zipfile):
+        docs = [module.__doc__ or ""] + [inspect.getdoc(v) or "" for _, v in sorted(vars(module).items())
+                                          if inspect.isfunction(v) or inspect.isclass(v)]
+        for doc in docs:
+            for sentence in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
+                words = sentence.split()
+                if 6 <= len(words) <= 40 and sentence[0].isupper() and sum(c.isalpha() for c in sentence) > 0.7 * len(sentence) \
+                        and sentence not in seen:
+                    seen.add(sentence)
+                    sentences.append(sentence)
+    assert len(sentences) >= count, len(sentences)
+    return sentences[:count]
+
+
+def embed(client, model, sentences):
+    out = []
+    for start in range(0, len(sentences), 32):
+        out.append(client.infer(model, [text_input(sentences[start:start + 32])]).as_numpy("EMBEDDING"))
+    return np.concatenate(out).astype(np.float64)
+
+
+def test_int8_minilm_keeps_embeddings_and_rankings(precision_server):
+    sentences = stdlib_sentences(320)
+    with httpclient.InferenceServerClient(precision_server.http_url) as c:
+        fp32 = embed(c, "minilm_fp32", sentences)
+        int8 = embed(c, "minilm_int8", sentences)
+        pairs = ["The patient reports chest pain after exercise.", "After physical exertion the patient has pain in the chest.",
+                 "The invoice was paid on Tuesday.", "Chest pain began during a run.", "Payment of the bill happened midweek."]
+        pair_fp32, pair_int8 = embed(c, "minilm_fp32", pairs), embed(c, "minilm_int8", pairs)
+    cosine = np.sum(fp32 * int8, axis=1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(int8, axis=1))
+    assert cosine.mean() >= 0.99, (cosine.mean(), cosine.min())
+    assert cosine.min() >= 0.97, (cosine.mean(), cosine.min())
+    # Paraphrase ranking: for each sentence, the order of the others by similarity is unchanged.
+    for i in range(len(pairs)):
+        order_fp32 = [j for j in np.argsort(-(pair_fp32 @ pair_fp32[i])) if j != i]
+        order_int8 = [j for j in np.argsort(-(pair_int8 @ pair_int8[i])) if j != i]
+        assert order_fp32 == order_int8, (i, order_fp32, order_int8)
+    # And over the real sentences: each one's nearest neighbour mostly stays the same.
+    near_fp32 = np.argsort(-(fp32 @ fp32.T), axis=1)[:, 1]
+    near_int8 = np.argsort(-(int8 @ int8.T), axis=1)[:, 1]
+    assert np.mean(near_fp32 == near_int8) >= 0.9
+
+
+def test_int8_sst2_agrees_with_fp32_on_the_argmax(precision_server):
+    rng = np.random.default_rng(11)
+    agree = total = 0
+    with httpclient.InferenceServerClient(precision_server.http_url) as c:
+        for _ in range(1000 // 25):
+            rows = random_rows(rng, list(rng.integers(8, 65, 25)))
+            tensors = ids_inputs(rows)[0]
+            fp32 = c.infer("sst2_fp32", tensors).as_numpy("LOGITS")
+            int8 = c.infer("sst2_int8", tensors).as_numpy("LOGITS")
+            agree += int(np.sum(np.argmax(fp32, 1) == np.argmax(int8, 1)))
+            total += len(rows)
+    assert total == 1000
+    assert agree / total >= 0.98, agree / total
+
+
+def largest_batch(server, model):
+    stats = requests.get(f"{server.base}/v2/models/{model}/stats", timeout=5).json()["model_stats"][0]
+    return max(int(b["batch_size"]) for b in stats["batch_stats"])
+
+
+def test_request_over_the_token_budget_is_split_and_answered(precision_server):
+    """32 x 512 tokens against max_batch_tokens 8192: two batches of 16 rows, each row right."""
+    rng = np.random.default_rng(3)
+    half = random_rows(rng, [512] * 16)
+    rows = half + half   # rows i and i + 16 are the same sequence
+    tensors, ids, mask = ids_inputs(rows)
+    with httpclient.InferenceServerClient(precision_server.http_url, network_timeout=600) as c:
+        got = c.infer("sst2_budget", tensors).as_numpy("LOGITS")
+    assert got.shape == (32, 2)
+    np.testing.assert_array_equal(got[:16], got[16:])
+    reference = Encoder(SST2)
+    for i in (0, 15):
+        assert relative_error(got[i], reference.logits(ids[i], mask[i])) <= 1e-4
+    assert largest_batch(precision_server, "sst2_budget") <= 16
+
+
+def test_cjk_text_batch_is_counted_by_real_tokens(precision_server):
+    """Each CJK character is a token: 24 strings of 400 characters are 9,648
+    tokens, past the 8192 budget though their bytes / 4 is not."""
+    rng = np.random.default_rng(8)
+    sentences = ["".join(chr(int(c)) for c in rng.integers(0x4E00, 0x9FA5, 400)) for _ in range(24)]
+    tokenizer = BertWordPieceTokenizer(str(MINILM / "vocab.txt"), lowercase=True)
+    assert sum(len(tokenizer.encode(s).ids) for s in sentences) > 8192
+    with httpclient.InferenceServerClient(precision_server.http_url, network_timeout=600) as c:
+        got = c.infer("minilm_budget", [text_input(sentences)]).as_numpy("EMBEDDING")
+        for i in (0, 23):
+            alone = c.infer("minilm_budget", [text_input([sentences[i]])]).as_numpy("EMBEDDING")
+            np.testing.assert_allclose(got[i], alone[0], rtol=0, atol=1e-6)
+    assert got.shape == (24, 384)
+    assert largest_batch(precision_server, "minilm_budget") <= 8192 // 402
