@@ -101,14 +101,33 @@ EK_CLONES void ek_dequantize_bias(const int32_t *acc, long rows, long cols, cons
     }
 }
 
+EK_REASSOCIATE
+static inline void ek_quantize_row_unsigned(const float *x, long n, uint8_t *q, float *scale, int32_t *zero_point) {
+    float lo = 0, hi = 0;
+    for (long i = 0; i < n; i++) {
+        lo = fminf(lo, x[i]);
+        hi = fmaxf(hi, x[i]);
+    }
+    float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+    float inverse = 1.0f / s;
+    float z = rintf(-lo * inverse);
+    for (long i = 0; i < n; i++) {
+        float v = rintf(x[i] * inverse) + z;
+        v = fminf(fmaxf(v, 0.0f), 255.0f);
+        q[i] = (uint8_t)(int32_t)v;
+    }
+    *scale = s;
+    *zero_point = (int32_t)z;
+}
+
 EK_CLONES void ek_bias_gelu_quantize(const int32_t *acc, long rows, long cols, const float *row_scale,
-                                     const float *col_scale, const float *bias, float *tmp, int8_t *q,
-                                     float *q_scales) {
+                                     const float *col_scale, const float *bias, float *tmp, uint8_t *q,
+                                     float *q_scales, int32_t *q_zero_points) {
     for (long r = 0; r < rows; r++) {
         const int32_t *a = acc + r * cols;
         float s = row_scale[r];
         for (long c = 0; c < cols; c++) tmp[c] = ek_gelu_inline((float)a[c] * (s * col_scale[c]) + bias[c]);
-        ek_quantize_row(tmp, cols, q + r * cols, q_scales + r);
+        ek_quantize_row_unsigned(tmp, cols, q + r * cols, q_scales + r, q_zero_points + r);
     }
 }
 
@@ -129,14 +148,19 @@ static inline void ek_layernorm_row(float *h, long n, const float *gamma, const 
 }
 
 EK_CLONES void ek_residual_layernorm(float *hidden, const float *x, const int32_t *acc, const float *row_scale,
-                                     const float *col_scale, const float *bias, long rows, long width,
-                                     const float *gamma, const float *beta, float eps, int8_t *q, float *q_scales,
-                                     uint16_t *bf16) {
+                                     const float *col_scale, const float *bias, const int32_t *zero_points,
+                                     const int32_t *col_sums, long rows, long width, const float *gamma,
+                                     const float *beta, float eps, int8_t *q, float *q_scales, uint16_t *bf16) {
     for (long r = 0; r < rows; r++) {
         float *h = hidden + r * width;
         if (x) {
             const float *xr = x + r * width;
             for (long i = 0; i < width; i++) h[i] += xr[i];
+        } else if (acc && zero_points) {
+            const int32_t *a = acc + r * width;
+            float s = row_scale[r];
+            int32_t z = zero_points[r];
+            for (long i = 0; i < width; i++) h[i] += (float)(a[i] - z * col_sums[i]) * (s * col_scale[i]) + bias[i];
         } else if (acc) {
             const int32_t *a = acc + r * width;
             float s = row_scale[r];

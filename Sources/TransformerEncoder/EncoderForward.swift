@@ -39,6 +39,7 @@ public final class EncoderForward: @unchecked Sendable {
     private let contextScales: AlignedBuffer?  // (rows) f32, int8
     private let intermediate: AlignedBuffer    // (chunk, intermediate) f32, bf16 or s8
     private let intermediateScales: AlignedBuffer?  // (chunk) f32, int8
+    private let intermediateZeroPoints: AlignedBuffer?  // (chunk) s32, int8 (its rows are u8)
     private let accumulators: AlignedBuffer?   // (chunk, max(3 * hidden, intermediate)) s32, int8
     private let rowTemporaries: AlignedBuffer? // (threads, intermediate) f32, int8 GELU rows
     private let scores: AlignedBuffer          // (threads, longest, longest) f32
@@ -61,6 +62,7 @@ public final class EncoderForward: @unchecked Sendable {
         contextScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
         intermediate = AlignedBuffer(bytes: chunk * f * (low > 0 ? low : 4))
         intermediateScales = int8 ? AlignedBuffer(bytes: chunk * 4) : nil
+        intermediateZeroPoints = int8 ? AlignedBuffer(bytes: chunk * 4) : nil
         accumulators = int8 ? AlignedBuffer(bytes: chunk * max(3 * h, f) * 4) : nil
         rowTemporaries = int8 ? AlignedBuffer(bytes: self.threads * f * 4) : nil
         let longest = min(c.maxPositions, model.maxTokens)
@@ -205,24 +207,29 @@ public final class EncoderForward: @unchecked Sendable {
     /// LayerNorm(hidden[rows]) (the residual is already summed in), then the
     /// next product's input in the compute precision. Parallel over rows.
     private func normalize(_ rows: Range<Int>, scale: [Float], shift: [Float], accumulators acc: (kind: LinearKind, first: Int)?,
-                           layer: Int?, rowScales: AlignedBuffer? = nil, rowScaleOffset: Int = 0) {
+                           layer: Int?, rowScales: AlignedBuffer? = nil, rowScaleOffset: Int = 0, zeroPoints: AlignedBuffer? = nil) {
         let h = config.hidden, epsilon = config.layerNormEpsilon
         let linear = layer.map { model.layers[$0].linear[acc?.kind.rawValue ?? 0] }
         scale.withUnsafeBufferPointer { gamma in
             shift.withUnsafeBufferPointer { beta in
                 (linear?.bias ?? []).withUnsafeBufferPointer { bias in
                     (linear?.columnScales ?? []).withUnsafeBufferPointer { columns in
+                      (linear?.columnSums ?? []).withUnsafeBufferPointer { sums in
                         let pointers = RowPointers(gamma: gamma.baseAddress!, beta: beta.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
+                        let columnSums = UncheckedBox(zeroPoints == nil ? nil : sums.baseAddress)
                         parallelRows(rows) { range in
                             let n = range.lowerBound
                             let sums: UnsafePointer<Int32>? = acc.map { UnsafePointer(self.accumulators!.typed(Int32.self) + (n - $0.first) * h) }
                             ek_residual_layernorm(self.hidden.typed(Float.self) + n * h, nil, sums,
                                                   rowScales.map { UnsafePointer($0.typed(Float.self) + (n - rowScaleOffset)) },
-                                                  pointers.columns, pointers.bias, range.count, h, pointers.gamma, pointers.beta, epsilon,
+                                                  pointers.columns, pointers.bias,
+                                                  zeroPoints.map { UnsafePointer($0.typed(Int32.self) + (n - rowScaleOffset)) },
+                                                  columnSums.value, range.count, h, pointers.gamma, pointers.beta, epsilon,
                                                   self.model.precision == .int8 ? self.hiddenLow!.typed(Int8.self) + n * h : nil,
                                                   self.model.precision == .int8 ? self.hiddenScales!.typed(Float.self) + n : nil,
                                                   self.model.precision == .bf16 ? self.hiddenLow!.typed(UInt16.self) + n * h : nil)
                         }
+                      }
                     }
                 }
             }
@@ -325,8 +332,9 @@ public final class EncoderForward: @unchecked Sendable {
                                 ek_bias_gelu_quantize(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * f, range.count, f,
                                                       self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
                                                       self.rowTemporaries!.typed(Float.self) + worker * f,
-                                                      self.intermediate.typed(Int8.self) + (range.lowerBound - base) * f,
-                                                      self.intermediateScales!.typed(Float.self) + (range.lowerBound - base))
+                                                      self.intermediate.typed(UInt8.self) + (range.lowerBound - base) * f,
+                                                      self.intermediateScales!.typed(Float.self) + (range.lowerBound - base),
+                                                      self.intermediateZeroPoints!.typed(Int32.self) + (range.lowerBound - base))
                             }
                         }
                     }
@@ -334,7 +342,8 @@ public final class EncoderForward: @unchecked Sendable {
                 try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f },
                             destination: { _ in self.accumulators!.pointer }) { chunk in
                     self.normalize(chunk, scale: layer.outputNormScale, shift: layer.outputNormBias, accumulators: (.ffnOut, chunk.lowerBound),
-                                   layer: index, rowScales: self.intermediateScales!, rowScaleOffset: rows.lowerBound)
+                                   layer: index, rowScales: self.intermediateScales!, rowScaleOffset: rows.lowerBound,
+                                   zeroPoints: self.intermediateZeroPoints!)
                 }
             }
             start = rows.upperBound

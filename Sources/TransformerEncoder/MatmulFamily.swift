@@ -64,6 +64,13 @@ final class MatmulFamily: @unchecked Sendable {
         }
     }
     var sourceElementBytes: Int { precision == .fp32 ? 4 : precision == .bf16 ? 2 : 1 }
+
+    /// int8 reads signed rows with symmetric scales, except the FFN output
+    /// product, whose input (GELU's) is nearly one-sided: unsigned with a zero
+    /// point per row, VNNI's native u8 x s8.
+    static func sourceType(_ kind: LinearKind, _ precision: EncoderPrecision) -> dnnl_data_type_t {
+        precision == .int8 && kind == .ffnOut ? dnnl_u8 : precision.sourceType
+    }
     var destinationElementBytes: Int { destinationType == dnnl_bf16 ? 2 : 4 }
 
     init(engine: OneDNNEngine, kind: LinearKind, inFeatures: Int, outFeatures: Int, precision: EncoderPrecision,
@@ -100,7 +107,7 @@ final class MatmulFamily: @unchecked Sendable {
                              family: (kind: LinearKind, inFeatures: Int, outFeatures: Int, precision: EncoderPrecision,
                                       bias: dnnl_memory_desc_t, destinationType: dnnl_data_type_t))
         throws -> (MatmulPrimitive, dnnl_memory_desc_t) {
-        var source = try OneDNN.descriptor([rows, family.inFeatures], family.precision.sourceType, dnnl_ab)
+        var source = try OneDNN.descriptor([rows, family.inFeatures], Self.sourceType(family.kind, family.precision), dnnl_ab)
         var destination = try OneDNN.descriptor([rows, family.outFeatures], family.destinationType, dnnl_ab)
         var weights = weights
         var bias = family.bias
@@ -142,13 +149,13 @@ final class MatmulFamily: @unchecked Sendable {
 
     /// Weights (out x in, row-major, as PyTorch stores a Linear) in this
     /// family's layout and precision: converted and reordered once.
-    func pack(_ values: [Float], engine: OneDNNEngine) throws -> (data: AlignedBuffer, columnScales: [Float]?) {
+    func pack(_ values: [Float], engine: OneDNNEngine) throws -> (data: AlignedBuffer, columnScales: [Float]?, columnSums: [Int32]?) {
         precondition(values.count == inFeatures * outFeatures)
         switch precision {
         case .fp32, .bf16:
             // oneDNN's reorder converts f32 to bf16 (nearest even) on the way.
             let plain = try OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
-            return (try values.withUnsafeBytes { try reorder(plain, $0.baseAddress!, engine: engine) }, nil)
+            return (try values.withUnsafeBytes { try reorder(plain, $0.baseAddress!, engine: engine) }, nil, nil)
         case .int8:
             // Symmetric per output channel: no calibration data needed.
             var scales = [Float](repeating: 1, count: outFeatures)
@@ -162,8 +169,10 @@ final class MatmulFamily: @unchecked Sendable {
                     quantized[o * inFeatures + i] = Int8(max(-127, min(127, (v / scale).rounded(.toNearestOrEven))))
                 }
             }
+            // Each column's sum of quantized weights: what a zero point adds to its int32 sums.
+            let sums = (0..<outFeatures).map { o in quantized[(o * inFeatures)..<((o + 1) * inFeatures)].reduce(Int32(0)) { $0 + Int32($1) } }
             let plain = try OneDNN.descriptor([inFeatures, outFeatures], dnnl_s8, dnnl_ba)
-            return (try quantized.withUnsafeBytes { try reorder(plain, $0.baseAddress!, engine: engine) }, scales)
+            return (try quantized.withUnsafeBytes { try reorder(plain, $0.baseAddress!, engine: engine) }, scales, sums)
         }
     }
 

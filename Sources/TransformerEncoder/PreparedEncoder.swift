@@ -32,6 +32,8 @@ public final class PreparedEncoder: @unchecked Sendable {
         let bias: [Float]
         /// int8: each output channel's weight scale.
         let columnScales: [Float]?
+        /// int8: each output channel's sum of quantized weights (for a zero point).
+        let columnSums: [Int32]?
     }
 
     struct Layer {
@@ -71,7 +73,8 @@ public final class PreparedEncoder: @unchecked Sendable {
             let biases = [layer.qkvBias, layer.outputBias, layer.ffnInBias, layer.ffnOutBias]
             let linear = try LinearKind.allCases.map { kind in
                 let packed = try families[kind.rawValue].pack(values[kind.rawValue], engine: engine)
-                return Linear(weights: packed.data, bias: biases[kind.rawValue], columnScales: packed.columnScales)
+                return Linear(weights: packed.data, bias: biases[kind.rawValue], columnScales: packed.columnScales,
+                              columnSums: packed.columnSums)
             }
             return Layer(linear: linear, attentionNormScale: layer.attentionNormScale, attentionNormBias: layer.attentionNormBias,
                          outputNormScale: layer.outputNormScale, outputNormBias: layer.outputNormBias)

@@ -68,7 +68,7 @@ import Testing
                 return x
             }
         }
-        ek_residual_layernorm(&cpu, nil, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
+        ek_residual_layernorm(&cpu, nil, nil, nil, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
         let cpuAsDouble = cpu.map(Double.init)
         #expect(maxRelativeError(out, cpuAsDouble, floor: 1) <= Self.tolerance)
     }
@@ -95,7 +95,7 @@ import Testing
         // The CPU path's matmul adds the bias to x; the row kernel then adds the residual.
         let biased = (0..<(tokens * h)).map { x[$0] + bias[$0 % h] }
         var cpu = residual
-        ek_residual_layernorm(&cpu, biased, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
+        ek_residual_layernorm(&cpu, biased, nil, nil, nil, nil, nil, nil, tokens, h, gamma, beta, shape.eps, nil, nil, nil)
         #expect(maxRelativeError(states, cpu.map(Double.init), floor: 1) <= Self.tolerance)
     }
 

@@ -61,23 +61,26 @@ import Testing
         }
     }
 
-    @Test func biasGeluQuantizeEqualsGeluThenQuantize() {
+    @Test func biasGeluQuantizeEqualsGeluThenUnsignedQuantize() {
         let rows = 3, cols = 70
         let acc = (0..<(rows * cols)).map { Int32(($0 * 104_729) % 4001 - 2000) }
         let rowScale: [Float] = [0.002, 0.001, 0.0005], colScale = (0..<cols).map { Float(0.5 + Double($0) * 0.01) }
         let bias = Self.values(cols, seed: 2, scale: 0.5)
-        var q = [Int8](repeating: 0, count: rows * cols), scales = [Float](repeating: 0, count: rows)
+        var q = [UInt8](repeating: 0, count: rows * cols), scales = [Float](repeating: 0, count: rows)
+        var zeros = [Int32](repeating: -1, count: rows)
         var tmp = [Float](repeating: 0, count: cols)
-        ek_bias_gelu_quantize(acc, rows, cols, rowScale, colScale, bias, &tmp, &q, &scales)
+        ek_bias_gelu_quantize(acc, rows, cols, rowScale, colScale, bias, &tmp, &q, &scales, &zeros)
         for r in 0..<rows {
             let activated = (0..<cols).map { c in
                 Self.gelu(Double(acc[r * cols + c]) * Double(rowScale[r]) * Double(colScale[c]) + Double(bias[c]))
             }
-            let scale = activated.map(abs).max()! / 127
+            let lo = min(activated.min()!, 0), hi = max(activated.max()!, 0)
+            let scale = (hi - lo) / 255
             #expect(abs(Double(scales[r]) - scale) <= 1e-5 * scale)
+            #expect(zeros[r] == Int32((-lo / scale).rounded()))
             for c in 0..<cols {
                 // Dequantized values sit within half a step (plus the float error) of the truth.
-                #expect(abs(Double(q[r * cols + c]) * scale - activated[c]) <= 0.5 * scale + 1e-5)
+                #expect(abs(Double(Int32(q[r * cols + c]) - zeros[r]) * scale - activated[c]) <= 0.5 * scale + 1e-5)
             }
         }
     }
@@ -96,9 +99,14 @@ import Testing
         var q = [Int8](repeating: 0, count: rows * width), scales = [Float](repeating: 0, count: rows)
         var bf16 = [UInt16](repeating: 0, count: rows * width)
         if fromAccumulators {
-            ek_residual_layernorm(&hidden, nil, acc, rowScale, colScale, zero, rows, width, gamma, beta, 1e-12, &q, &scales, &bf16)
+            // With a zero point: sums over inputs shifted by z per row, which the
+            // column sums (here all 3) take back out.
+            let zeroPoints = (0..<rows).map { Int32($0 * 5 + 1) }, columnSums = [Int32](repeating: 3, count: width)
+            let shifted = (0..<(rows * width)).map { acc[$0] + zeroPoints[$0 / width] * 3 }
+            ek_residual_layernorm(&hidden, nil, shifted, rowScale, colScale, zero, zeroPoints, columnSums, rows, width, gamma, beta,
+                                  1e-12, &q, &scales, &bf16)
         } else {
-            ek_residual_layernorm(&hidden, x, nil, nil, nil, nil, rows, width, gamma, beta, 1e-12, &q, &scales, &bf16)
+            ek_residual_layernorm(&hidden, x, nil, nil, nil, nil, nil, nil, rows, width, gamma, beta, 1e-12, &q, &scales, &bf16)
         }
         for r in 0..<rows {
             let row = (0..<width).map { i in

@@ -21,18 +21,23 @@ void ek_dequantize_bias(const int32_t *acc, long rows, long cols, const float *r
                         const float *bias, float *out);
 
 /// For each row: t = GELU(acc * row_scale[r] * col_scale + bias) (erf form), then
-/// q[r] = quantize(t) per row as ek_quantize_rows. tmp holds one row (cols floats).
+/// q[r] = round(t / s[r]) + z[r] as unsigned 8-bit, asymmetric per row: s[r] =
+/// (max - min) / 255 over the row with 0 in the range, z[r] = round(-min / s[r]).
+/// GELU's output is nearly one-sided (>= -0.17), so this spends all 256 levels
+/// on it where a symmetric scale would waste half. tmp holds one row (cols floats).
 void ek_bias_gelu_quantize(const int32_t *acc, long rows, long cols, const float *row_scale, const float *col_scale,
-                           const float *bias, float *tmp, int8_t *q, float *q_scales);
+                           const float *bias, float *tmp, uint8_t *q, float *q_scales, int32_t *q_zero_points);
 
 /// hidden[r] = LayerNorm(hidden[r] + x[r]) with gamma, beta, eps, where x is
-/// the f32 rows `x` if non-null, else acc * row_scale[r] * col_scale + bias;
+/// the f32 rows `x` if non-null, else (acc - zero_point[r] * col_sum) *
+/// row_scale[r] * col_scale + bias (zero_points and col_sums null: no zero point);
 /// with x and acc both null, hidden[r] = LayerNorm(hidden[r]). Then, where the
 /// pointers are non-null: q/q_scales = the new rows quantized per row, bf16 =
 /// the new rows in bfloat16 (round to nearest even).
 void ek_residual_layernorm(float *hidden, const float *x, const int32_t *acc, const float *row_scale,
-                           const float *col_scale, const float *bias, long rows, long width, const float *gamma,
-                           const float *beta, float eps, int8_t *q, float *q_scales, uint16_t *bf16);
+                           const float *col_scale, const float *bias, const int32_t *zero_points, const int32_t *col_sums,
+                           long rows, long width, const float *gamma, const float *beta, float eps, int8_t *q,
+                           float *q_scales, uint16_t *bf16);
 
 /// In place, row-wise softmax of rows x width (row stride `stride`).
 void ek_softmax_rows(float *x, long rows, long width, long stride);
