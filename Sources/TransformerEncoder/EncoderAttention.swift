@@ -28,24 +28,25 @@ private final class AttentionWork: Sendable {
 
 extension EncoderForward {
     /// context (tokens, hidden) = softmax(Q K^T / sqrt(d)) V for every sequence
-    /// and head of the packed QKV rows, in float32 whatever the precision of
+    /// and head of a group of packed QKV rows, in float32 whatever the precision of
     /// the linears (these products are a few percent of the FLOPs at 128
     /// tokens, and quantizing attention probabilities costs accuracy). The
     /// (sequence, head) pairs are shared out among the instance's threads, each
     /// running its pairs' products single-threaded: small products split
     /// across OpenMP threads spend more on fork and barrier than on arithmetic.
-    func attend(batch: PackedSequences, qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
+    /// - Parameters:
+    ///   - starts: (sequences + 1) first rows of the sequences, relative to `qkv` and `context`.
+    func attend(starts: [Int], qkv: UnsafeMutablePointer<Float>, context: UnsafeMutablePointer<Float>,
                 scores: UnsafeMutablePointer<Float>) throws {
         let h = config.hidden, heads = config.heads, d = config.headDimension
         let scale = 1 / Float(d).squareRoot()
-        let pairs = batch.count * heads
+        let pairs = (starts.count - 1) * heads
         let workers = min(threads, pairs)
         let longest = min(config.maxPositions, model.maxTokens)
         let buffers = UncheckedBox((qkv: qkv, context: context, scores: scores))
         let profiling = profile != nil
         let work = AttentionWork()
         let began = ContinuousClock.now
-        let starts = batch.starts
         let run: @Sendable (Int) -> Void = { worker in
             // OpenMP's thread count is per calling thread (libgomp keeps one per
             // foreign thread), so this leaves other threads' settings alone.

@@ -75,7 +75,7 @@ public struct EncoderBackend: ModelBackend {
         let forward = try EncoderForward(model: shared.encoder, threads: threads)
         omp_set_num_threads(Int32(max(threads, 1)))   // warm on this (loading) thread with the instance's team
         try forward.warm()
-        return EncoderInstance(model: shared.model, forward: forward, threads: threads, reported: [
+        return EncoderInstance(shared: shared, forward: forward, threads: threads, reported: [
             "precision_in_effect": shared.encoder.precision.rawValue,
             "precision_reason": shared.reason,
             "cpu_isa": PreparedEncoder.isa,
@@ -206,14 +206,16 @@ final class PreparedModels: Sendable {
 
 /// One CPU instance: the shared model and this instance's context.
 final class EncoderInstance: ModelInstance, @unchecked Sendable {
-    let model: EncoderModel
+    /// Held so the cache's weak reference lives as long as any instance does.
+    let shared: PreparedModels.Entry
+    var model: EncoderModel { shared.model }
     let forward: EncoderForward
     let threads: Int
     let reportedParameters: [String: String]
     private var threadsApplied = false
 
-    init(model: EncoderModel, forward: EncoderForward, threads: Int, reported: [String: String]) {
-        self.model = model
+    init(shared: PreparedModels.Entry, forward: EncoderForward, threads: Int, reported: [String: String]) {
+        self.shared = shared
         self.forward = forward
         self.threads = threads
         self.reportedParameters = reported

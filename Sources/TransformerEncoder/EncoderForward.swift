@@ -33,7 +33,9 @@ public final class EncoderForward: @unchecked Sendable {
     private let hidden: AlignedBuffer          // (rows, hidden) f32: the residual stream
     private let hiddenLow: AlignedBuffer?      // (rows, hidden) s8 or bf16: the next product's input
     private let hiddenScales: AlignedBuffer?   // (rows) f32, int8
-    private let qkv: AlignedBuffer             // (rows, 3 * hidden) f32
+    private let qkv: AlignedBuffer             // (qkvRows, 3 * hidden) f32: one group of sequences
+    /// Rows of Q, K and V computed at once: a chunk, or the longest sequence if longer.
+    private let qkvRows: Int
     private let context: AlignedBuffer         // (rows, hidden) f32
     private let contextLow: AlignedBuffer?     // (rows, hidden) s8 or bf16
     private let contextScales: AlignedBuffer?  // (rows) f32, int8
@@ -56,7 +58,9 @@ public final class EncoderForward: @unchecked Sendable {
         hidden = AlignedBuffer(bytes: maxRows * h * 4)
         hiddenLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
         hiddenScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
-        qkv = AlignedBuffer(bytes: maxRows * 3 * h * 4)
+        let longestSequence = min(c.maxPositions, model.maxTokens)
+        qkvRows = min(maxRows, (max(chunk, longestSequence) + g - 1) / g * g)
+        qkv = AlignedBuffer(bytes: qkvRows * 3 * h * 4)
         context = AlignedBuffer(bytes: maxRows * h * 4)
         contextLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
         contextScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
@@ -239,30 +243,20 @@ public final class EncoderForward: @unchecked Sendable {
     private func attention(layer index: Int, batch: PackedSequences) throws {
         let h = config.hidden, tokens = batch.tokenCount
         let layer = model.layers[index]
-        switch model.precision {
-        case .fp32, .bf16:
-            let input = model.precision == .fp32 ? hidden : hiddenLow!
-            let bytes = model.precision == .fp32 ? 4 : 2
-            try product(.qkv, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
-                        destination: { self.qkv.pointer + $0 * 3 * h * 4 })
-        case .int8:
-            let linear = layer.linear[LinearKind.qkv.rawValue]
-            try product(.qkv, layer: index, rows: 0..<tokens, source: { self.hiddenLow!.pointer + $0 * h },
-                        destination: { _ in self.accumulators!.pointer }) { rows in
-                linear.bias.withUnsafeBufferPointer { bias in
-                    linear.columnScales!.withUnsafeBufferPointer { columns in
-                        let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
-                        let first = rows.lowerBound
-                        self.parallelRows(rows) { range in
-                            ek_dequantize_bias(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * 3 * h, range.count, 3 * h,
-                                               self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
-                                               self.qkv.typed(Float.self) + range.lowerBound * 3 * h)
-                        }
-                    }
-                }
-            }
+        // Q, K and V for a group of whole sequences at a time, attended at
+        // once: the (rows, 3 * hidden) projection never exists for the whole
+        // batch, only for at most `qkvRows` rows.
+        var first = 0
+        while first < batch.count {
+            var last = first + 1
+            while last < batch.count && batch.starts[last + 1] - batch.starts[first] <= qkvRows { last += 1 }
+            let rows = batch.starts[first]..<batch.starts[last]
+            try projectQKV(layer: index, rows: rows)
+            let starts = batch.starts[first...last].map { $0 - rows.lowerBound }
+            try attend(starts: starts, qkv: qkv.typed(Float.self), context: context.typed(Float.self) + rows.lowerBound * h,
+                       scores: scores.typed(Float.self))
+            first = last
         }
-        try attend(batch: batch, qkv: qkv.typed(Float.self), context: context.typed(Float.self), scores: scores.typed(Float.self))
         // The output product's input in the compute precision.
         switch model.precision {
         case .fp32: break
@@ -296,6 +290,34 @@ public final class EncoderForward: @unchecked Sendable {
                         destination: { self.hidden.pointer + $0 * h * 4 })
             timed("residual_layernorm") {
                 normalize(0..<tokens, scale: layer.attentionNormScale, shift: layer.attentionNormBias, accumulators: nil, layer: nil)
+            }
+        }
+    }
+
+    /// qkv (rows relative to `rows.lowerBound`, 3 * hidden) = the QKV product of `rows`, float32.
+    private func projectQKV(layer index: Int, rows: Range<Int>) throws {
+        let h = config.hidden, base = rows.lowerBound
+        switch model.precision {
+        case .fp32, .bf16:
+            let input = model.precision == .fp32 ? hidden : hiddenLow!
+            let bytes = model.precision == .fp32 ? 4 : 2
+            try product(.qkv, layer: index, rows: rows, source: { input.pointer + $0 * h * bytes },
+                        destination: { self.qkv.pointer + ($0 - base) * 3 * h * 4 })
+        case .int8:
+            let linear = model.layers[index].linear[LinearKind.qkv.rawValue]
+            try product(.qkv, layer: index, rows: rows, source: { self.hiddenLow!.pointer + $0 * h },
+                        destination: { _ in self.accumulators!.pointer }) { chunk in
+                linear.bias.withUnsafeBufferPointer { bias in
+                    linear.columnScales!.withUnsafeBufferPointer { columns in
+                        let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
+                        let first = chunk.lowerBound
+                        self.parallelRows(chunk) { range in
+                            ek_dequantize_bias(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * 3 * h, range.count, 3 * h,
+                                               self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
+                                               self.qkv.typed(Float.self) + (range.lowerBound - base) * 3 * h)
+                        }
+                    }
+                }
             }
         }
     }

@@ -84,7 +84,7 @@ enum TinyEncoder {
         mixed.append(tokens: target)
         for (length, seed) in [(96, 4), (1, 5), (40, 6)] { mixed.append(tokens: TinyEncoder.sequence(length, seed: seed)) }
         try check(mixed, index: 2)
-        // A batch spanning two row chunks (563 tokens, chunks of 512) too.
+        // A batch spanning several row chunks (563 tokens, chunks of 256) and QKV groups too.
         var large = PackedSequences()
         for seed in 0..<6 { large.append(tokens: TinyEncoder.sequence(90, seed: 10 + seed)) }
         large.append(tokens: target)
@@ -113,8 +113,8 @@ enum TinyEncoder {
     }
 
     @Test func rowBucketsAreBoundedMultiplesOf32() {
-        #expect(PreparedEncoder.rowBuckets(maxTokens: 8192).buckets == Array(stride(from: 32, through: 512, by: 32)))
-        #expect(PreparedEncoder.rowBuckets(maxTokens: 8192).chunk == 512)
+        #expect(PreparedEncoder.rowBuckets(maxTokens: 8192).buckets == Array(stride(from: 32, through: 256, by: 32)))
+        #expect(PreparedEncoder.rowBuckets(maxTokens: 8192).chunk == 256)
         #expect(PreparedEncoder.rowBuckets(maxTokens: 100) == (buckets: [32, 64, 96, 128], chunk: 128))
         #expect(PreparedEncoder.rowBuckets(maxTokens: 1).buckets == [32])
     }

@@ -221,3 +221,38 @@ def test_cjk_text_batch_is_counted_by_real_tokens(precision_server):
             np.testing.assert_allclose(got[i], alone[0], rtol=0, atol=1e-6)
     assert got.shape == (24, 384)
     assert largest_batch(precision_server, "minilm_budget") <= 8192 // 402
+
+
+def rss_kib(pid):
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmRSS:")))
+
+
+@pytest.mark.parametrize("precision", ["auto", "int8"])
+def test_four_instances_share_one_prepared_model(start_server, tmp_path, precision):
+    """RSS with 4 instances stays within 1.2x of one: the weights are prepared
+    once per model version; an instance adds only its stream, scratchpad and
+    the activations its batches touch."""
+    import concurrent.futures
+    rss = {}
+    for count in (1, 4):
+        repo = tmp_path / f"repo{count}"
+        variant(repo, "sst2", "distilbert_sst2", precision, extra=f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]\n")
+        server = start_server(repo)
+        rows = random_rows(np.random.default_rng(count), [128] * 8)
+
+        def infer(_):
+            with httpclient.InferenceServerClient(server.http_url, network_timeout=120) as c:
+                return c.infer("sst2", ids_inputs(rows)[0]).as_numpy("LOGITS")
+
+        # Enough concurrent work that every instance runs batches.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            outputs = list(pool.map(infer, range(16)))
+        for out in outputs[1:]:
+            np.testing.assert_allclose(out, outputs[0], rtol=1e-5, atol=1e-6)
+        stats = requests.get(f"{server.base}/v2/models/sst2/stats", timeout=5).json()["model_stats"][0]
+        assert int(stats["execution_count"]) >= 2
+        rss[count] = rss_kib(server.process.pid)
+        server.stop()
+    print(f"{precision}: RSS with 1 instance {rss[1] / 1024:.0f} MiB, with 4 instances {rss[4] / 1024:.0f} MiB")
+    assert rss[4] <= 1.2 * rss[1], rss

@@ -4,11 +4,14 @@ PyTorch on CPU, one request per forward pass, behind the KServe v2 HTTP/JSON
 routes so that perf_analyzer drives it exactly as it drives BatchServer.
 
     bench/.venv/bin/python bench/serving/fastapi_baseline.py --port 8000 \
-        [--model-dir model_repository/distilbert_sst2/1] [--threads 2]
+        [--model-dir model_repository/distilbert_sst2/1] [--threads 2] [--bf16]
 
 - The model: `transformers.DistilBertForSequenceClassification` loaded from the
   local config.json + model.safetensors (the same weights BatchServer serves;
-  nothing is fetched), eval mode, `torch.inference_mode()`, fp32.
+  nothing is fetched), eval mode, `torch.inference_mode()`, fp32; with
+  `--bf16` the forward runs under `torch.autocast("cpu", dtype=torch.bfloat16)`
+  (PyTorch's own mixed precision: the linear layers and matrix products in
+  bf16, fp32 weights kept), the peer of BatchServer's bf16 encoder.
 - Inputs: INPUT_IDS and ATTENTION_MASK, INT64 [1, L] (the Triton model's
   inputs; no tokenization), as JSON `data` or through the binary tensor data
   extension (`Inference-Header-Content-Length`), which perf_analyzer uses by
@@ -39,7 +42,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
 
 
-def build_app(model_dir, name, threads, handler):
+def build_app(model_dir, name, threads, handler, bf16=False):
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     from transformers import DistilBertForSequenceClassification
@@ -67,8 +70,11 @@ def build_app(model_dir, name, threads, handler):
     }
 
     def forward(ids, mask):
-        with torch.inference_mode():
-            return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.numpy()
+        # A context per call: autocast's state is per thread, and a shared
+        # context object would race between the pool's threads. Under autocast
+        # the classifier's logits come out bf16, which numpy cannot hold.
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.float().numpy()
 
     def forward_timed(ids, mask):
         if lock is None:
@@ -188,8 +194,9 @@ def main():
     parser.add_argument("--model-name", default="distilbert_sst2")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (BatchServer's instance uses 2)")
     parser.add_argument("--handler", choices=["threadpool", "serial"], default="threadpool")
+    parser.add_argument("--bf16", action="store_true", help="run the forward under torch.autocast bf16 (CPU)")
     args = parser.parse_args()
-    app = build_app(pathlib.Path(args.model_dir), args.model_name, args.threads, args.handler)
+    app = build_app(pathlib.Path(args.model_dir), args.model_name, args.threads, args.handler, args.bf16)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

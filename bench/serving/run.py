@@ -10,9 +10,15 @@ What runs, each server alone on the machine, one after the other:
 
 - fastapi:     bench/serving/fastapi_baseline.py (FastAPI + uvicorn, Hugging
                Face DistilBertForSequenceClassification in PyTorch's CPU build,
-               2 threads, one request per forward pass), over HTTP;
+               2 threads, one request per forward pass, fp32), over HTTP;
+- fastapi-bf16: the same under torch.autocast bf16 (fastapi_baseline.py
+               --bf16), the peer of BatchServer's bf16 encoder, over HTTP;
 - batchserver: batch-server with the shipped model_repository/distilbert_sst2
-               (dynamic batching, length-aware packing), over gRPC and HTTP;
+               config (dynamic batching, length-aware packing), over gRPC and
+               HTTP, once per --precisions entry (the encoder's
+               parameters.precision, written to a temporary model repository):
+               named batchserver for auto (the shipped default), and
+               batchserver-<precision> for the others (batchserver-int8);
 - triton-way:  batch-server with a Triton-style config written to a temporary
                model repository (dynamic batching of fixed shapes, no token
                budget) and the mixed requests padded to 128 on the client, over
@@ -154,11 +160,12 @@ class Server:
             self.log.close()
 
 
-def start_fastapi(python, handler, logs):
+def start_fastapi(kind, python, handler, logs):
     http = free_port()
     command = [python, str(ROOT / "bench" / "serving" / "fastapi_baseline.py"), "--port", str(http),
-               "--model-dir", str(MODEL_DIR / "1"), "--threads", "2", "--handler", handler]
-    return Server("fastapi", command, http, log_path=logs / "fastapi.log")
+               "--model-dir", str(MODEL_DIR / "1"), "--threads", "2", "--handler", handler,
+               *(["--bf16"] if kind == "fastapi-bf16" else [])]
+    return Server(kind, command, http, log_path=logs / f"{kind}.log")
 
 
 def start_batchserver(kind, binary, repository, logs):
@@ -204,6 +211,34 @@ def priority_config():
     tokens = 'parameters { key: "max_batch_tokens" value: { string_value: "8192" } }'
     assert tokens in text, "model_repository/distilbert_sst2/config.pbtxt no longer sets max_batch_tokens to 8192"
     return text.replace(tokens, tokens.replace("8192", "256"))
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def batchserver_name(precision):
+    """The server column of a precision's results: auto keeps the name the
+    earlier runs' figures carry."""
+    return "batchserver" if precision == "auto" else f"batchserver-{precision}"
+
+
+def precision_config(precision):
+    """The shipped config with the encoder's precision set; auto, the
+    shipped default, is written out too, so that a later change of the default
+    does not change what `batchserver` measures."""
+    text = SHIPPED_CONFIG.read_text()
+    assert 'key: "precision"' not in text, "model_repository/distilbert_sst2/config.pbtxt already sets a precision"
+    return text.rstrip("\n") + f'\nparameters {{ key: "precision" value: {{ string_value: "{precision}" }} }}\n'
+
+
+def precision_in_effect(server):
+    """What the encoder runs at and why: auto resolves by the CPU, and int8
+    or bf16 can fall back (the model config reports the outcome)."""
+    try:
+        p = get_json(f"http://127.0.0.1:{server.http}/v2/models/{MODEL}/config")["parameters"]
+        return f"{p['precision_in_effect']['string_value']} ({p['precision_reason']['string_value']})"
+    except (OSError, KeyError, ValueError):
+        return "not reported"
 
 
 def temp_repository(base, name, config_text):
@@ -289,7 +324,7 @@ def measure_point(pa, server, protocol, data, data_dir, concurrency, set_name, v
         "server_peak_rss_mib": round(memory_kib(server.pid, "VmHWM") / 1024), "mean_batch": "", "engine_busy": "",
         "settled": stable, "build": build, "command": shown(command, data_dir),
     }
-    if variant != "fastapi" and before_stats and after_stats and after_stats["executions"] > before_stats["executions"]:
+    if not variant.startswith("fastapi") and before_stats and after_stats and after_stats["executions"] > before_stats["executions"]:
         executions = after_stats["executions"] - before_stats["executions"]
         result["mean_batch"] = round((after_stats["inferences"] - before_stats["inferences"]) / executions, 2)
         busy = (after_stats["compute_ns"] - before_stats["compute_ns"]) / 1e9 / (time.monotonic() - before_wall)
@@ -430,9 +465,16 @@ def read_csv(path):
     return list(csv.DictReader(open(path))) if path.exists() else []
 
 
-LINES = {("fastapi", "http"): ("FastAPI + PyTorch (HTTP)", "tab:red", "o"),
-         ("batchserver", "grpc"): ("BatchServer (gRPC)", "tab:blue", "s"),
-         ("batchserver", "http"): ("BatchServer (HTTP)", "tab:cyan", "^"),
+LINES = {("fastapi", "http"): ("FastAPI + PyTorch fp32 (HTTP)", "tab:red", "o"),
+         ("fastapi-bf16", "http"): ("FastAPI + PyTorch bf16 autocast (HTTP)", "tab:orange", "v"),
+         ("batchserver", "grpc"): ("BatchServer, precision auto (gRPC)", "tab:blue", "s"),
+         ("batchserver", "http"): ("BatchServer, precision auto (HTTP)", "tab:cyan", "^"),
+         ("batchserver-int8", "grpc"): ("BatchServer int8 (gRPC)", "tab:purple", "P"),
+         ("batchserver-int8", "http"): ("BatchServer int8 (HTTP)", "tab:pink", "X"),
+         ("batchserver-fp32", "grpc"): ("BatchServer fp32 (gRPC)", "tab:brown", "<"),
+         ("batchserver-fp32", "http"): ("BatchServer fp32 (HTTP)", "tab:gray", ">"),
+         ("batchserver-bf16", "grpc"): ("BatchServer bf16 (gRPC)", "tab:olive", "h"),
+         ("batchserver-bf16", "http"): ("BatchServer bf16 (HTTP)", "gold", "H"),
          ("triton-way", "grpc"): ("BatchServer, Triton way: padded to 128 (gRPC)", "tab:green", "D")}
 SET_TITLES = {"fixed128": "fixed length 128", "mixed": "mixed lengths 8..128"}
 
@@ -511,6 +553,9 @@ def markdown(results, priority, offline, run):
     add("")
     add(run.get("machine", ""))
     add("")
+    if run.get("precisions"):
+        add(f"Encoder precision in effect: {run['precisions']}.")
+        add("")
     add("#### Throughput and latency (`bench/results/serving.csv`)")
     add("")
     add("| server | protocol | inputs | concurrency | inferences/s | p50 (ms) | p95 (ms) | p99 (ms) | server CPU (cores) | CPU ms/inference | peak RSS (MiB) | mean batch | engine busy |")
@@ -525,7 +570,9 @@ def markdown(results, priority, offline, run):
         "without it. Peak RSS is the server's VmHWM after the point (it only grows); server CPU is utime+stime over the "
         "point's wall time, in cores (2 = both cores). Mean batch and engine busy (the fraction of the point's wall "
         "time the model instance spent computing, from `compute_infer` in the model statistics) are BatchServer's own "
-        "figures; FastAPI's batch is always 1.")
+        "figures; FastAPI's batch is always 1. `batchserver` runs the encoder at `parameters.precision` auto (the "
+        "shipped default), `batchserver-<precision>` at the precision named; `fastapi` runs PyTorch in fp32, "
+        "`fastapi-bf16` the same forward under `torch.autocast(\"cpu\", dtype=torch.bfloat16)`.")
     add("")
     add("![throughput against concurrency](bench-results/serving-throughput.png)")
     add("")
@@ -551,7 +598,7 @@ def markdown(results, priority, offline, run):
                 f"{r['offline_engine_per_s']} | {float(r['ratio']):.2f} |")
         add("")
         add(f"Offline figures: {run.get('offline', '?')}, interpolated at the point's mean batch size "
-            "(`bench/results/serving_offline_engine.csv`).")
+            "(`bench/results/serving_offline_engine.csv`); the end-to-end figures are `batchserver`'s (precision auto).")
     add("")
     add("#### Targets (reported, not asserted)")
     add("")
@@ -596,13 +643,31 @@ def targets(results, priority, offline):
                     out.append(f"throughput >= 2x FastAPI, {set_name}, c={c}, {protocol}: "
                                f"{float(ours['inferences_per_s']):.1f} vs {float(base['inferences_per_s']):.1f} inf/s = {ratio:.2f}x: "
                                f"{verdict(ratio >= 2, ratio)}")
+    # The precision issue's targets, set for a CPU with AMX (bf16 and int8
+    # matrix units); on a machine without it they say what is left to reach.
+    base = find("fastapi", "http", "fixed128", 16)
+    peer = find("fastapi-bf16", "http", "fixed128", 16)
+    for server, factor in (("batchserver", 3), ("batchserver-int8", 8)):
+        for protocol in ("grpc", "http"):
+            ours = find(server, protocol, "fixed128", 16)
+            if base and ours:
+                a, b = float(ours["inferences_per_s"]), float(base["inferences_per_s"])
+                line = (f"throughput >= {factor}x FastAPI fp32 (a target for an AMX machine), fixed128, c=16, {server}, "
+                        f"{protocol}: {a:.1f} vs {b:.1f} inf/s = {a / b:.2f}x: {verdict(a / b >= factor, a / b)}")
+                if peer:
+                    p = float(peer["inferences_per_s"])
+                    line += f" (against FastAPI bf16 autocast, {p:.1f} inf/s: {a / p:.2f}x)"
+                out.append(line)
+    batchservers = sorted({r["server"] for r in results if r["server"].startswith("batchserver")})
     for set_name in ("fixed128", "mixed"):
         base = find("fastapi", "http", set_name, 1)
-        for protocol in ("grpc", "http"):
-            ours = find("batchserver", protocol, set_name, 1)
-            if base and ours:
-                a, b = float(ours["p50_ms"]), float(base["p50_ms"])
-                out.append(f"p50 at c=1 <= FastAPI's, {set_name}, {protocol}: {a} ms vs {b} ms: {verdict(a <= b, a - b)}")
+        for server in batchservers:
+            for protocol in ("grpc", "http"):
+                ours = find(server, protocol, set_name, 1)
+                if base and ours:
+                    a, b = float(ours["p50_ms"]), float(base["p50_ms"])
+                    out.append(f"p50 at c=1 below FastAPI fp32's, {set_name}, {server}, {protocol}: {a} ms vs {b} ms: "
+                               f"{verdict(a < b, a - b)}")
     if priority:
         idle = next((r for r in priority if r["scenario"].startswith("idle")), None)
         busy = next((r for r in priority if r["scenario"] == "bulk saturating, priority 1"), None)
@@ -628,7 +693,7 @@ def machine_line(binary, build, torch_version):
             model = line.split(":", 1)[1].strip()
         if line.startswith("flags") and not flags:
             flags = set(line.split(":", 1)[1].split())
-    isa = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
+    isa = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags)
     memory = next(int(l.split()[1]) for l in pathlib.Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
     return (f"Machine: {model} ({isa}), {os.cpu_count()} cores, {memory / 2**20:.0f} GiB, {platform.platform()}; "
             f"BatchServer {build} build ({binary}); PyTorch {torch_version} (CPU build), 2 threads; "
@@ -645,8 +710,11 @@ def main():
     parser.add_argument("--binary", default=str(default_binary), help="batch-server (default: release if built, else debug)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--sets", nargs="+", default=["fixed128", "mixed"], choices=["fixed128", "mixed"])
-    parser.add_argument("--servers", nargs="+", default=["fastapi", "batchserver", "triton-way", "priority"],
-                        choices=["fastapi", "batchserver", "triton-way", "priority"])
+    servers = ["fastapi", "fastapi-bf16", "batchserver", "triton-way", "priority"]
+    parser.add_argument("--servers", nargs="+", default=servers, choices=servers)
+    parser.add_argument("--precisions", nargs="+", default=["auto", "int8"], choices=PRECISIONS,
+                        help="the batchserver kind's encoder precisions (parameters.precision), one server each: "
+                             "results named batchserver (auto) and batchserver-<precision>")
     parser.add_argument("--protocols", nargs="+", default=["grpc", "http"], choices=["grpc", "http"],
                         help="BatchServer's protocols (FastAPI is HTTP only; triton-way and priority run on gRPC)")
     parser.add_argument("--window-requests", type=int, default=50,
@@ -700,7 +768,7 @@ def main():
     pa = PerfAnalyzer(args.perf_analyzer, args.max_trials, args.stability, work, args.interval_ms, args.window_requests)
     run = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command_line, "build": build, "binary": shown_binary,
            "machine": machine_line(shown_binary, build, version("torch")), "duration_s": "", "offline": "",
-           "fastapi_handler": args.fastapi_handler}
+           "fastapi_handler": args.fastapi_handler, "precisions": ""}
     log(f"serving bench: {run['machine']}\n  work directory {work}")
     started = time.monotonic()
     results, priority = [], []
@@ -714,18 +782,26 @@ def main():
                     write_csv(paths[""], results)
 
     try:
-        if "fastapi" in args.servers:
-            server = start_fastapi(sys.executable, args.fastapi_handler, logs)
-            try:
-                sweep(server, "fastapi", ["http"], args.sets)
-            finally:
-                server.stop()
+        for kind in ("fastapi", "fastapi-bf16"):
+            if kind in args.servers:
+                server = start_fastapi(kind, sys.executable, args.fastapi_handler, logs)
+                try:
+                    sweep(server, kind, ["http"], args.sets)
+                finally:
+                    server.stop()
         if "batchserver" in args.servers:
-            server = start_batchserver("batchserver", str(binary), ROOT / "model_repository", logs)
-            try:
-                sweep(server, "batchserver", args.protocols, args.sets)
-            finally:
-                server.stop()
+            in_effect = []
+            for precision in args.precisions:
+                name = batchserver_name(precision)
+                repo = temp_repository(work, name, precision_config(precision))
+                server = start_batchserver(name, str(binary), repo, logs)
+                try:
+                    in_effect.append(f"{name}: {precision_in_effect(server)}")
+                    log(f"  {in_effect[-1]}")
+                    sweep(server, name, args.protocols, args.sets)
+                finally:
+                    server.stop()
+            run["precisions"] = "; ".join(in_effect)
         if "triton-way" in args.servers and "mixed" in args.sets:
             repo = temp_repository(work, "triton-way", TRITON_WAY_CONFIG)
             server = start_batchserver("triton-way", str(binary), repo, logs)
@@ -754,7 +830,7 @@ def main():
         log(f"  offline engine: {ENCODER_BENCH.relative_to(ROOT)} on {OFFLINE_JOBS.relative_to(ROOT)}")
         run_offline(OFFLINE_JOBS, out)
         figures = read_offline(str(out))
-        run["offline"] = f"{ENCODER_BENCH.relative_to(ROOT)} on {OFFLINE_JOBS.relative_to(ROOT)}, same run"
+        run["offline"] = f"{ENCODER_BENCH.relative_to(ROOT)} fp32 on {OFFLINE_JOBS.relative_to(ROOT)}, same run"
     offline = finish_offline(results, figures, paths)
     run["duration_s"] = round(time.monotonic() - started)
     write_csv(paths["_run"], [run])
