@@ -113,8 +113,7 @@ public final class EncoderForward: @unchecked Sendable {
         for layer in model.layers {
             parameters.append(try LinearKind.allCases.map { kind in
                 let family = model.families[kind.rawValue], linear = layer.linear[kind.rawValue]
-                let bias = family.hasBias ? try linear.bias.withUnsafeBytes { try memory(family.bias, UnsafeMutableRawPointer(mutating: $0.baseAddress!)) } : nil
-                return (try memory(family.weights, linear.weights.pointer), bias)
+                return (try memory(family.weights, linear.weights.pointer), family.hasBias ? try memory(family.bias, linear.bias.pointer) : nil)
             })
         }
     }
@@ -152,8 +151,9 @@ public final class EncoderForward: @unchecked Sendable {
         }
     }
 
-    /// Runs every primitive once on the instance's buffers, so the first request
-    /// pays no first-touch or lazy set-up cost. Called before the model is READY.
+    /// Runs every primitive once (on a zeroed scratch buffer; the results are
+    /// dropped), so the first request pays no lazy set-up cost. Called before
+    /// the model is READY.
     public func warm() throws {
         for kind in LinearKind.allCases {
             let family = model.families[kind.rawValue]
@@ -204,39 +204,40 @@ public final class EncoderForward: @unchecked Sendable {
                 }
             }
         }
-        normalize(0..<batch.tokenCount, scale: model.embeddingNormScale, shift: model.embeddingNormBias, accumulators: nil, layer: nil)
+        normalize(0..<batch.tokenCount, model.embeddingNorm)
     }
 
-    /// hidden[rows] = LayerNorm(hidden[rows] + the product's int32 sums, dequantized) for int8, or
-    /// LayerNorm(hidden[rows]) (the residual is already summed in), then the
-    /// next product's input in the compute precision. Parallel over rows.
-    private func normalize(_ rows: Range<Int>, scale: [Float], shift: [Float], accumulators acc: (kind: LinearKind, first: Int)?,
-                           layer: Int?, rowScales: AlignedBuffer? = nil, rowScaleOffset: Int = 0, zeroPoints: AlignedBuffer? = nil) {
-        let h = config.hidden, epsilon = config.layerNormEpsilon
-        let linear = layer.map { model.layers[$0].linear[acc?.kind.rawValue ?? 0] }
-        scale.withUnsafeBufferPointer { gamma in
-            shift.withUnsafeBufferPointer { beta in
-                (linear?.bias ?? []).withUnsafeBufferPointer { bias in
-                    (linear?.columnScales ?? []).withUnsafeBufferPointer { columns in
-                      (linear?.columnSums ?? []).withUnsafeBufferPointer { sums in
-                        let pointers = RowPointers(gamma: gamma.baseAddress!, beta: beta.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
-                        let columnSums = UncheckedBox(zeroPoints == nil ? nil : sums.baseAddress)
-                        parallelRows(rows) { range in
-                            let n = range.lowerBound
-                            let sums: UnsafePointer<Int32>? = acc.map { UnsafePointer(self.accumulators!.typed(Int32.self) + (n - $0.first) * h) }
-                            ek_residual_layernorm(self.hidden.typed(Float.self) + n * h, nil, sums,
-                                                  rowScales.map { UnsafePointer($0.typed(Float.self) + (n - rowScaleOffset)) },
-                                                  pointers.columns, pointers.bias,
-                                                  zeroPoints.map { UnsafePointer($0.typed(Int32.self) + (n - rowScaleOffset)) },
-                                                  columnSums.value, range.count, h, pointers.gamma, pointers.beta, epsilon,
-                                                  self.model.precision == .int8 ? self.hiddenLow!.typed(Int8.self) + n * h : nil,
-                                                  self.model.precision == .int8 ? self.hiddenScales!.typed(Float.self) + n : nil,
-                                                  self.model.precision == .bf16 ? self.hiddenLow!.typed(UInt16.self) + n * h : nil)
-                        }
-                      }
-                    }
-                }
-            }
+    /// Where a LayerNorm's residual input comes from in int8: a product's
+    /// int32 sums in `accumulators` (whose row 0 is row `first`), the row
+    /// scales of its input (row 0 of which is row `scaleBase`), and, for an
+    /// unsigned input, its zero points.
+    struct Residual {
+        let linear: PreparedEncoder.Linear
+        let first: Int
+        let rowScales: AlignedBuffer
+        var scaleBase = 0
+        var zeroPoints: AlignedBuffer? = nil
+    }
+
+    /// hidden[rows] = LayerNorm(hidden[rows] + the residual's dequantized sums)
+    /// in int8, or LayerNorm(hidden[rows]) (the sum post-op already added the
+    /// product), then the next product's input in the compute precision.
+    /// Parallel over rows.
+    private func normalize(_ rows: Range<Int>, _ norm: PreparedEncoder.Norm, residual: Residual? = nil) {
+        let h = config.hidden, epsilon = config.layerNormEpsilon, precision = model.precision
+        parallelRows(rows) { range in
+            let n = range.lowerBound
+            let r = residual
+            ek_residual_layernorm(self.hidden.typed(Float.self) + n * h, nil,
+                                  r.map { self.accumulators!.typed(Int32.self) + (n - $0.first) * h },
+                                  r.map { $0.rowScales.typed(Float.self) + (n - $0.scaleBase) },
+                                  r?.linear.columnScales?.typed(Float.self), r?.linear.bias.typed(Float.self),
+                                  r?.zeroPoints.map { $0.typed(Int32.self) + (n - r!.scaleBase) },
+                                  r?.zeroPoints == nil ? nil : r?.linear.columnSums?.typed(Int32.self),
+                                  range.count, h, norm.scale.typed(Float.self), norm.shift.typed(Float.self), epsilon,
+                                  precision == .int8 ? self.hiddenLow!.typed(Int8.self) + n * h : nil,
+                                  precision == .int8 ? self.hiddenScales!.typed(Float.self) + n : nil,
+                                  precision == .bf16 ? self.hiddenLow!.typed(UInt16.self) + n * h : nil)
         }
     }
 
@@ -281,16 +282,14 @@ public final class EncoderForward: @unchecked Sendable {
         if model.precision == .int8 {
             try product(.output, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
                         destination: { _ in self.accumulators!.pointer }) { rows in
-                self.normalize(rows, scale: layer.attentionNormScale, shift: layer.attentionNormBias,
-                               accumulators: (.output, rows.lowerBound), layer: index, rowScales: self.contextScales!)
+                self.normalize(rows, layer.attentionNorm, residual: Residual(
+                    linear: layer.linear[LinearKind.output.rawValue], first: rows.lowerBound, rowScales: self.contextScales!))
             }
         } else {
             // The sum post-op adds the product onto the residual in `hidden`.
             try product(.output, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
                         destination: { self.hidden.pointer + $0 * h * 4 })
-            timed("residual_layernorm") {
-                normalize(0..<tokens, scale: layer.attentionNormScale, shift: layer.attentionNormBias, accumulators: nil, layer: nil)
-            }
+            timed("residual_layernorm") { normalize(0..<tokens, layer.attentionNorm) }
         }
     }
 
@@ -307,16 +306,11 @@ public final class EncoderForward: @unchecked Sendable {
             let linear = model.layers[index].linear[LinearKind.qkv.rawValue]
             try product(.qkv, layer: index, rows: rows, source: { self.hiddenLow!.pointer + $0 * h },
                         destination: { _ in self.accumulators!.pointer }) { chunk in
-                linear.bias.withUnsafeBufferPointer { bias in
-                    linear.columnScales!.withUnsafeBufferPointer { columns in
-                        let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
-                        let first = chunk.lowerBound
-                        self.parallelRows(chunk) { range in
-                            ek_dequantize_bias(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * 3 * h, range.count, 3 * h,
-                                               self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
-                                               self.qkv.typed(Float.self) + (range.lowerBound - base) * 3 * h)
-                        }
-                    }
+                self.parallelRows(chunk) { range in
+                    ek_dequantize_bias(self.accumulators!.typed(Int32.self) + (range.lowerBound - chunk.lowerBound) * 3 * h,
+                                       range.count, 3 * h, self.hiddenScales!.typed(Float.self) + range.lowerBound,
+                                       linear.columnScales!.typed(Float.self), linear.bias.typed(Float.self),
+                                       self.qkv.typed(Float.self) + (range.lowerBound - base) * 3 * h)
                 }
             }
         }
@@ -339,33 +333,27 @@ public final class EncoderForward: @unchecked Sendable {
                             destination: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes })
                 try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes },
                             destination: { self.hidden.pointer + $0 * h * 4 })
-                timed("residual_layernorm") {
-                    normalize(rows, scale: layer.outputNormScale, shift: layer.outputNormBias, accumulators: nil, layer: nil)
-                }
+                timed("residual_layernorm") { normalize(rows, layer.outputNorm) }
             case .int8:
                 let linear = layer.linear[LinearKind.ffnIn.rawValue]
                 try product(.ffnIn, layer: index, rows: rows, source: { self.hiddenLow!.pointer + $0 * h },
                             destination: { _ in self.accumulators!.pointer }) { chunk in
-                    linear.bias.withUnsafeBufferPointer { bias in
-                        linear.columnScales!.withUnsafeBufferPointer { columns in
-                            let p = RowPointers(gamma: bias.baseAddress!, beta: bias.baseAddress!, bias: bias.baseAddress, columns: columns.baseAddress)
-                            let first = chunk.lowerBound, base = rows.lowerBound
-                            self.parallelRows(chunk, worker: true) { range, worker in
-                                ek_bias_gelu_quantize(self.accumulators!.typed(Int32.self) + (range.lowerBound - first) * f, range.count, f,
-                                                      self.hiddenScales!.typed(Float.self) + range.lowerBound, p.columns, p.bias,
-                                                      self.rowTemporaries!.typed(Float.self) + worker * f,
-                                                      self.intermediate.typed(UInt8.self) + (range.lowerBound - base) * f,
-                                                      self.intermediateScales!.typed(Float.self) + (range.lowerBound - base),
-                                                      self.intermediateZeroPoints!.typed(Int32.self) + (range.lowerBound - base))
-                            }
-                        }
+                    self.parallelRows(chunk) { range, worker in
+                        let row = range.lowerBound - rows.lowerBound
+                        ek_bias_gelu_quantize(self.accumulators!.typed(Int32.self) + (range.lowerBound - chunk.lowerBound) * f, range.count, f,
+                                              self.hiddenScales!.typed(Float.self) + range.lowerBound,
+                                              linear.columnScales!.typed(Float.self), linear.bias.typed(Float.self),
+                                              self.rowTemporaries!.typed(Float.self) + worker * f,
+                                              self.intermediate.typed(UInt8.self) + row * f,
+                                              self.intermediateScales!.typed(Float.self) + row,
+                                              self.intermediateZeroPoints!.typed(Int32.self) + row)
                     }
                 }
                 try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f },
                             destination: { _ in self.accumulators!.pointer }) { chunk in
-                    self.normalize(chunk, scale: layer.outputNormScale, shift: layer.outputNormBias, accumulators: (.ffnOut, chunk.lowerBound),
-                                   layer: index, rowScales: self.intermediateScales!, rowScaleOffset: rows.lowerBound,
-                                   zeroPoints: self.intermediateZeroPoints!)
+                    self.normalize(chunk, layer.outputNorm, residual: Residual(
+                        linear: layer.linear[LinearKind.ffnOut.rawValue], first: chunk.lowerBound, rowScales: self.intermediateScales!,
+                        scaleBase: rows.lowerBound, zeroPoints: self.intermediateZeroPoints!))
                 }
             }
             start = rows.upperBound
@@ -456,8 +444,9 @@ public final class EncoderForward: @unchecked Sendable {
         return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
-    /// Splits rows among the instance's threads (one slice each); small ranges run inline.
-    func parallelRows(_ rows: Range<Int>, worker: Bool = true, _ body: (Range<Int>, Int) -> Void) {
+    /// Splits rows among the instance's threads, one slice each (the body gets
+    /// its slice and worker index); small ranges run inline.
+    func parallelRows(_ rows: Range<Int>, _ body: (Range<Int>, Int) -> Void) {
         let count = rows.count
         let workers = min(threads, max(1, count / 8))
         guard workers > 1 else { return body(rows, 0) }
@@ -471,14 +460,8 @@ public final class EncoderForward: @unchecked Sendable {
     }
 
     func parallelRows(_ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
-        parallelRows(rows, worker: true) { range, _ in body(range) }
+        parallelRows(rows) { range, _ in body(range) }
     }
-}
-
-/// Parameter pointers the row kernels read, handed to the worker threads.
-struct RowPointers: @unchecked Sendable {
-    let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>
-    let bias: UnsafePointer<Float>?, columns: UnsafePointer<Float>?
 }
 
 /// A value handed to worker threads that each touch only their own rows.

@@ -23,23 +23,30 @@ public final class PreparedEncoder: @unchecked Sendable {
     let wordEmbeddings: [Float]        // (vocabulary, hidden)
     let positionEmbeddings: [Float]    // (maxPositions, hidden)
     let tokenTypeEmbedding: [Float]?   // (hidden), BERT only
-    let embeddingNormScale: [Float], embeddingNormBias: [Float]
+    let embeddingNorm: Norm
     /// DistilBERT sequence classification: pre_classifier (hidden, hidden) + ReLU, classifier (labels, hidden).
     let classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?
 
+    /// One layer's product: what oneDNN and the row kernels read, at fixed
+    /// addresses for the model's lifetime.
     struct Linear {
         let weights: AlignedBuffer
-        let bias: [Float]
-        /// int8: each output channel's weight scale.
-        let columnScales: [Float]?
-        /// int8: each output channel's sum of quantized weights (for a zero point).
-        let columnSums: [Int32]?
+        let bias: AlignedBuffer                  // (out) f32
+        /// int8: each output channel's weight scale, (out) f32.
+        let columnScales: AlignedBuffer?
+        /// int8: each output channel's sum of quantized weights (for a zero point), (out) s32.
+        let columnSums: AlignedBuffer?
+    }
+
+    /// A LayerNorm's scale (gamma) and shift (beta), (hidden) f32 each.
+    struct Norm {
+        let scale: AlignedBuffer, shift: AlignedBuffer
+        init(scale: [Float], shift: [Float]) { (self.scale, self.shift) = (AlignedBuffer(copying: scale), AlignedBuffer(copying: shift)) }
     }
 
     struct Layer {
         let linear: [Linear]   // by LinearKind.rawValue
-        let attentionNormScale: [Float], attentionNormBias: [Float]
-        let outputNormScale: [Float], outputNormBias: [Float]
+        let attentionNorm: Norm, outputNorm: Norm
     }
 
     /// Row buckets for a model that takes at most `maxTokens` tokens a pass:
@@ -75,17 +82,17 @@ public final class PreparedEncoder: @unchecked Sendable {
             let biases = [layer.qkvBias, layer.outputBias, layer.ffnInBias, layer.ffnOutBias]
             let linear = try LinearKind.allCases.map { kind in
                 let packed = try families[kind.rawValue].pack(values[kind.rawValue], engine: engine)
-                return Linear(weights: packed.data, bias: biases[kind.rawValue], columnScales: packed.columnScales,
-                              columnSums: packed.columnSums)
+                return Linear(weights: packed.data, bias: AlignedBuffer(copying: biases[kind.rawValue]),
+                              columnScales: packed.columnScales.map { AlignedBuffer(copying: $0) },
+                              columnSums: packed.columnSums.map { AlignedBuffer(copying: $0) })
             }
-            return Layer(linear: linear, attentionNormScale: layer.attentionNormScale, attentionNormBias: layer.attentionNormBias,
-                         outputNormScale: layer.outputNormScale, outputNormBias: layer.outputNormBias)
+            return Layer(linear: linear, attentionNorm: Norm(scale: layer.attentionNormScale, shift: layer.attentionNormBias),
+                         outputNorm: Norm(scale: layer.outputNormScale, shift: layer.outputNormBias))
         }
         wordEmbeddings = weights.wordEmbeddings
         positionEmbeddings = weights.positionEmbeddings
         tokenTypeEmbedding = weights.tokenTypeEmbedding
-        embeddingNormScale = weights.embeddingNormScale
-        embeddingNormBias = weights.embeddingNormBias
+        embeddingNorm = Norm(scale: weights.embeddingNormScale, shift: weights.embeddingNormBias)
         classifier = weights.classifier
     }
 
