@@ -103,7 +103,7 @@ public struct EncoderBackend: ModelBackend {
             "encoder.isa": "\(PreparedEncoder.isa)", "encoder.row_kernels": "\(String(cString: ek_variant()))",
             "encoder.kernels": "\(encoder.implementations.joined(separator: ", "))",
             "encoder.max_tokens": "\(budget)", "encoder.weight_bytes": "\(encoder.packedWeightBytes)",
-            "encoder.load_ms": "\((ContinuousClock.now - began).components.seconds * 1000 + (ContinuousClock.now - began).components.attoseconds / 1_000_000_000_000_000)",
+            "encoder.load_ms": "\(Int(EncoderForward.seconds(ContinuousClock.now - began) * 1000))",
         ])
         return (model, encoder, choice.reason)
     }
