@@ -29,6 +29,10 @@ public final class EncoderForward: @unchecked Sendable {
     /// Per (layer, product kind): the shared weights and bias as memory objects.
     private var parameters: [[(weights: dnnl_memory_t, bias: dnnl_memory_t?)]] = []
 
+    /// Rows of the row-indexed buffers: the budget rounded up to 32, plus 32.
+    /// A product reads and writes whole 32-row blocks from a chunk's first
+    /// row, and a QKV group's first row is wherever its first sequence starts,
+    /// so its last block may reach up to 31 rows past the last token.
     private let maxRows: Int
     private let hidden: AlignedBuffer          // (rows, hidden) f32: the residual stream
     private let hiddenLow: AlignedBuffer?      // (rows, hidden) s8 or bf16: the next product's input
@@ -51,7 +55,7 @@ public final class EncoderForward: @unchecked Sendable {
         self.threads = max(threads, 1)
         let c = model.config, h = c.hidden, f = c.intermediate
         let g = MatmulFamily.rowGranularity
-        maxRows = (model.maxTokens + g - 1) / g * g
+        maxRows = (model.maxTokens + g - 1) / g * g + g
         let chunk = model.chunkRows
         let low = model.precision == .fp32 ? 0 : model.precision == .bf16 ? 2 : 1
         let int8 = model.precision == .int8
@@ -59,7 +63,7 @@ public final class EncoderForward: @unchecked Sendable {
         hiddenLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
         hiddenScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
         let longestSequence = min(c.maxPositions, model.maxTokens)
-        qkvRows = min(maxRows, (max(chunk, longestSequence) + g - 1) / g * g)
+        qkvRows = (max(chunk, longestSequence) + g - 1) / g * g
         qkv = AlignedBuffer(bytes: qkvRows * 3 * h * 4)
         context = AlignedBuffer(bytes: maxRows * h * 4)
         contextLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil

@@ -50,6 +50,8 @@ final class MatmulFamily: @unchecked Sendable {
     /// weights are reordered into it once at load.
     var weights: dnnl_memory_desc_t
     var bias: dnnl_memory_desc_t
+    /// The engine the primitives were made on, kept until they are destroyed.
+    private let engine: OneDNNEngine
 
     static let rowGranularity = 32
 
@@ -81,6 +83,7 @@ final class MatmulFamily: @unchecked Sendable {
         self.outFeatures = outFeatures
         self.precision = precision
         self.buckets = buckets
+        self.engine = engine
         bias = try OneDNN.descriptor([1, outFeatures], dnnl_f32, dnnl_ab)
         weights = try OneDNN.descriptor([inFeatures, outFeatures], precision.sourceType, dnnl_format_tag_any)
         // The largest bucket chooses the weight layout; the others are made on it.

@@ -98,6 +98,14 @@ enum TinyEncoder {
         for seed in 0..<6 { large.append(tokens: TinyEncoder.sequence(90, seed: 10 + seed)) }
         large.append(tokens: target)
         try check(large, index: 6)
+        // The whole budget (600 tokens), with QKV groups starting off a 32-row
+        // boundary, so the last group's blocks reach past the last token.
+        var full = PackedSequences()
+        for seed in 0..<8 { full.append(tokens: TinyEncoder.sequence(70, seed: 20 + seed)) }
+        full.append(tokens: target)
+        full.append(tokens: TinyEncoder.sequence(17, seed: 30))
+        #expect(full.tokenCount == 600)
+        try check(full, index: 8)
     }
 
     /// Each precision stays close to fp32 on the same weights.
