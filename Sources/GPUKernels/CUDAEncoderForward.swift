@@ -66,6 +66,13 @@ final class CUDAEncoderForward: @unchecked Sendable {
         weights = try Self.upload(checkpoint, memory: memory, stream: handles.stream, bf16: math == .bf16)
     }
 
+    deinit {
+        // Runs before the members release their device memory, modules, stream
+        // and handle: all of them on this instance's device, whichever thread
+        // tears it down.
+        _ = platform.runtime.cudaSetDevice(Int32(device))
+    }
+
     private static func upload(_ w: EncoderWeights, memory: DeviceAllocations, stream: RawPointer?, bf16: Bool) throws -> DeviceWeights {
         func floats(_ values: [Float], _ what: String) throws -> RawPointer { try memory.upload(values, what, stream: stream) }
         func linear(_ values: [Float], _ what: String) throws -> RawPointer {

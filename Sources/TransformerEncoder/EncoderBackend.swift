@@ -25,7 +25,7 @@ public struct EncoderBackend: ModelBackend {
     let accelerator: (any EncoderAccelerator)?
     let logger: Logger
     private let prepared = PreparedModels()
-    private let tokenizers = Tokenizers()
+    private let modelFacts = ModelFacts()
 
     public init(accelerator: (any EncoderAccelerator)? = nil, logger: Logger = Logger(label: "batch-server")) {
         self.accelerator = accelerator
@@ -115,15 +115,16 @@ public struct EncoderBackend: ModelBackend {
         return nil
     }
 
-    /// Counts each row's real tokens before queuing, so the scheduler keeps
-    /// every batch within the budget the instances were prepared for: TEXT is
-    /// tokenized here (and not again on the instance), INPUT_IDS rows count
-    /// the tokens their mask keeps.
+    /// Checks the request and counts each row's real tokens before queuing,
+    /// so a bad request fails alone (not the batch it would have joined) and
+    /// the scheduler keeps every batch within the budget the instances were
+    /// prepared for: TEXT is tokenized here (and not again on the instance),
+    /// INPUT_IDS rows count the tokens their mask keeps.
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
         let names = EncoderInputNames(spec)
+        let facts = try modelFacts.facts(for: spec)
         if let text = request.request.input(named: names.text) {
-            let tokenizer = try tokenizers.tokenizer(for: spec)
-            let maxLength = try tokenizers.maxPositions(for: spec)
+            guard let tokenizer = facts.tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
             var rows = TokenRows()
             for (index, element) in try text.elements().enumerated() {
                 guard let string = String(validating: element, as: UTF8.self) else {
@@ -132,42 +133,54 @@ public struct EncoderBackend: ModelBackend {
                 guard !string.isEmpty else {
                     throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
                 }
-                rows.append(tokenizer.encode(string, maxLength: maxLength))
+                rows.append(tokenizer.encode(string, maxLength: facts.config.maxPositions))
+            }
+            // vocab.txt may hold more entries than the checkpoint's embeddings.
+            if let bad = rows.ids.first(where: { Int($0) >= facts.config.vocabularySize }) {
+                throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(facts.config.vocabularySize)")
             }
             request.rowTokens = (0..<rows.count).map { rows.starts[$0 + 1] - rows.starts[$0] }
             request.tokenized = rows
         } else if let ids = request.request.input(named: names.ids), ids.shape.count == 2 {
+            let (_, mask) = try EncoderModel.checkedIDs(ids, mask: request.request.input(named: names.mask), names: names, config: facts.config)
             let rows = ids.shape[0], length = ids.shape[1]
-            if let mask = request.request.input(named: names.mask), mask.shape == ids.shape, let values = try? mask.values(as: Int64.self) {
-                request.rowTokens = (0..<rows).map { row in values[(row * length)..<((row + 1) * length)].reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
-            } else {
-                request.rowTokens = [Int](repeating: length, count: rows)
-            }
+            request.rowTokens = mask.map { values in
+                (0..<rows).map { row in values[(row * length)..<((row + 1) * length)].reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+            } ?? [Int](repeating: length, count: rows)
         }
     }
 }
 
-/// Tokenizers by version directory and vocabulary file, read once and shared
-/// by the requests' preparation (off the instances).
-final class Tokenizers: Sendable {
-    private struct Loaded: Sendable { let tokenizer: WordPieceTokenizer; let maxPositions: Int }
-    private let loaded = Mutex<[String: Loaded]>([:])
-
-    private func entry(for spec: ModelSpec) throws -> Loaded {
+/// What one model version's files say, by a fingerprint of those files: a
+/// model reloaded from the same directory with new files is read anew.
+enum ModelFiles {
+    static func fingerprint(_ spec: ModelSpec) -> String {
         let directory = spec.versionPath as NSString
-        // A model reloaded from the same directory with a new vocabulary gets a new tokenizer.
-        let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent("vocab.txt"))
-        let key = "\(spec.versionPath)|\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)|\(attributes?[.size] ?? 0)"
+        return ["config.json", "model.safetensors", "vocab.txt"].map { name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name))
+            return "\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0):\(attributes?[.size] ?? 0)"
+        }.joined(separator: ",")
+    }
+}
+
+/// The config and tokenizer of a model version, read once and shared by the
+/// requests' preparation (off the instances).
+final class ModelFacts: Sendable {
+    struct Facts: Sendable { let config: EncoderConfig; let tokenizer: WordPieceTokenizer? }
+    private let loaded = Mutex<[String: Facts]>([:])
+
+    func facts(for spec: ModelSpec) throws -> Facts {
+        let key = "\(spec.versionPath)|\(ModelFiles.fingerprint(spec))"
         if let found = loaded.withLock({ $0[key] }) { return found }
+        let directory = spec.versionPath as NSString
         let config = try EncoderConfig(file: directory.appendingPathComponent("config.json"))
-        let made = Loaded(tokenizer: try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")),
-                          maxPositions: config.maxPositions)
+        let names = EncoderInputNames(spec)
+        let tokenizer = spec.inputs.contains(where: { $0.name == names.text })
+            ? try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")) : nil
+        let made = Facts(config: config, tokenizer: tokenizer)
         loaded.withLock { $0[key] = made }
         return made
     }
-
-    func tokenizer(for spec: ModelSpec) throws -> WordPieceTokenizer { try entry(for: spec).tokenizer }
-    func maxPositions(for spec: ModelSpec) throws -> Int { try entry(for: spec).maxPositions }
 }
 
 /// Makes encoder instances on an accelerator. Returns nil for an instance it
@@ -191,9 +204,10 @@ final class PreparedModels: Sendable {
     private let entries = Mutex<[String: Weak]>([:])
 
     func model(for spec: ModelSpec, make: () throws -> (model: EncoderModel, encoder: PreparedEncoder, reason: String)) throws -> Entry {
-        // The key holds what shapes the prepared model: a reloaded config with a
-        // new precision or budget prepares anew.
-        let key = "\(spec.versionPath)|\(spec.parameters["precision"] ?? "auto")|\(spec.dynamicBatching?.maxBatchTokens ?? 0)|\(spec.maxBatchSize)"
+        // The key holds everything the prepared model is made from: the spec
+        // (a reloaded config prepares anew) and the files (a model reloaded
+        // from the same directory with a new checkpoint too).
+        let key = "\(spec)|\(ModelFiles.fingerprint(spec))"
         if let existing = entries.withLock({ $0[key]?.entry }) { return existing }
         let made = Entry(try make())
         entries.withLock { entries in

@@ -127,15 +127,26 @@ public struct EncoderModel: Sendable {
         guard let ids = request.input(named: names.ids) else {
             throw InferenceError.invalidArgument("model '\(spec.name)' needs input '\(names.ids)' or '\(names.text)'")
         }
-        let mask = request.input(named: names.mask)
+        let (values, maskValues) = try Self.checkedIDs(ids, mask: request.input(named: names.mask), names: names, config: config)
+        let rows = ids.shape[0], length = ids.shape[1]
+        for row in 0..<rows {
+            let slice = values[(row * length)..<((row + 1) * length)]
+            packed.append(ids: slice, mask: maskValues.map { $0[(row * length)..<((row + 1) * length)] })
+        }
+    }
+
+    /// INPUT_IDS (and ATTENTION_MASK) checked against the model: shapes agree,
+    /// rows are non-empty and within the positions, ids within the
+    /// vocabulary, no row masks every token. Returns the values.
+    static func checkedIDs(_ ids: Tensor, mask: Tensor?, names: EncoderInputNames, config: EncoderConfig) throws -> (ids: [Int64], mask: [Int64]?) {
         if let mask, mask.shape != ids.shape {
             throw InferenceError.invalidArgument(
                 "input '\(names.mask)' has shape \(ShapeMath.format(mask.shape)) but '\(names.ids)' has \(ShapeMath.format(ids.shape))")
         }
         let rows = ids.shape[0], length = ids.shape[1]
         guard length > 0 else { throw InferenceError.invalidArgument("input '\(names.ids)' is empty") }
-        guard length <= maxPositions else {
-            throw InferenceError.invalidArgument("input '\(names.ids)' length \(length) exceeds the model's \(maxPositions) positions")
+        guard length <= config.maxPositions else {
+            throw InferenceError.invalidArgument("input '\(names.ids)' length \(length) exceeds the model's \(config.maxPositions) positions")
         }
         let values = try ids.values(as: Int64.self)
         let vocabulary = Int64(config.vocabularySize)
@@ -143,13 +154,11 @@ public struct EncoderModel: Sendable {
             throw InferenceError.invalidArgument("input '\(names.ids)' holds a token id outside the vocabulary of \(vocabulary)")
         }
         let maskValues = try mask?.values(as: Int64.self)
-        for row in 0..<rows {
-            let slice = values[(row * length)..<((row + 1) * length)]
-            let maskSlice = maskValues.map { Array($0[(row * length)..<((row + 1) * length)]) }
-            if let maskSlice, !maskSlice.contains(where: { $0 != 0 }) {
+        if let maskValues {
+            for row in 0..<rows where !maskValues[(row * length)..<((row + 1) * length)].contains(where: { $0 != 0 }) {
                 throw InferenceError.invalidArgument("input '\(names.mask)' row \(row) masks every token")
             }
-            packed.append(ids: slice, mask: maskSlice)
         }
+        return (values, maskValues)
     }
 }

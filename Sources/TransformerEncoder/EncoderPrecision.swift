@@ -53,7 +53,7 @@ public struct PrecisionChoice: Sendable, Equatable {
             return cpu.bf16 ? PrecisionChoice(precision: .bf16, reason: "requested")
                 : PrecisionChoice(precision: .fp32, reason: "bf16 requested, but the CPU has no bf16 dot products: fp32")
         case "int8":
-            return PrecisionChoice(precision: .int8, reason: cpu.vnni ? "requested" : "requested (no VNNI: int8 runs without dot-product instructions)")
+            return PrecisionChoice(precision: .int8, reason: cpu.vnni ? "requested" : "requested (no VNNI: 7-bit weights, so oneDNN's int16 pair sums cannot overflow)")
         case let other:
             throw InferenceError.invalidArgument("parameters.precision must be auto, fp32, bf16 or int8, got '\(other)'")
         }

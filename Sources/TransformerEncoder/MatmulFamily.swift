@@ -160,16 +160,20 @@ final class MatmulFamily: @unchecked Sendable {
             let plain = try OneDNN.descriptor([inFeatures, outFeatures], dnnl_f32, dnnl_ba)
             return (try values.withUnsafeBytes { try reorder(plain, $0.baseAddress!, engine: engine) }, nil, nil)
         case .int8:
-            // Symmetric per output channel: no calibration data needed.
+            // Symmetric per output channel: no calibration data needed. Without
+            // VNNI, oneDNN's int8 kernels add pairs of u8 x s8 products in int16,
+            // which 255 x 127 x 2 overflows: 7-bit weights keep the pair sums
+            // exact there (oneDNN's own advice), at some accuracy.
+            let levels: Float = OneDNN.hasVNNI ? 127 : 63
             var scales = [Float](repeating: 1, count: outFeatures)
             var quantized = [Int8](repeating: 0, count: values.count)
             for o in 0..<outFeatures {
                 let row = values[(o * inFeatures)..<((o + 1) * inFeatures)]
                 let largest = row.reduce(Float(0)) { max($0, abs($1)) }
-                let scale = largest > 0 ? largest / 127 : 1
+                let scale = largest > 0 ? largest / levels : 1
                 scales[o] = scale
                 for (i, v) in row.enumerated() {
-                    quantized[o * inFeatures + i] = Int8(max(-127, min(127, (v / scale).rounded(.toNearestOrEven))))
+                    quantized[o * inFeatures + i] = Int8(max(-levels, min(levels, (v / scale).rounded(.toNearestOrEven))))
                 }
             }
             // Each column's sum of quantized weights: what a zero point adds to its int32 sums.

@@ -35,11 +35,14 @@ public enum MatmulProbe {
         ]
         if family.hasBias { arguments.append(dnnl_exec_arg_t(arg: OneDNN.argBias, memory: try memory(family.bias, bias.pointer))) }
         var fastest = Double.infinity
-        for _ in 0..<(repeats + 1) {
-            let began = ContinuousClock.now
-            try OneDNN.check(dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments), "execute")
-            try OneDNN.check(dnnl_stream_wait(stream), "stream_wait")
-            fastest = min(fastest, EncoderForward.seconds(ContinuousClock.now - began))
+        // The memory objects point into these: they must outlive the runs.
+        try withExtendedLifetime((family, weights, source, destination, bias, scratch)) {
+            for _ in 0..<(repeats + 1) {
+                let began = ContinuousClock.now
+                try OneDNN.check(dnnl_primitive_execute(primitive.handle, stream, Int32(arguments.count), arguments), "execute")
+                try OneDNN.check(dnnl_stream_wait(stream), "stream_wait")
+                fastest = min(fastest, EncoderForward.seconds(ContinuousClock.now - began))
+            }
         }
         return (fastest, primitive.implementation)
     }

@@ -256,3 +256,65 @@ def test_four_instances_share_one_prepared_model(start_server, tmp_path, precisi
         server.stop()
     print(f"{precision}: RSS with 1 instance {rss[1] / 1024:.0f} MiB, with 4 instances {rss[4] / 1024:.0f} MiB")
     assert rss[4] <= 1.2 * rss[1], rss
+
+
+def test_a_bad_request_fails_alone_not_the_batch_it_would_join(start_server, tmp_path):
+    """The encoder checks ids before queuing: a request with an id outside the
+    vocabulary, sent among good ones to a batching model, fails alone."""
+    import concurrent.futures
+    from tritonclient.utils import InferenceServerException
+    repo = tmp_path / "repo"
+    variant(repo, "sst2", "distilbert_sst2", "fp32")
+    config = repo / "sst2" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 200000"))
+    server = start_server(repo)
+    good = random_rows(np.random.default_rng(4), [12])
+    bad = [[101, 40000, 102]]
+
+    def send(rows):
+        with httpclient.InferenceServerClient(server.http_url, network_timeout=60) as c:
+            try:
+                return c.infer("sst2", ids_inputs(rows)[0]).as_numpy("LOGITS")
+            except InferenceServerException as error:
+                return error
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(send, [good, bad, good, good]))
+    assert isinstance(results[1], InferenceServerException) and "outside the vocabulary" in str(results[1])
+    for r in (results[0], results[2], results[3]):
+        assert isinstance(r, np.ndarray), r
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_reloading_a_changed_checkpoint_serves_the_new_weights(start_server, tmp_path):
+    """The prepared model is keyed by the spec and its files: a model reloaded
+    from the same directory with new weights is prepared anew."""
+    import importlib.util
+    import shutil
+    spec = importlib.util.spec_from_file_location("make_models", pathlib.Path(__file__).resolve().parents[2] / "scripts" / "make_models.py")
+    make_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_models)
+    repo = tmp_path / "repo"
+    version = repo / "tiny" / "1"
+    version.mkdir(parents=True)
+    config = (MODEL_REPOSITORY / "distilbert_sst2" / "config.pbtxt").read_text()
+    (repo / "tiny" / "config.pbtxt").write_text(config.replace('name: "distilbert_sst2"', 'name: "tiny"').replace('label_filename: "labels.txt"', ""))
+    shutil.copy(MINILM / "vocab.txt", version / "vocab.txt")
+
+    def write(seed):
+        tensors, model_config = make_models.random_distilbert(seed, hidden=32, layers=2, heads=4, ffn=64, vocab=30522, positions=64)
+        make_models.write_safetensors(version / "model.safetensors", tensors)
+        (version / "config.json").write_text(__import__("json").dumps(model_config))
+        return Encoder(version)
+
+    first = write(1)
+    server = start_server(repo, ["--model-control-mode", "explicit", "--load-model", "tiny"])
+    rows = random_rows(np.random.default_rng(2), [10])
+    tensors, ids, mask = ids_inputs(rows)
+    with httpclient.InferenceServerClient(server.http_url) as c:
+        before = c.infer("tiny", tensors).as_numpy("LOGITS")
+        assert relative_error(before[0], first.logits(ids[0], mask[0])) <= 1e-4
+        second = write(2)
+        c.load_model("tiny")
+        after = c.infer("tiny", tensors).as_numpy("LOGITS")
+    assert relative_error(after[0], second.logits(ids[0], mask[0])) <= 1e-4
+    assert not np.allclose(before, after)
