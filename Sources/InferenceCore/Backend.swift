@@ -36,9 +36,6 @@ public protocol ModelBackend: Sendable {
     /// nil if it cannot (Triton's rule: such requests never share a batch),
     /// `.padded` if it pads to the longest, `.packed` if it packs without padding.
     var variableLengthBatching: TokenCost? { get }
-    /// Tokens per row of a request, for length-aware batching; nil derives it
-    /// from the variable dimensions of the inputs.
-    func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int?
     /// Runs before the request is queued, off the scheduler: may count each
     /// row's real tokens (`rowTokens`, which the scheduler then holds to
     /// `max_batch_tokens`) and tokenize text inputs (`tokenized`). Errors here
@@ -48,7 +45,6 @@ public protocol ModelBackend: Sendable {
 
 extension ModelBackend {
     public var variableLengthBatching: TokenCost? { nil }
-    public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? { nil }
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {}
 }
 

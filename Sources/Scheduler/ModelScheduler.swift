@@ -424,10 +424,9 @@ public actor ModelScheduler: InferenceRunner {
         }
     }
 
-    /// Tokens per row: the backend's count, else the product of the variable
-    /// dims of the first input that has any, else 1.
+    /// Tokens per row where the backend gave no real counts (`rowTokens`): the
+    /// product of the variable dims of the first input that has any, else 1.
     private nonisolated func sequenceLength(_ request: ValidatedRequest) -> Int {
-        if let length = backend?.sequenceLength(of: request, spec: spec) { return max(length, 1) }
         for input in spec.inputs where input.dims.contains(-1) {
             guard let tensor = request.request.input(named: input.name) else { continue }
             let dims = Array(tensor.shape.dropFirst(spec.maxBatchSize > 0 ? 1 : 0))

@@ -42,7 +42,7 @@ extension EncoderForward {
         let scale = 1 / Float(d).squareRoot()
         let pairs = (starts.count - 1) * heads
         let workers = min(threads, pairs)
-        let longest = min(config.maxPositions, model.maxTokens)
+        let longest = longestSequence
         let buffers = UncheckedBox((qkv: qkv, context: context, scores: scores))
         let profiling = profile != nil
         let work = AttentionWork()

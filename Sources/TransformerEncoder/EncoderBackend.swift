@@ -69,7 +69,10 @@ public struct EncoderBackend: ModelBackend {
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        if let accelerator, let instance = try accelerator.makeInstance(for: spec, index: index) { return instance }
+        let accelerated = try accelerator?.makeInstance(for: spec, index: index)
+        // Read at load, so a missing or broken vocab.txt fails the model, not its first request.
+        _ = try modelFacts.facts(for: spec)
+        if let accelerated { return accelerated }
         let shared = try prepared.model(for: spec) { try prepare(spec) }
         let threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
         let forward = try EncoderForward(model: shared.encoder, threads: threads)
@@ -108,13 +111,6 @@ public struct EncoderBackend: ModelBackend {
         return (model, encoder, choice.reason)
     }
 
-    public func sequenceLength(of request: ValidatedRequest, spec: ModelSpec) -> Int? {
-        if let counts = request.rowTokens { return counts.max() }
-        let names = EncoderInputNames(spec)
-        if let ids = request.request.input(named: names.ids), ids.shape.count == 2 { return ids.shape[1] }
-        return nil
-    }
-
     /// Checks the request and counts each row's real tokens before queuing,
     /// so a bad request fails alone (not the batch it would have joined) and
     /// the scheduler keeps every batch within the budget the instances were
@@ -139,14 +135,11 @@ public struct EncoderBackend: ModelBackend {
             if let bad = rows.ids.first(where: { Int($0) >= facts.config.vocabularySize }) {
                 throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(facts.config.vocabularySize)")
             }
-            request.rowTokens = (0..<rows.count).map { rows.starts[$0 + 1] - rows.starts[$0] }
+            request.rowTokens = (0..<rows.count).map { rows.row($0).count }
             request.tokenized = rows
         } else if let ids = request.request.input(named: names.ids), ids.shape.count == 2 {
-            let (_, mask) = try EncoderModel.checkedIDs(ids, mask: request.request.input(named: names.mask), names: names, config: facts.config)
-            let rows = ids.shape[0], length = ids.shape[1]
-            request.rowTokens = mask.map { values in
-                (0..<rows).map { row in values[(row * length)..<((row + 1) * length)].reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
-            } ?? [Int](repeating: length, count: rows)
+            request.rowTokens = try EncoderModel.checkedIDs(ids, mask: request.request.input(named: names.mask), names: names,
+                                                            config: facts.config).rowTokens
         }
     }
 }

@@ -43,12 +43,18 @@ public final class EncoderForward: @unchecked Sendable {
     private let context: AlignedBuffer         // (rows, hidden) f32
     private let contextLow: AlignedBuffer?     // (rows, hidden) s8 or bf16
     private let contextScales: AlignedBuffer?  // (rows) f32, int8
-    private let intermediate: AlignedBuffer    // (chunk, intermediate) f32, bf16 or s8
+    /// What the QKV and FFN input products read: the hidden states in the compute precision.
+    private var hiddenInput: AlignedBuffer { hiddenLow ?? hidden }
+    /// What the attention output product reads: the context in the compute precision.
+    private var contextInput: AlignedBuffer { contextLow ?? context }
+    private let intermediate: AlignedBuffer    // (chunk, intermediate) f32, bf16 or u8
     private let intermediateScales: AlignedBuffer?  // (chunk) f32, int8
     private let intermediateZeroPoints: AlignedBuffer?  // (chunk) s32, int8 (its rows are u8)
     private let accumulators: AlignedBuffer?   // (chunk, max(3 * hidden, intermediate)) s32, int8
     private let rowTemporaries: AlignedBuffer? // (threads, intermediate) f32, int8 GELU rows
-    private let scores: AlignedBuffer          // (threads, longest, longest) f32
+    private let scores: AlignedBuffer          // (threads, longestSequence, longestSequence) f32
+    /// The longest sequence a batch may hold: each attention thread's score matrix is this square.
+    let longestSequence: Int
 
     public init(model: PreparedEncoder, threads: Int) throws {
         self.model = model
@@ -57,24 +63,23 @@ public final class EncoderForward: @unchecked Sendable {
         let g = MatmulFamily.rowGranularity
         maxRows = (model.maxTokens + g - 1) / g * g + g
         let chunk = model.chunkRows
-        let low = model.precision == .fp32 ? 0 : model.precision == .bf16 ? 2 : 1
+        let bytes = model.precision.activationBytes, lowered = model.precision != .fp32
         let int8 = model.precision == .int8
         hidden = AlignedBuffer(bytes: maxRows * h * 4)
-        hiddenLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
+        hiddenLow = lowered ? AlignedBuffer(bytes: maxRows * h * bytes) : nil
         hiddenScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
-        let longestSequence = min(c.maxPositions, model.maxTokens)
+        longestSequence = min(c.maxPositions, model.maxTokens)
         qkvRows = (max(chunk, longestSequence) + g - 1) / g * g
         qkv = AlignedBuffer(bytes: qkvRows * 3 * h * 4)
         context = AlignedBuffer(bytes: maxRows * h * 4)
-        contextLow = low > 0 ? AlignedBuffer(bytes: maxRows * h * low) : nil
+        contextLow = lowered ? AlignedBuffer(bytes: maxRows * h * bytes) : nil
         contextScales = int8 ? AlignedBuffer(bytes: maxRows * 4) : nil
-        intermediate = AlignedBuffer(bytes: chunk * f * (low > 0 ? low : 4))
+        intermediate = AlignedBuffer(bytes: chunk * f * bytes)
         intermediateScales = int8 ? AlignedBuffer(bytes: chunk * 4) : nil
         intermediateZeroPoints = int8 ? AlignedBuffer(bytes: chunk * 4) : nil
         accumulators = int8 ? AlignedBuffer(bytes: chunk * max(3 * h, f) * 4) : nil
         rowTemporaries = int8 ? AlignedBuffer(bytes: self.threads * f * 4) : nil
-        let longest = min(c.maxPositions, model.maxTokens)
-        scores = AlignedBuffer(bytes: self.threads * longest * longest * 4)
+        scores = AlignedBuffer(bytes: self.threads * longestSequence * longestSequence * 4)
         scratchpad = AlignedBuffer(bytes: model.families.map(\.largestScratchpadBytes).max() ?? 0)
 
         var stream: dnnl_stream_t?
@@ -281,8 +286,7 @@ public final class EncoderForward: @unchecked Sendable {
                 }
             }
         }
-        let input = model.precision == .fp32 ? context : contextLow!
-        let bytes = model.precision == .fp32 ? 4 : model.precision == .bf16 ? 2 : 1
+        let input = contextInput, bytes = model.precision.activationBytes
         if model.precision == .int8 {
             try product(.output, layer: index, rows: 0..<tokens, source: { input.pointer + $0 * h * bytes },
                         destination: { _ in self.accumulators!.pointer }) { rows in
@@ -302,8 +306,7 @@ public final class EncoderForward: @unchecked Sendable {
         let h = config.hidden, base = rows.lowerBound
         switch model.precision {
         case .fp32, .bf16:
-            let input = model.precision == .fp32 ? hidden : hiddenLow!
-            let bytes = model.precision == .fp32 ? 4 : 2
+            let input = hiddenInput, bytes = model.precision.activationBytes
             try product(.qkv, layer: index, rows: rows, source: { input.pointer + $0 * h * bytes },
                         destination: { self.qkv.pointer + ($0 - base) * 3 * h * 4 })
         case .int8:
@@ -331,8 +334,7 @@ public final class EncoderForward: @unchecked Sendable {
             let rows = start..<min(start + model.chunkRows, tokens)
             switch model.precision {
             case .fp32, .bf16:
-                let bytes = model.precision == .fp32 ? 4 : 2
-                let input = model.precision == .fp32 ? hidden : hiddenLow!
+                let input = hiddenInput, bytes = model.precision.activationBytes
                 try product(.ffnIn, layer: index, rows: rows, source: { input.pointer + $0 * h * bytes },
                             destination: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes })
                 try product(.ffnOut, layer: index, rows: rows, source: { self.intermediate.pointer + ($0 - rows.lowerBound) * f * bytes },
@@ -443,10 +445,7 @@ public final class EncoderForward: @unchecked Sendable {
         profile?.add(operation, seconds(since: began))
     }
 
-    private func seconds(since instant: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - instant
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+    private func seconds(since instant: ContinuousClock.Instant) -> Double { Self.seconds(ContinuousClock.now - instant) }
 
     /// Splits rows among the instance's threads, one slice each (the body gets
     /// its slice and worker index); small ranges run inline.

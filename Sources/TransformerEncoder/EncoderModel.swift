@@ -13,16 +13,16 @@ public struct EncoderInputNames: Sendable {
     }
 }
 
-/// What every encoder instance needs whichever device runs it: the checkpoint
-/// from the version directory, the tokenizer for TEXT inputs, and the
-/// conversions between a batch of requests and packed sequences.
+/// What every encoder instance needs whichever device runs it: the checkpoint's
+/// architecture from the version directory, and the conversions between a
+/// batch of requests and packed sequences. (Text is tokenized before queuing,
+/// by `EncoderBackend.prepare`.)
 public struct EncoderModel: Sendable {
     public enum Head: Sendable { case logits, embedding }
 
     public let spec: ModelSpec
     public let names: EncoderInputNames
     public let config: EncoderConfig
-    public let tokenizer: WordPieceTokenizer?
     public let head: Head
     public let outputName: String
     /// Values per row of the output: labels or hidden size.
@@ -30,7 +30,7 @@ public struct EncoderModel: Sendable {
     /// The checkpoint has BERT's token-type embedding.
     public let hasTokenTypeEmbedding: Bool
 
-    /// Loads `config.json`, `model.safetensors` and (for TEXT inputs) `vocab.txt`
+    /// Loads `config.json` and `model.safetensors`
     /// from the spec's version directory and checks the output against them.
     public init(spec: ModelSpec) throws {
         let config = try EncoderConfig(file: (spec.versionPath as NSString).appendingPathComponent("config.json"))
@@ -50,10 +50,7 @@ public struct EncoderModel: Sendable {
         self.config = config
         let names = EncoderInputNames(spec)
         self.names = names
-        let directory = spec.versionPath as NSString
         hasTokenTypeEmbedding = weights.tokenTypeEmbedding != nil
-        tokenizer = spec.inputs.contains(where: { $0.name == names.text })
-            ? try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")) : nil
         outputName = spec.outputs[0].name
         outputWidth = spec.outputs[0].dims[0]
         if outputName == "LOGITS" {
@@ -86,11 +83,6 @@ public struct EncoderModel: Sendable {
             try pack(item, into: &packed)
             rows.append(item.batchSize)
         }
-        // Every engine reads embeddings by these ids: TEXT ids come from
-        // vocab.txt, which may hold more entries than the checkpoint.
-        if let bad = packed.tokenIDs.first(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
-            throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(config.vocabularySize)")
-        }
         return (packed, rows)
     }
 
@@ -103,31 +95,22 @@ public struct EncoderModel: Sendable {
         }
     }
 
+    /// One request's rows, checked by the backend's `prepare` before it was
+    /// queued: TEXT arrives tokenized, INPUT_IDS are checked again here (a
+    /// cheap pass) because the engines index embeddings by them.
     private func pack(_ item: ValidatedRequest, into packed: inout PackedSequences) throws {
         let request = item.request
-        let maxPositions = config.maxPositions
         if let tokens = item.tokenized {
             for row in 0..<tokens.count { packed.append(tokens: tokens.row(row)) }
             return
         }
-        if let text = request.input(named: names.text) {
-            guard let tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
-            for (index, element) in try text.elements().enumerated() {
-                guard let string = String(validating: element, as: UTF8.self) else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
-                }
-                guard !string.isEmpty else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
-                }
-                let ids = tokenizer.encode(string, maxLength: maxPositions)
-                packed.append(ids: ids.map(Int64.init), mask: Optional<[Int64]>.none)
-            }
-            return
+        guard request.input(named: names.text) == nil else {
+            throw InferenceError.internal("model '\(spec.name)': input '\(names.text)' reached the instance untokenized")
         }
         guard let ids = request.input(named: names.ids) else {
             throw InferenceError.invalidArgument("model '\(spec.name)' needs input '\(names.ids)' or '\(names.text)'")
         }
-        let (values, maskValues) = try Self.checkedIDs(ids, mask: request.input(named: names.mask), names: names, config: config)
+        let (values, maskValues, _) = try Self.checkedIDs(ids, mask: request.input(named: names.mask), names: names, config: config)
         let rows = ids.shape[0], length = ids.shape[1]
         for row in 0..<rows {
             let slice = values[(row * length)..<((row + 1) * length)]
@@ -137,8 +120,10 @@ public struct EncoderModel: Sendable {
 
     /// INPUT_IDS (and ATTENTION_MASK) checked against the model: shapes agree,
     /// rows are non-empty and within the positions, ids within the
-    /// vocabulary, no row masks every token. Returns the values.
-    static func checkedIDs(_ ids: Tensor, mask: Tensor?, names: EncoderInputNames, config: EncoderConfig) throws -> (ids: [Int64], mask: [Int64]?) {
+    /// vocabulary, no row masks every token. Returns the values and the
+    /// tokens each row keeps.
+    static func checkedIDs(_ ids: Tensor, mask: Tensor?, names: EncoderInputNames, config: EncoderConfig)
+        throws -> (ids: [Int64], mask: [Int64]?, rowTokens: [Int]) {
         if let mask, mask.shape != ids.shape {
             throw InferenceError.invalidArgument(
                 "input '\(names.mask)' has shape \(ShapeMath.format(mask.shape)) but '\(names.ids)' has \(ShapeMath.format(ids.shape))")
@@ -154,11 +139,12 @@ public struct EncoderModel: Sendable {
             throw InferenceError.invalidArgument("input '\(names.ids)' holds a token id outside the vocabulary of \(vocabulary)")
         }
         let maskValues = try mask?.values(as: Int64.self)
-        if let maskValues {
-            for row in 0..<rows where !maskValues[(row * length)..<((row + 1) * length)].contains(where: { $0 != 0 }) {
-                throw InferenceError.invalidArgument("input '\(names.mask)' row \(row) masks every token")
-            }
+        let rowTokens = (0..<rows).map { row in
+            maskValues.map { $0[(row * length)..<((row + 1) * length)].reduce(0) { $0 + ($1 != 0 ? 1 : 0) } } ?? length
         }
-        return (values, maskValues)
+        if let row = rowTokens.firstIndex(of: 0) {
+            throw InferenceError.invalidArgument("input '\(names.mask)' row \(row) masks every token")
+        }
+        return (values, maskValues, rowTokens)
     }
 }

@@ -11,6 +11,15 @@ public enum EncoderPrecision: String, Sendable, CaseIterable {
     /// row, int32 accumulation; scales, bias and what follows in float32.
     case int8
 
+    /// Bytes of one element of a product's input (an activation) in this precision.
+    var activationBytes: Int {
+        switch self {
+        case .fp32: 4
+        case .bf16: 2
+        case .int8: 1
+        }
+    }
+
     var sourceType: dnnl_data_type_t {
         switch self {
         case .fp32: dnnl_f32

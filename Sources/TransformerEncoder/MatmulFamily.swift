@@ -65,7 +65,6 @@ final class MatmulFamily: @unchecked Sendable {
         default: dnnl_f32
         }
     }
-    var sourceElementBytes: Int { precision == .fp32 ? 4 : precision == .bf16 ? 2 : 1 }
 
     /// int8 reads signed rows with symmetric scales, except the FFN output
     /// product, whose input (GELU's) is nearly one-sided: unsigned with a zero
@@ -73,7 +72,6 @@ final class MatmulFamily: @unchecked Sendable {
     static func sourceType(_ kind: LinearKind, _ precision: EncoderPrecision) -> dnnl_data_type_t {
         precision == .int8 && kind == .ffnOut ? dnnl_u8 : precision.sourceType
     }
-    var destinationElementBytes: Int { destinationType == dnnl_bf16 ? 2 : 4 }
 
     init(engine: OneDNNEngine, kind: LinearKind, inFeatures: Int, outFeatures: Int, precision: EncoderPrecision,
          buckets: [Int]) throws {

@@ -318,3 +318,17 @@ def test_reloading_a_changed_checkpoint_serves_the_new_weights(start_server, tmp
         after = c.infer("tiny", tensors).as_numpy("LOGITS")
     assert relative_error(after[0], second.logits(ids[0], mask[0])) <= 1e-4
     assert not np.allclose(before, after)
+
+
+def test_a_text_model_without_its_vocabulary_fails_at_load(start_server, tmp_path):
+    """TEXT is tokenized before queuing, but the vocabulary is read at load: a
+    model whose vocab.txt is missing fails alone, with the file named."""
+    repo = tmp_path / "repo"
+    variant(repo, "good", "minilm_embeddings", "fp32")
+    variant(repo, "novocab", "minilm_embeddings", "fp32")
+    (repo / "novocab" / "1" / "vocab.txt").unlink()
+    server = start_server(repo)
+    rows = {m["name"]: m for m in requests.post(f"{server.base}/v2/repository/index", timeout=5).json()}
+    assert rows["good"]["state"] == "READY"
+    assert rows["novocab"]["state"] == "UNAVAILABLE"
+    assert "cannot read vocabulary file" in rows["novocab"]["reason"] and "vocab.txt" in rows["novocab"]["reason"]
