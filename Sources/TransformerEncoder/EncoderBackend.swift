@@ -132,8 +132,10 @@ public struct EncoderBackend: ModelBackend {
                 rows.append(tokenizer.encode(string, maxLength: facts.config.maxPositions))
             }
             // vocab.txt may hold more entries than the checkpoint's embeddings.
-            if let bad = rows.ids.first(where: { Int($0) >= facts.config.vocabularySize }) {
-                throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(facts.config.vocabularySize)")
+            // The message names the element, never its text or token ids.
+            if let bad = (0..<rows.count).first(where: { rows.row($0).contains { Int($0) >= facts.config.vocabularySize } }) {
+                throw InferenceError.invalidArgument(
+                    "input '\(names.text)' element \(bad) has a token outside the checkpoint's vocabulary of \(facts.config.vocabularySize) (vocab.txt is larger)")
             }
             request.rowTokens = (0..<rows.count).map { rows.row($0).count }
             request.tokenized = rows

@@ -183,8 +183,9 @@ public final class EncoderForward: @unchecked Sendable {
         guard tokens <= model.maxTokens else {
             throw InferenceError.invalidArgument("a batch of \(tokens) tokens exceeds the \(model.maxTokens) this instance was prepared for")
         }
-        for id in batch.tokenIDs where id < 0 || Int(id) >= config.vocabularySize {
-            throw InferenceError.invalidArgument("token id \(id) is outside the vocabulary of \(config.vocabularySize)")
+        // Token ids are input content: the message gives the position, not the id.
+        if let bad = batch.tokenIDs.firstIndex(where: { $0 < 0 || Int($0) >= config.vocabularySize }) {
+            throw InferenceError.invalidArgument("token \(bad) of the batch is outside the vocabulary of \(config.vocabularySize)")
         }
         for position in batch.positions where Int(position) >= config.maxPositions {
             throw InferenceError.invalidArgument("sequence length exceeds the model's \(config.maxPositions) positions")

@@ -332,3 +332,32 @@ def test_a_text_model_without_its_vocabulary_fails_at_load(start_server, tmp_pat
     assert rows["good"]["state"] == "READY"
     assert rows["novocab"]["state"] == "UNAVAILABLE"
     assert "cannot read vocabulary file" in rows["novocab"]["reason"] and "vocab.txt" in rows["novocab"]["reason"]
+
+
+def test_text_past_a_smaller_checkpoint_vocabulary_is_refused_naming_the_element(start_server, tmp_path):
+    """vocab.txt may be larger than the checkpoint's embeddings: such text is
+    refused before queuing with the element named, never its text or ids."""
+    import importlib.util
+    import shutil
+    from tritonclient.utils import InferenceServerException
+    spec = importlib.util.spec_from_file_location("make_models", pathlib.Path(__file__).resolve().parents[2] / "scripts" / "make_models.py")
+    make_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_models)
+    repo = tmp_path / "repo"
+    version = repo / "small" / "1"
+    version.mkdir(parents=True)
+    tensors, model_config = make_models.random_distilbert(3, hidden=32, layers=2, heads=4, ffn=64, vocab=2000, positions=64)
+    make_models.write_safetensors(version / "model.safetensors", tensors)
+    (version / "config.json").write_text(__import__("json").dumps(model_config))
+    shutil.copy(MINILM / "vocab.txt", version / "vocab.txt")
+    config = (MODEL_REPOSITORY / "distilbert_sst2" / "config.pbtxt").read_text()
+    (repo / "small" / "config.pbtxt").write_text(config.replace('name: "distilbert_sst2"', 'name: "small"').replace('label_filename: "labels.txt"', ""))
+    server = start_server(repo)
+    with httpclient.InferenceServerClient(server.http_url) as c:
+        with pytest.raises(InferenceServerException) as error:
+            c.infer("small", [text_input(["the", "zebra crossing"])])
+        message = str(error.value)
+        assert "element 1 has a token outside the checkpoint's vocabulary of 2000" in message, message
+        assert "zebra" not in message
+        assert error.value.status() == "400"
+        assert c.infer("small", [text_input(["the"])]).as_numpy("LOGITS").shape == (1, 2)
