@@ -3,7 +3,8 @@ import PackageDescription
 
 // Module graph (dependencies point one way; docs/architecture.md draws it):
 //   InferenceCore  <- every module but GRPCLite and TritonProto
-//   TritonProto    <- ModelRepository, HTTPFrontend, GRPCFrontend
+//   TritonProto    <- ModelRepository, RequestPipeline, GRPCFrontend
+//   RequestPipeline -> ModelRepository (frontends know only InferenceCore's InferenceServer)
 //   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
 //   BatchServer (executable) wires them together.
 let package = Package(
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "HTTPFrontend", targets: ["HTTPFrontend"]),
         .library(name: "GRPCLite", targets: ["GRPCLite"]),
         .library(name: "GRPCFrontend", targets: ["GRPCFrontend"]),
+        .library(name: "RequestPipeline", targets: ["RequestPipeline"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -37,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         // The vocabulary every layer shares: datatypes, tensors, requests,
@@ -82,18 +85,29 @@ let package = Package(
             // builds so tests run the real thing at a usable speed.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
+        // The one request pipeline both frontends call (phase, model lease,
+        // shared memory, validation, scheduling, the log line), the shared
+        // memory registry, and the log and trace settings.
+        .target(
+            name: "RequestPipeline",
+            dependencies: [
+                "InferenceCore", "ModelRepository", "TritonProto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Triton's example models (simple, simple_int8, simple_string, simple_identity).
         .target(name: "ExampleBackends", dependencies: ["InferenceCore"]),
         // KServe v2 HTTP/REST, as Triton speaks it.
         .target(
             name: "HTTPFrontend",
             dependencies: [
-                "InferenceCore", "ModelRepository", "TritonProto", "AccessControl",
+                "InferenceCore", "AccessControl",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -107,6 +121,7 @@ let package = Package(
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -114,7 +129,7 @@ let package = Package(
         .target(
             name: "GRPCFrontend",
             dependencies: [
-                "GRPCLite", "InferenceCore", "ModelRepository", "TritonProto", "AccessControl",
+                "GRPCLite", "InferenceCore", "TritonProto", "AccessControl",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -156,7 +171,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels",
+                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -171,6 +186,7 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),

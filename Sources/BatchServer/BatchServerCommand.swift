@@ -11,6 +11,7 @@ import InferenceCore
 import Logging
 import MetricsExporter
 import ModelRepository
+import RequestPipeline
 import NIOSSL
 import Scheduler
 import ServiceLifecycle
@@ -156,6 +157,10 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "Log line format: default (text) or json (one object per line).")
     var logFormat: LogFormat = .default
 
+    @Option(name: .customLong("server-name"),
+            help: "The name server metadata reports (GET /v2, ServerMetadata); clients written for Triton check for 'triton'.")
+    var serverName = "triton"
+
     func validate() throws {
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
         where !(0...65535).contains(port) {
@@ -178,7 +183,8 @@ struct BatchServerCommand: AsyncParsableCommand {
         // oneDNN's OpenMP threads must not spin between batches and starve the
         // network threads (an operator's own setting wins).
         setenv("OMP_WAIT_POLICY", "PASSIVE", 0)
-        ServerLogging.bootstrap(format: logFormat, verbosity: logVerbose)
+        let logSettings = LogSettingsStore(verboseLevel: UInt32(clamping: max(logVerbose, 0)), format: logFormat == .json ? .json : .default)
+        ServerLogging.bootstrap(settings: logSettings)
         let registry = MetricsExporter.bootstrap()
         let logger = Logger(label: "batch-server")
         let phase = ServerPhase()
@@ -194,6 +200,9 @@ struct BatchServerCommand: AsyncParsableCommand {
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
         let access = try accessPolicy()
         let audit = auditLog ? Logger(label: "audit") : nil
+        let server = InferencePipeline(
+            identity: ServerIdentity(name: serverName, version: Self.version, extensions: ServerExtensions.supported),
+            models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings, logger: logger)
         if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
 
         // ServiceGroup shuts services down in reverse order: the serving phase
@@ -208,18 +217,17 @@ struct BatchServerCommand: AsyncParsableCommand {
                     tls: try tlsConfiguration(enabled: grpcUseSSL, mutual: grpcUseSSLMutual, certificate: grpcServerCert,
                                               key: grpcServerKey, clientCA: grpcRootCert, flag: "grpc"),
                     idleTimeout: Self.timeout(seconds: grpcIdleTimeoutSecs)),
-                router: KServeGRPCService(models: models, phase: phase, ready: readiness.isReady, serverVersion: Self.version,
-                                          access: access, audit: audit, logger: logger).router(),
+                router: KServeGRPCService(server: server, access: access, audit: audit, logger: logger).router(),
                 logger: logger)
             services.append(.init(service: GRPCService(server: grpc)))
         }
         if allowHTTP {
             let http = KServeHTTPServer(
-                configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize, serverVersion: Self.version,
+                configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize,
                                      tls: try tlsConfiguration(enabled: httpUseSSL, mutual: httpUseSSLMutual, certificate: httpServerCert,
                                                                key: httpServerKey, clientCA: httpRootCert, flag: "http"),
                                      idleTimeout: Self.timeout(seconds: httpIdleTimeoutSecs)),
-                models: models, phase: phase, ready: readiness.isReady, access: access, audit: audit, logger: logger)
+                server: server, access: access, audit: audit, logger: logger)
             services.append(.init(service: try http.makeApplication()))
         }
         if allowMetrics {

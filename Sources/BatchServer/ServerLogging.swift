@@ -1,25 +1,56 @@
 import Foundation
 import Logging
+import RequestPipeline
 
 /// Log output for operators: text or one JSON object per line, to stderr.
 /// Metadata carries ids, sizes and timings only; callers never log tensor
 /// contents or input text.
 enum ServerLogging {
-    static func bootstrap(format: LogFormat, verbosity: Int) {
-        let level: Logger.Level = switch verbosity {
-        case ...0: .info
-        case 1: .debug
-        default: .trace
-        }
+    /// Every handler reads `settings` on each message, so LogSettings and
+    /// `/v2/logging` change levels and format at run time.
+    static func bootstrap(settings: LogSettingsStore) {
         LoggingSystem.bootstrap { label in
-            switch format {
-            case .default:
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            case .json:
-                return JSONLogHandler(label: label, logLevel: level)
-            }
+            SettingsLogHandler(label: label, settings: settings, text: StreamLogHandler.standardError(label: label))
+        }
+    }
+}
+
+/// Filters by the current log settings (log_info, log_warning, log_error,
+/// log_verbose_level), then writes text or JSON as log_format says.
+struct SettingsLogHandler: LogHandler {
+    let label: String
+    let settings: LogSettingsStore
+    var text: StreamLogHandler
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String, settings: LogSettingsStore, text: StreamLogHandler) {
+        self.label = label
+        self.settings = settings
+        self.text = text
+        self.text.logLevel = .trace
+    }
+
+    var logLevel: Logger.Level {
+        get { settings.snapshot.lowestLevel }
+        // The level comes from the settings; a Logger's own setter is ignored.
+        set {}
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let current = settings.snapshot
+        guard current.allows(event.level) else { return }
+        switch current.format {
+        case .default:
+            var handler = text
+            handler.metadata = metadata
+            handler.log(event: event)
+        case .json:
+            JSONLogHandler(label: label, logLevel: .trace, metadata: metadata).log(event: event)
         }
     }
 }
@@ -30,9 +61,10 @@ struct JSONLogHandler: LogHandler {
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
 
-    init(label: String, logLevel: Logger.Level) {
+    init(label: String, logLevel: Logger.Level, metadata: Logger.Metadata = [:]) {
         self.label = label
         self.logLevel = logLevel
+        self.metadata = metadata
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -4,19 +4,24 @@ import TritonProto
 
 /// Converts between protobuf inference messages and the server core's types.
 enum GRPCTensorCoding {
-    static func request(from message: Inference_ModelInferRequest, version: Int64) throws -> InferenceRequest {
+    static func request(from message: Inference_ModelInferRequest, version: Int64, model: String) throws -> InferenceRequest {
         let raw = message.rawInputContents
+        // Inputs in shared memory carry no raw contents; the others take them in order.
+        let regions = try message.inputs.map { input in
+            try SharedMemoryReference.parse(input.parameters.compactMapValues(\.value), tensor: input.name)
+        }
         if !raw.isEmpty {
-            guard raw.count == message.inputs.count else {
-                throw InferenceError.invalidArgument(
-                    "raw_input_contents has \(raw.count) entries but the request has \(message.inputs.count) inputs")
-            }
             if let typed = message.inputs.first(where: { $0.hasContents }) {
+                throw TritonErrors.contentsWithRawContents(input: typed.name, model: model)
+            }
+            let expected = regions.filter { $0 == nil }.count
+            guard raw.count == expected else {
                 throw InferenceError.invalidArgument(
-                    "input '\(typed.name)' sets contents while the request uses raw_input_contents; use one or the other")
+                    "raw_input_contents has \(raw.count) entries but the request has \(expected) inputs not in shared memory for model '\(model)'")
             }
         }
         var request = InferenceRequest(id: message.id, modelName: message.modelName, modelVersion: version, inputs: [])
+        var rawIndex = 0
         for (index, input) in message.inputs.enumerated() {
             guard let dataType = DataType(rawValue: input.datatype) else {
                 throw InferenceError.invalidArgument("input '\(input.name)' has unknown datatype '\(input.datatype)'")
@@ -27,11 +32,21 @@ enum GRPCTensorCoding {
                 }
                 return size
             }
-            let bytes = raw.isEmpty ? try contents(input, dataType: dataType) : Array(raw[index])
+            var bytes: [UInt8] = []
+            if let region = regions[index] {
+                if input.hasContents { throw TritonErrors.contentsWithSharedMemory(input: input.name, model: model) }
+                request.inputRegions[input.name] = region
+            } else if raw.isEmpty {
+                bytes = try contents(input, dataType: dataType)
+            } else {
+                bytes = Array(raw[rawIndex])
+                rawIndex += 1
+            }
             request.inputs.append(Tensor(name: input.name, dataType: dataType, shape: shape, bytes: bytes))
         }
         for output in message.outputs {
             var requested = RequestedOutput(name: output.name)
+            requested.region = try SharedMemoryReference.parse(output.parameters.compactMapValues(\.value), tensor: output.name)
             if let classes = output.parameters["classification"] {
                 guard let count = classes.integer, count > 0 else {
                     throw InferenceError.invalidArgument("output '\(output.name)' parameter 'classification' must be a positive integer")
@@ -100,7 +115,12 @@ enum GRPCTensorCoding {
             output.name = tensor.name
             output.datatype = tensor.dataType.rawValue
             output.shape = tensor.shape.map(Int64.init)
+            if let region = response.outputRegions[tensor.name] {
+                output.parameters = region.parameters.mapValues(Inference_InferParameter.init)
+            }
             message.outputs.append(output)
+            // An output in shared memory keeps an empty entry so that every
+            // output's raw contents stay at its own index.
             message.rawOutputContents.append(Data(tensor.bytes))
         }
         return message
@@ -113,6 +133,17 @@ extension Inference_InferParameter {
         case .int64Param(let value)?: value
         case .uint64Param(let value)?: Int64(exactly: value)
         default: nil
+        }
+    }
+
+    init(_ value: ParameterValue) {
+        self.init()
+        switch value {
+        case .bool(let flag): boolParam = flag
+        case .int64(let number): int64Param = number
+        case .uint64(let number): uint64Param = number
+        case .double(let number): doubleParam = number
+        case .string(let text): stringParam = text
         }
     }
 

@@ -9,16 +9,27 @@ public enum GRPCMessageFramer {
         buffer.writeInteger(UInt32(message.count), endianness: .big)
         buffer.writeBytes(message)
     }
+
+    /// Frames one message compressed with the call's encoding.
+    static func frame(compressed message: ByteBuffer, into buffer: inout ByteBuffer) {
+        var message = message
+        buffer.writeInteger(UInt8(1))
+        buffer.writeInteger(UInt32(message.readableBytes), endianness: .big)
+        buffer.writeBuffer(&message)
+    }
 }
 
 /// Reassembles messages from DATA frames: a message may span many frames and
 /// one frame may hold many messages.
 public struct GRPCMessageDeframer: Sendable {
     public let maxMessageBytes: Int
+    /// The call's `grpc-encoding`; messages flagged compressed use it.
+    public let compression: GRPCCompression?
     private var buffer = ByteBuffer()
 
-    public init(maxMessageBytes: Int) {
+    public init(maxMessageBytes: Int, compression: GRPCCompression? = nil) {
         self.maxMessageBytes = maxMessageBytes
+        self.compression = compression
     }
 
     public mutating func append(_ bytes: ByteBuffer) {
@@ -36,15 +47,24 @@ public struct GRPCMessageDeframer: Sendable {
               let length = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self) else {
             return nil
         }
-        guard flag == 0 else {
-            throw GRPCStatus(.unimplemented, "compressed messages are not supported; use identity encoding")
+        guard flag == 0 || flag == 1 else {
+            throw GRPCStatus(.internal, "message has an unknown compressed flag \(flag)")
+        }
+        if flag == 1, compression == nil {
+            throw GRPCStatus(.internal, "compressed message on a call without grpc-encoding")
         }
         guard Int(length) <= maxMessageBytes else {
             throw GRPCStatus(.resourceExhausted, "received message of \(length) bytes exceeds the limit of \(maxMessageBytes) bytes")
         }
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
-        let message = buffer.readBytes(length: Int(length))!
+        var message: [UInt8]
+        if flag == 1, let compression {
+            // The limit applies to the inflated size, checked while inflating.
+            message = try compression.inflate(buffer.readSlice(length: Int(length))!, limit: maxMessageBytes)
+        } else {
+            message = buffer.readBytes(length: Int(length))!
+        }
         if buffer.readableBytes == 0 { buffer.clear() } else if buffer.readerIndex > 1 << 20 { buffer.discardReadBytes() }
         return message
     }

@@ -38,14 +38,18 @@ public enum GRPCRequestHead {
     public struct Accepted: Sendable, Equatable {
         public let path: String
         public let timeout: Duration?
+        /// The request's message encoding (`grpc-encoding`), nil for identity.
+        public var compression: GRPCCompression? = nil
+        /// The encoding for response messages, nil for identity.
+        public var responseCompression: GRPCCompression? = nil
     }
 
     public enum Rejection: Error, Equatable {
         /// Not a gRPC request: answer with this HTTP status and no gRPC status.
         case http(status: Int)
-        /// A gRPC request refused with this status; `acceptEncoding` adds
-        /// `grpc-accept-encoding` to the answer.
-        case grpc(GRPCStatus, acceptEncoding: Bool)
+        /// A gRPC request refused with this status (every answer lists
+        /// `grpc-accept-encoding`).
+        case grpc(GRPCStatus)
     }
 
     public static func validate(_ headers: HPACKHeaders) -> Result<Accepted, Rejection> {
@@ -54,20 +58,24 @@ public enum GRPCRequestHead {
             return .failure(.http(status: 415))
         }
         guard let path = headers.first(name: ":path"), path.hasPrefix("/") else {
-            return .failure(.grpc(GRPCStatus(.unimplemented, "missing :path"), acceptEncoding: false))
+            return .failure(.grpc(GRPCStatus(.unimplemented, "missing :path")))
         }
-        if let encoding = headers.first(name: "grpc-encoding"), encoding != "identity" {
-            return .failure(.grpc(GRPCStatus(.unimplemented, "grpc-encoding '\(encoding)' is not supported; use identity"),
-                                  acceptEncoding: true))
+        let compression: GRPCCompression?
+        do {
+            compression = try GRPCCompression.requestEncoding(headers.first(name: "grpc-encoding"))
+        } catch {
+            return .failure(.grpc(error))
         }
         var timeout: Duration?
         if let text = headers.first(name: "grpc-timeout") {
             guard let parsed = GRPCTimeout.parse(text) else {
-                return .failure(.grpc(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(text)'"), acceptEncoding: false))
+                return .failure(.grpc(GRPCStatus(.invalidArgument, "malformed grpc-timeout '\(text)'")))
             }
             timeout = parsed
         }
-        return .success(Accepted(path: path, timeout: timeout))
+        return .success(Accepted(
+            path: path, timeout: timeout, compression: compression,
+            responseCompression: GRPCCompression.responseEncoding(request: compression, acceptEncoding: headers.first(name: "grpc-accept-encoding"))))
     }
 
     static let reserved: Set<String> = ["te", "content-type", "grpc-encoding", "grpc-accept-encoding", "grpc-timeout", "user-agent"]

@@ -173,12 +173,13 @@ public final class GRPCServer: Sendable {
             case .failure(.http(let status)):
                 await writer.reject(httpStatus: status)
                 return
-            case .failure(.grpc(let status, let acceptEncoding)):
-                await writer.finish(status, acceptEncoding: acceptEncoding)
+            case .failure(.grpc(let status)):
+                await writer.finish(status)
                 return
             case .success(let value):
                 accepted = value
             }
+            await writer.compressResponses(with: accepted.responseCompression)
             guard let handler = router.handler(for: accepted.path) else {
                 await writer.finish(GRPCStatus(.unimplemented, "unknown method \(accepted.path)"))
                 return
@@ -198,7 +199,8 @@ public final class GRPCServer: Sendable {
                 }
                 // This task reads DATA frames into messages; `send` waits for the
                 // handler to take each one, which is the call's backpressure.
-                var deframer = GRPCMessageDeframer(maxMessageBytes: configuration.maxReceiveMessageBytes)
+                var deframer = GRPCMessageDeframer(maxMessageBytes: configuration.maxReceiveMessageBytes,
+                                                   compression: accepted.compression)
                 var ended = head.endStream
                 do {
                     while !ended, let frame = try await frames.next() {

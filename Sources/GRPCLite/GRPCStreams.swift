@@ -24,12 +24,22 @@ public struct GRPCRequestStream: AsyncSequence, Sendable {
 public actor GRPCResponseWriter {
     private let outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>
     private let maxMessageBytes: Int
+    /// Set once the request's headers are read: the encoding of response messages.
+    private var compression: GRPCCompression?
     private var headersSent = false
     private var finished = false
 
     init(outbound: NIOAsyncChannelOutboundWriter<HTTP2Frame.FramePayload>, maxMessageBytes: Int) {
         self.outbound = outbound
         self.maxMessageBytes = maxMessageBytes
+    }
+
+    func compressResponses(with compression: GRPCCompression?) { self.compression = compression }
+
+    private var responseHeaders: HPACKHeaders {
+        var headers = Self.responseHeaders
+        if let compression { headers.add(name: "grpc-encoding", value: compression.rawValue) }
+        return headers
     }
 
     /// Sends one response message.
@@ -40,16 +50,20 @@ public actor GRPCResponseWriter {
         }
         if !headersSent {
             headersSent = true
-            try await outbound.write(.headers(.init(headers: Self.responseHeaders, endStream: false)))
+            try await outbound.write(.headers(.init(headers: responseHeaders, endStream: false)))
         }
         var buffer = ByteBuffer()
-        buffer.reserveCapacity(message.count + 5)
-        GRPCMessageFramer.frame(message, into: &buffer)
+        if let compression {
+            GRPCMessageFramer.frame(compressed: try compression.deflate(message), into: &buffer)
+        } else {
+            buffer.reserveCapacity(message.count + 5)
+            GRPCMessageFramer.frame(message, into: &buffer)
+        }
         try await outbound.write(.data(.init(data: .byteBuffer(buffer), endStream: false)))
     }
 
     /// Ends the call with `status`. Later calls do nothing.
-    func finish(_ status: GRPCStatus, acceptEncoding: Bool = false) async {
+    func finish(_ status: GRPCStatus) async {
         guard !finished else { return }
         finished = true
         var trailers = headersSent ? HPACKHeaders() : Self.responseHeaders
@@ -57,7 +71,6 @@ public actor GRPCResponseWriter {
         if !status.message.isEmpty {
             trailers.add(name: "grpc-message", value: GRPCStatus.percentEncode(status.message))
         }
-        if acceptEncoding { trailers.add(name: "grpc-accept-encoding", value: "identity") }
         try? await outbound.write(.headers(.init(headers: trailers, endStream: true)))
     }
 
@@ -68,5 +81,7 @@ public actor GRPCResponseWriter {
         try? await outbound.write(.headers(.init(headers: [":status": String(httpStatus)], endStream: true)))
     }
 
-    static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    static let responseHeaders: HPACKHeaders = [
+        ":status": "200", "content-type": "application/grpc", "grpc-accept-encoding": GRPCCompression.acceptEncoding,
+    ]
 }

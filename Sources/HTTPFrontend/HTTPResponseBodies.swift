@@ -1,8 +1,5 @@
 import Foundation
 import InferenceCore
-import ModelRepository
-import SwiftProtobuf
-import TritonProto
 
 /// JSON bodies of the KServe v2 HTTP API, field names as Triton writes them.
 enum HTTPResponseBodies {
@@ -28,14 +25,14 @@ enum HTTPResponseBodies {
         let outputs: [TensorMetadata]
     }
 
-    static func modelMetadata(_ models: [LoadedModel]) -> ModelMetadata {
+    static func modelMetadata(_ models: [ModelView]) -> ModelMetadata {
         let newest = models.last!.spec
         func describe(_ tensors: [TensorSpec]) -> [TensorMetadata] {
             tensors.map { TensorMetadata(name: $0.name, datatype: $0.dataType.rawValue, shape: newest.protocolShape($0)) }
         }
         return ModelMetadata(
             name: newest.name, versions: models.map { String($0.spec.version) },
-            platform: newest.platform.isEmpty ? newest.backend : newest.platform,
+            platform: models.last!.platform,
             inputs: describe(newest.inputs), outputs: describe(newest.outputs))
     }
 
@@ -44,7 +41,7 @@ enum HTTPResponseBodies {
             let name: String
             let datatype: String
             let shape: [Int]
-            let parameters: [String: Int]?
+            let parameters: [String: JSONParameter]?
             let data: JSONTensorValues?
         }
         let model_name: String
@@ -77,7 +74,7 @@ enum HTTPResponseBodies {
         let memory_usage: [String]
         let response_stats: [String: String]
 
-        init(_ model: LoadedModel) {
+        init(_ model: ModelView) {
             let stats = model.runner.statistics()
             name = model.spec.name
             version = String(model.spec.version)
@@ -111,47 +108,5 @@ enum HTTPResponseBodies {
             state = entry.state.rawValue
             reason = entry.reason.isEmpty ? nil : entry.reason
         }
-    }
-
-    /// The model configuration as Triton serves it: protobuf JSON with the
-    /// proto field names, integers as numbers, and the fields clients read
-    /// present even when they hold their default value.
-    static func modelConfig(_ config: Inference_ModelConfig) throws -> [UInt8] {
-        var options = JSONEncodingOptions()
-        options.preserveProtoFieldNames = true
-        options.alwaysPrintInt64sAsNumbers = true
-        let json: [UInt8] = try config.jsonUTF8Bytes(options: options)
-        guard var object = try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any] else {
-            throw InferenceError.internal("model configuration did not encode as a JSON object")
-        }
-        object["name"] = config.name
-        object["platform"] = config.platform
-        object["backend"] = config.backend
-        object["max_batch_size"] = Int(config.maxBatchSize)
-        for key in ["input", "output"] {
-            let tensors = (object[key] as? [[String: Any]]) ?? []
-            object[key] = tensors.map { tensor in
-                var tensor = tensor
-                if tensor["data_type"] == nil { tensor["data_type"] = "TYPE_INVALID" }
-                if tensor["dims"] == nil { tensor["dims"] = [Int]() }
-                if key == "input" {
-                    tensor["format"] = tensor["format"] ?? "FORMAT_NONE"
-                    tensor["optional"] = tensor["optional"] ?? false
-                    tensor["allow_ragged_batch"] = tensor["allow_ragged_batch"] ?? false
-                } else {
-                    tensor["label_filename"] = tensor["label_filename"] ?? ""
-                }
-                tensor["is_shape_tensor"] = tensor["is_shape_tensor"] ?? false
-                return tensor
-            }
-        }
-        if var batching = object["dynamic_batching"] as? [String: Any] {
-            batching["max_queue_delay_microseconds"] = batching["max_queue_delay_microseconds"] ?? 0
-            batching["preserve_ordering"] = batching["preserve_ordering"] ?? false
-            batching["priority_levels"] = batching["priority_levels"] ?? 0
-            batching["default_priority_level"] = batching["default_priority_level"] ?? 0
-            object["dynamic_batching"] = batching
-        }
-        return Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
     }
 }

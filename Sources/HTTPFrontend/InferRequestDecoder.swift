@@ -59,7 +59,9 @@ enum InferRequestDecoder {
             throw InferenceError.invalidArgument("inference request must have an 'inputs' array")
         }
         for input in inputs {
-            request.inputs.append(try decodeInput(input, binary: &binary))
+            let (tensor, region) = try decodeInput(input, binary: &binary)
+            request.inputs.append(tensor)
+            if let region { request.inputRegions[tensor.name] = region }
         }
         if binary.remaining > 0 {
             throw InferenceError.invalidArgument(
@@ -115,7 +117,7 @@ enum InferRequestDecoder {
         }
     }
 
-    private static func decodeInput(_ value: JSONValue, binary: inout BinarySection) throws -> Tensor {
+    private static func decodeInput(_ value: JSONValue, binary: inout BinarySection) throws -> (Tensor, SharedMemoryReference?) {
         guard case .object = value else { throw InferenceError.invalidArgument("each entry of 'inputs' must be an object") }
         guard case .string(let name)? = value["name"] else {
             throw InferenceError.invalidArgument("an input has no 'name' string")
@@ -137,6 +139,12 @@ enum InferRequestDecoder {
         }
         let elementCount = try ShapeMath.elementCount(shape, tensorName: name)
         var binarySize: Int?
+        if let parameters = value["parameters"],
+           let region = try SharedMemoryReference.parse(try tensorParameters(parameters, tensor: name, kind: "input"), tensor: name) {
+            let others = [value["data"] != nil ? "data" : nil, parameters["binary_data_size"] != nil ? "binary_data_size" : nil].compactMap { $0 }
+            if !others.isEmpty { throw TritonErrors.inputDataConflict(others + ["shared_memory_region"]) }
+            return (Tensor(name: name, dataType: dataType, shape: shape, bytes: []), region)
+        }
         if case .object(let parameters)? = value["parameters"], let size = parameters["binary_data_size"] {
             guard let declared = size.nonNegativeInteger, let bytes = Int(exactly: declared) else {
                 throw InferenceError.invalidArgument("input '\(name)' parameter 'binary_data_size' must be a non-negative integer")
@@ -144,11 +152,9 @@ enum InferRequestDecoder {
             binarySize = bytes
         }
         if let binarySize {
-            if value["data"] != nil {
-                throw InferenceError.invalidArgument("input '\(name)' has both 'data' and 'binary_data_size'")
-            }
+            if value["data"] != nil { throw TritonErrors.inputDataConflict(["data", "binary_data_size"]) }
             let bytes = try binary.take(binarySize, for: name)
-            return Tensor(name: name, dataType: dataType, shape: shape, bytes: bytes)
+            return (Tensor(name: name, dataType: dataType, shape: shape, bytes: bytes), nil)
         }
         guard let data = value["data"] else {
             throw InferenceError.invalidArgument("input '\(name)' has neither 'data' nor 'binary_data_size'")
@@ -162,8 +168,20 @@ enum InferRequestDecoder {
             throw InferenceError.invalidArgument(
                 "input '\(name)' has \(flat.count) elements in 'data' but shape \(ShapeMath.format(shape)) needs \(elementCount)")
         }
-        return Tensor(name: name, dataType: dataType, shape: shape,
-                      bytes: try JSONTensorData.encode(flat, as: dataType, tensorName: name))
+        return (Tensor(name: name, dataType: dataType, shape: shape,
+                       bytes: try JSONTensorData.encode(flat, as: dataType, tensorName: name)), nil)
+    }
+
+    /// A tensor's `parameters` object as protocol parameter values.
+    private static func tensorParameters(_ value: JSONValue, tensor: String, kind: String) throws -> [String: ParameterValue] {
+        guard case .object(let members) = value else {
+            throw InferenceError.invalidArgument("\(kind) '\(tensor)' 'parameters' must be an object")
+        }
+        var result: [String: ParameterValue] = [:]
+        for (key, member) in members where key.hasPrefix("shared_memory_") {
+            result[key] = try parameterValue(member, name: key)
+        }
+        return result
     }
 
     /// Accepts row-major data flattened or nested, as Triton does.
@@ -193,6 +211,12 @@ enum InferRequestDecoder {
                     throw InferenceError.invalidArgument("output '\(name)' parameter 'binary_data' must be a boolean")
                 }
                 binaryFlag = binary
+            }
+            output.region = try SharedMemoryReference.parse(try tensorParameters(parameters, tensor: name, kind: "output"), tensor: name)
+            if output.region != nil {
+                for other in ["classification", "binary_data"] where members[other] != nil {
+                    throw TritonErrors.outputSharedMemoryConflict(other)
+                }
             }
             if let count = members["classification"] {
                 guard let classes = count.nonNegativeInteger, classes > 0 else {

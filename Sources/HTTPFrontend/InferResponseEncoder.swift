@@ -8,10 +8,14 @@ enum InferResponseEncoder {
     static func encode(_ response: InferenceResponse, encoding: OutputEncoding) throws -> ([UInt8], Int?) {
         var binary: [[UInt8]] = []
         let outputs = try response.outputs.map { tensor -> HTTPResponseBodies.InferResponseHeader.Output in
+            if let region = response.outputRegions[tensor.name] {
+                return .init(name: tensor.name, datatype: tensor.dataType.rawValue, shape: tensor.shape,
+                             parameters: region.parameters.mapValues(JSONParameter.init), data: nil)
+            }
             if encoding.isBinary(tensor.name) {
                 binary.append(tensor.bytes)
                 return .init(name: tensor.name, datatype: tensor.dataType.rawValue, shape: tensor.shape,
-                             parameters: ["binary_data_size": tensor.bytes.count], data: nil)
+                             parameters: ["binary_data_size": .int(Int64(tensor.bytes.count))], data: nil)
             }
             return .init(name: tensor.name, datatype: tensor.dataType.rawValue, shape: tensor.shape,
                          parameters: nil, data: try JSONTensorData.decode(tensor))
@@ -27,5 +31,35 @@ enum InferResponseEncoder {
         body.reserveCapacity(jsonLength + binary.reduce(0) { $0 + $1.count })
         for chunk in binary { body.append(contentsOf: chunk) }
         return (body, jsonLength)
+    }
+}
+
+/// A response parameter value in JSON.
+enum JSONParameter: Encodable {
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case bool(Bool)
+    case string(String)
+
+    init(_ value: ParameterValue) {
+        switch value {
+        case .int64(let number): self = .int(number)
+        case .uint64(let number): self = .uint(number)
+        case .double(let number): self = .double(number)
+        case .bool(let flag): self = .bool(flag)
+        case .string(let text): self = .string(text)
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .int(let number): try container.encode(number)
+        case .uint(let number): try container.encode(number)
+        case .double(let number): try container.encode(number)
+        case .bool(let flag): try container.encode(flag)
+        case .string(let text): try container.encode(text)
+        }
     }
 }

@@ -6,7 +6,6 @@ import HummingbirdCore
 import HummingbirdTLS
 import InferenceCore
 import Logging
-import ModelRepository
 import NIOCore
 import NIOSSL
 
@@ -16,8 +15,6 @@ public struct HTTPFrontendConfiguration: Sendable {
     public var port: Int
     /// Largest request body accepted, in bytes (Triton's default: 64 MiB).
     public var maxRequestBytes: Int
-    public var serverName: String
-    public var serverVersion: String
     /// TLS for every connection; nil serves plain text.
     public var tls: TLSConfiguration?
     /// A connection that reads no part of a request (head, body chunk) for this
@@ -25,40 +22,31 @@ public struct HTTPFrontendConfiguration: Sendable {
     /// connections, and clients that trickle headers or bodies (slowloris).
     public var idleTimeout: Duration?
 
-    public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20,
-                serverName: String = "batchserver", serverVersion: String, tls: TLSConfiguration? = nil,
+    public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20, tls: TLSConfiguration? = nil,
                 idleTimeout: Duration? = .seconds(60)) {
         self.tls = tls
         self.idleTimeout = idleTimeout
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
-        self.serverName = serverName
-        self.serverVersion = serverVersion
     }
 }
 
 /// The KServe v2 HTTP/REST API, with Triton's routes, JSON and status codes.
+/// It turns HTTP into calls on the server core and the answers back into
+/// HTTP; what a request means is decided behind `InferenceServer`.
 public struct KServeHTTPServer: Sendable {
-    /// Extensions BatchServer implements; perf_analyzer and clients read this list.
-    public static let extensions = ServerExtensions.supported
-
     let configuration: HTTPFrontendConfiguration
-    let models: ModelManager
-    let phase: ServerPhase
-    /// Whether `/v2/health/ready` answers 200 (the executable applies `--strict-readiness`).
-    let ready: @Sendable () -> Bool
+    let server: any InferenceServer
     let access: AccessPolicy
     /// Set with `--audit-log`: one line per request, who and what, never content.
     let audit: Logger?
     let logger: Logger
 
-    public init(configuration: HTTPFrontendConfiguration, models: ModelManager, phase: ServerPhase,
-                ready: @escaping @Sendable () -> Bool, access: AccessPolicy = .open, audit: Logger? = nil, logger: Logger) {
+    public init(configuration: HTTPFrontendConfiguration, server: any InferenceServer, access: AccessPolicy = .open,
+                audit: Logger? = nil, logger: Logger) {
         self.configuration = configuration
-        self.models = models
-        self.phase = phase
-        self.ready = ready
+        self.server = server
         self.access = access
         self.audit = audit
         self.logger = logger
@@ -90,95 +78,74 @@ public struct KServeHTTPServer: Sendable {
     func addRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v2") { _, _ in
             try json(HTTPResponseBodies.ServerMetadata(
-                name: configuration.serverName, version: configuration.serverVersion, extensions: Self.extensions))
+                name: server.identity.name, version: server.identity.version, extensions: server.identity.extensions))
         }
         router.get("/v2/health/live") { _, _ in Response(status: .ok) }
         router.get("/v2/health/ready") { _, _ in
-            Response(status: ready() ? .ok : .badRequest)
+            Response(status: server.isReady ? .ok : .badRequest)
         }
         router.get("/v2/models/stats") { _, _ in
-            try json(HTTPResponseBodies.StatisticsBody(model_stats: models.allReady().map(HTTPResponseBodies.ModelStatisticsBody.init)))
+            try json(HTTPResponseBodies.StatisticsBody(model_stats: try server.statistics("", version: "").map(HTTPResponseBodies.ModelStatisticsBody.init)))
         }
         router.post("/v2/repository/index") { request, _ in
-            var request = request
-            let body = try await request.collectBody(upTo: configuration.maxRequestBytes)
-            let readyOnly = try Self.readyFlag(body)
-            return try json(models.index(readyOnly: readyOnly).map(HTTPResponseBodies.IndexEntry.init))
+            let readyOnly = try Self.readyFlag(try await body(request))
+            return try json(server.repositoryIndex(readyOnly: readyOnly).map(HTTPResponseBodies.IndexEntry.init))
         }
         for prefix in ["/v2/repository/models/:model", "/v2/repository/:repository/models/:model"] {
             router.post(RouterPath(prefix + "/load")) { request, context in
-                var request = request
-                let body = try await request.collectBody(upTo: configuration.maxRequestBytes)
-                try models.controlMode.requireExplicitControl()
-                let parameters = try RepositoryRequests.loadParameters(body)
-                try await models.load(try context.parameters.require("model"), configOverride: parameters.config, files: parameters.files)
+                let parameters = try HTTPAdminBodies.loadParameters(try await body(request))
+                try await server.loadModel(try context.parameters.require("model"), configJSON: parameters.config, files: parameters.files)
                 return Response(status: .ok)
             }
             router.post(RouterPath(prefix + "/unload")) { request, context in
-                var request = request
-                _ = try await request.collectBody(upTo: configuration.maxRequestBytes)
-                try models.controlMode.requireExplicitControl()
-                try await models.unload(try context.parameters.require("model"))
+                _ = try await body(request)
+                try await server.unloadModel(try context.parameters.require("model"))
                 return Response(status: .ok)
             }
         }
         for prefix in ["/v2/models/:model", "/v2/models/:model/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context in
                 let (name, version) = try Self.target(context)
-                let versions: [LoadedModel]
-                if version != nil {
-                    versions = [try models.resolve(name, version: version)]
-                } else {
-                    versions = try models.readyVersions(of: name)
-                    if versions.isEmpty { _ = try models.resolve(name, version: nil) }
-                }
-                return try json(HTTPResponseBodies.modelMetadata(versions))
+                return try json(HTTPResponseBodies.modelMetadata(try server.modelVersions(name, version: version)))
             }
             router.get(RouterPath(prefix + "/ready")) { _, context in
                 let (name, version) = try Self.target(context)
-                let ready = (try? models.resolve(name, version: version)) != nil && phase.current != .draining
-                return Response(status: ready ? .ok : .badRequest)
+                return Response(status: server.isModelReady(name, version: version) ? .ok : .badRequest)
             }
             router.get(RouterPath(prefix + "/config")) { _, context in
                 let (name, version) = try Self.target(context)
-                let model = try models.resolve(name, version: version)
-                return Self.bytesResponse(try HTTPResponseBodies.modelConfig(model.config), contentType: "application/json")
+                return Self.bytesResponse(try server.model(name, version: version).configJSON(), contentType: "application/json")
             }
             router.get(RouterPath(prefix + "/stats")) { _, context in
                 let (name, version) = try Self.target(context)
-                let selected = version == nil ? try models.readyVersions(of: name) : [try models.resolve(name, version: version)]
-                return try json(HTTPResponseBodies.StatisticsBody(model_stats: selected.map(HTTPResponseBodies.ModelStatisticsBody.init)))
+                return try json(HTTPResponseBodies.StatisticsBody(
+                    model_stats: try server.statistics(name, version: version).map(HTTPResponseBodies.ModelStatisticsBody.init)))
             }
             router.post(RouterPath(prefix + "/infer")) { request, context in
                 try await infer(request, context: context)
             }
         }
+        addAdministrationRoutes(to: router)
+    }
+
+    /// The request body, inflated where it is compressed, within the size limit.
+    func body(_ request: Request) async throws -> ByteBuffer {
+        var request = request
+        let buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
+        return try HTTPCompression.inflate(buffer, contentEncoding: request.headers[.contentEncoding],
+                                           limit: configuration.maxRequestBytes)
     }
 
     private func infer(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        guard phase.current == .serving else {
-            throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
-        }
         let (name, version) = try Self.target(context)
-        if let encoding = request.headers[.contentEncoding], encoding.lowercased() != "identity" {
-            throw InferenceError.unsupported("Content-Encoding '\(encoding)' is not supported; send the request uncompressed")
-        }
         let headerLength = try Self.inferenceHeaderLength(request.headers)
-        var request = request
-        let buffer = try await request.collectBody(upTo: configuration.maxRequestBytes)
-        let body = Array(buffer.readableBytesView)
-        let (response, validated, encoding, model) = try await models.withModel(name, version: version) { model in
+        let body = Array(try await body(request).readableBytesView)
+        let call = InferenceCall(modelName: name, modelVersion: version, protocolName: "http", requestBytes: body.count)
+        let (response, encoding) = try await server.infer(call) { spec in
             let decoded = try InferRequestDecoder.decode(
-                body: body, headerLength: headerLength, modelName: name, modelVersion: model.spec.version, spec: model.spec)
-            let validated = try model.spec.validate(decoded.request)
-            return (try await model.runner.infer(validated), validated, decoded.outputs, model)
+                body: body, headerLength: headerLength, modelName: name, modelVersion: spec.version, spec: spec)
+            return (decoded.request, decoded.outputs)
         }
-        logger.debug("inference", metadata: [
-            "request.id": "\(response.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
-            "batch.size": "\(validated.batchSize)", "request.bytes": "\(body.count)", "protocol": "http",
-            "queue_us": "\(response.timing.queue.nanosecondsClamped / 1000)",
-            "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
-        ])
         let (bytes, jsonLength) = try InferResponseEncoder.encode(response, encoding: encoding)
         var headers = HTTPFields()
         if let jsonLength {
@@ -187,11 +154,16 @@ public struct KServeHTTPServer: Sendable {
         } else {
             headers[.contentType] = "application/json"
         }
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        var payload = ByteBuffer(bytes: bytes)
+        if let algorithm = HTTPCompression.responseEncoding(acceptEncoding: request.headers[.acceptEncoding]) {
+            payload = try HTTPCompression.deflate(payload, algorithm: algorithm)
+            headers[.contentEncoding] = algorithm
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: payload))
     }
 
-    private static func target(_ context: BasicRequestContext) throws -> (String, String?) {
-        (try context.parameters.require("model"), context.parameters.get("version"))
+    private static func target(_ context: BasicRequestContext) throws -> (String, String) {
+        (try context.parameters.require("model"), context.parameters.get("version") ?? "")
     }
 
     static func inferenceHeaderLength(_ headers: HTTPFields) throws -> Int? {

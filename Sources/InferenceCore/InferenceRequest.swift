@@ -12,10 +12,13 @@ public struct RequestedOutput: Sendable, Hashable {
     public var name: String
     /// The classification extension: return the top N classes instead of the tensor.
     public var classificationCount: Int?
+    /// Where to write the output instead of returning it (system shared memory).
+    public var region: SharedMemoryReference?
 
-    public init(name: String, classificationCount: Int? = nil) {
+    public init(name: String, classificationCount: Int? = nil, region: SharedMemoryReference? = nil) {
         self.name = name
         self.classificationCount = classificationCount
+        self.region = region
     }
 }
 
@@ -33,6 +36,9 @@ public struct InferenceRequest: Sendable {
     public var priority: UInt64
     /// The request's own queue timeout (protocol parameter `timeout`, microseconds).
     public var timeout: Duration?
+    /// Inputs whose bytes are in shared memory, by input name; their tensors
+    /// hold no bytes until the pipeline reads the region.
+    public var inputRegions: [String: SharedMemoryReference] = [:]
 
     public init(id: String = "", modelName: String, modelVersion: Int64? = nil, inputs: [Tensor],
                 requestedOutputs: [RequestedOutput] = [], parameters: [String: ParameterValue] = [:],
@@ -68,6 +74,9 @@ public struct InferenceResponse: Sendable {
     public var modelVersion: Int64
     public var outputs: [Tensor]
     public var timing: RequestTiming
+    /// Outputs written into shared memory (their tensors hold no bytes), by
+    /// name, with the bytes written.
+    public var outputRegions: [String: SharedMemoryReference] = [:]
 
     public init(id: String, modelName: String, modelVersion: Int64, outputs: [Tensor], timing: RequestTiming = .init()) {
         self.id = id

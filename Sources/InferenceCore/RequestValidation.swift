@@ -117,8 +117,7 @@ extension ModelSpec {
     private func checkByteSize(_ tensor: Tensor) throws {
         if let expected = try ShapeMath.byteSize(tensor.shape, dataType: tensor.dataType, tensorName: tensor.name) {
             guard tensor.bytes.count == expected else {
-                throw InferenceError.invalidArgument(
-                    "input '\(tensor.name)' for model '\(name)' has \(tensor.bytes.count) bytes of data, but shape \(ShapeMath.format(tensor.shape)) of \(tensor.dataType.rawValue) needs \(expected)")
+                throw TritonErrors.inputByteSizeMismatch(input: tensor.name, model: name, expected: expected, got: tensor.bytes.count)
             }
         } else {
             let expected = try ShapeMath.elementCount(tensor.shape, tensorName: tensor.name)

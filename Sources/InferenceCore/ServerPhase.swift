@@ -19,11 +19,3 @@ public final class ServerPhase: Sendable {
 
     public func set(_ newPhase: Phase) { phase.withLock { $0 = newPhase } }
 }
-
-/// The KServe v2 protocol extensions BatchServer implements, as ServerMetadata
-/// lists them (perf_analyzer and clients read this list).
-public enum ServerExtensions {
-    public static let supported = [
-        "binary_tensor_data", "model_configuration", "model_repository", "parameters", "schedule_policy", "statistics",
-    ]
-}

@@ -4,14 +4,6 @@ import Logging
 import Synchronization
 import TritonProto
 
-/// Readiness of one model version, as Triton's repository index reports it.
-public enum ModelVersionState: String, Sendable {
-    case loading = "LOADING"
-    case ready = "READY"
-    case unloading = "UNLOADING"
-    case unavailable = "UNAVAILABLE"
-}
-
 /// Triton's `--model-control-mode`.
 public enum ModelControlMode: String, Sendable, CaseIterable {
     /// Load every model at start; the repository is fixed afterwards.
@@ -31,15 +23,6 @@ extension ModelControlMode {
         case .none: throw InferenceError.unavailable("explicit model load / unload is not allowed: the model control mode is 'none'")
         }
     }
-}
-
-/// One row of the repository index.
-public struct ModelIndexEntry: Sendable, Hashable {
-    public var name: String
-    /// Empty when the model failed before any version was known.
-    public var version: String
-    public var state: ModelVersionState
-    public var reason: String
 }
 
 /// A ready model version: its spec, its normalized config and its runner.
@@ -323,41 +306,30 @@ public final class ModelManager: Sendable {
     private static func resolve(_ name: String, version: String?, in state: State) throws -> LoadedModel {
         var requested: Int64?
         if let version, !version.isEmpty {
-            guard let number = Int64(version), number > 0 else {
-                throw InferenceError.invalidArgument("model version '\(version)' for model '\(name)' is not a positive integer")
-            }
+            guard let number = Int64(version) else { throw TritonErrors.malformedVersion(version) }
+            guard number >= 0 else { throw TritonErrors.negativeVersion(version) }
             requested = number
         }
-        guard let entry = state.models[name] else {
-            throw InferenceError.notFound("unknown model: '\(name)'")
-        }
-        if entry.unloaded {
-            throw InferenceError.unavailable("model '\(name)' is not loaded")
-        }
-        if let failure = entry.failure {
-            throw InferenceError.unavailable("model '\(name)' is not ready: \(failure)")
-        }
+        guard let entry = state.models[name] else { throw TritonErrors.unknownModel(name) }
+        // Triton keeps a failed or unloaded model known, with no version available.
+        if entry.unloaded { throw TritonErrors.noAvailableVersion(name) }
+        if let failure = entry.failure { throw TritonErrors.noAvailableVersion(name, reason: "failed to load: \(failure)") }
         if let requested {
-            guard let versionEntry = entry.versions[requested] else {
-                throw InferenceError.notFound("unknown version \(requested) of model '\(name)'")
-            }
+            guard let versionEntry = entry.versions[requested] else { throw TritonErrors.unknownVersion(name, version: requested) }
             guard let model = versionEntry.model, versionEntry.state == .ready else {
-                let reason = versionEntry.reason.isEmpty ? "" : ": \(versionEntry.reason)"
-                throw InferenceError.unavailable("model '\(name)' version \(requested) is not ready (\(versionEntry.state.rawValue))\(reason)")
+                throw TritonErrors.versionNotReady(name, version: requested)
             }
             return model
         }
         guard let newest = entry.versions.filter({ $0.value.state == .ready }).max(by: { $0.key < $1.key }),
-              let model = newest.value.model else {
-            throw InferenceError.unavailable("model '\(name)' has no ready version")
-        }
+              let model = newest.value.model else { throw TritonErrors.noAvailableVersion(name) }
         return model
     }
 
     /// Every ready version of a model, oldest first (for metadata and statistics).
     public func readyVersions(of name: String) throws -> [LoadedModel] {
         try state.withLock { state in
-            guard let entry = state.models[name] else { throw InferenceError.notFound("unknown model: '\(name)'") }
+            guard let entry = state.models[name] else { throw TritonErrors.unknownModel(name) }
             return entry.versions.sorted { $0.key < $1.key }.compactMap { $0.value.state == .ready ? $0.value.model : nil }
         }
     }

@@ -25,7 +25,7 @@ func row(_ name: String, batch: Int = 1, count: Int = 16) -> Tensor {
         ([row("INPUT0", batch: 2), row("INPUT1", batch: 3)], "has batch size 3 but other inputs"),
         ([row("INPUT0", batch: 0), row("INPUT1", batch: 0)], "batch size 0"),
         ([Tensor(name: "INPUT0", shape: [1, 16], values: [Float](repeating: 0, count: 16)), row("INPUT1")], "data-type is 'FP32'"),
-        ([Tensor(name: "INPUT0", dataType: .int32, shape: [1, 16], bytes: [0, 0]), row("INPUT1")], "has 2 bytes of data"),
+        ([Tensor(name: "INPUT0", dataType: .int32, shape: [1, 16], bytes: [0, 0]), row("INPUT1")], "input byte size mismatch for input 'INPUT0' for model"),
         ([row("INPUT0"), row("INPUT0"), row("INPUT1")], "given more than once"),
     ] as [([Tensor], String)])
     func rejectsWithAMessageNamingTheProblem(inputs: [Tensor], message: String) {

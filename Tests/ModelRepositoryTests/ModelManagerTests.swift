@@ -59,10 +59,12 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
         // latest(1) by default: only version 3 is served; zero-prefixed and non-numeric are ignored.
         #expect(try manager.resolve("simple", version: nil).spec.version == 3)
         #expect(try manager.resolve("simple", version: "3").spec.version == 3)
-        #expect(throws: InferenceError.notFound("unknown version 1 of model 'simple'")) {
+        #expect(throws: TritonErrors.unknownVersion("simple", version: 1)) {
             try manager.resolve("simple", version: "1")
         }
-        #expect(throws: InferenceError.notFound("unknown model: 'other'")) { try manager.resolve("other", version: nil) }
+        #expect(throws: TritonErrors.unknownModel("other")) { try manager.resolve("other", version: nil) }
+        #expect(throws: TritonErrors.malformedVersion("x")) { try manager.resolve("simple", version: "x") }
+        #expect(throws: TritonErrors.negativeVersion("-3")) { try manager.resolve("simple", version: "-3") }
         #expect(manager.index() == [ModelIndexEntry(name: "simple", version: "3", state: .ready, reason: "")])
         #expect(manager.allModelsReady)
     }
@@ -92,7 +94,8 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
         #expect(index["bad_backend"]?.reason.contains("unknown backend 'nope'") == true)
         #expect(!manager.allModelsReady)
         let error = #expect(throws: InferenceError.self) { try manager.resolve("broken", version: nil) }
-        #expect(error?.code == .unavailable)
+        #expect(error?.code == .notFound)
+        #expect(error?.message.hasPrefix("Request for unknown model: 'broken' has no available versions (failed to load: ") == true)
     }
 
     @Test(arguments: [

@@ -1,0 +1,122 @@
+import Foundation
+import InferenceCore
+import Logging
+import ModelRepository
+import SwiftProtobuf
+import TritonProto
+
+/// The one request pipeline both frontends call: phase check, model lease,
+/// the frontend's decode, shared-memory inputs, validation, scheduling,
+/// shared-memory outputs and the log line, written once.
+public final class InferencePipeline: InferenceServer {
+    public let identity: ServerIdentity
+    private let models: ModelManager
+    private let phase: ServerPhase
+    private let ready: @Sendable () -> Bool
+    private let logger: Logger
+    private let regions: SystemSharedMemory
+    public let cudaSharedMemory: any CUDASharedMemoryRegistry
+    public let logSettings: any LogSettingsControl
+    public let traceSettings: any TraceSettingsControl
+
+    public init(identity: ServerIdentity, models: ModelManager, phase: ServerPhase, ready: @escaping @Sendable () -> Bool,
+                logSettings: any LogSettingsControl, systemSharedMemory: SystemSharedMemory = SystemSharedMemory(),
+                cudaSharedMemory: any CUDASharedMemoryRegistry = UnavailableCUDASharedMemory(), logger: Logger) {
+        self.identity = identity
+        self.models = models
+        self.phase = phase
+        self.ready = ready
+        self.logSettings = logSettings
+        self.traceSettings = TraceSettingsStore(knownModel: { name in (try? models.resolve(name, version: nil)) != nil })
+        self.regions = systemSharedMemory
+        self.cudaSharedMemory = cudaSharedMemory
+        self.logger = logger
+    }
+
+    public var systemSharedMemory: any SharedMemoryRegistry { regions }
+    public var isReady: Bool { ready() }
+
+    public func isModelReady(_ name: String, version: String) -> Bool {
+        phase.current != .draining && (try? models.resolve(name, version: version)) != nil
+    }
+
+    public func modelVersions(_ name: String, version: String) throws -> [ModelView] {
+        if !version.isEmpty { return [try model(name, version: version)] }
+        let versions = try models.readyVersions(of: name)
+        if versions.isEmpty { _ = try models.resolve(name, version: nil) }
+        return versions.map(Self.view)
+    }
+
+    public func model(_ name: String, version: String) throws -> ModelView {
+        Self.view(try models.resolve(name, version: version))
+    }
+
+    public func statistics(_ name: String, version: String) throws -> [ModelView] {
+        if name.isEmpty { return models.allReady().map(Self.view) }
+        if version.isEmpty { return try models.readyVersions(of: name).map(Self.view) }
+        return [try model(name, version: version)]
+    }
+
+    public func repositoryIndex(readyOnly: Bool) -> [ModelIndexEntry] { models.index(readyOnly: readyOnly) }
+
+    public func loadModel(_ name: String, configJSON: String?, files: [String: [UInt8]]) async throws {
+        try models.controlMode.requireExplicitControl()
+        try await models.load(name, configOverride: try configJSON.map(ModelConfigJSON.decode), files: files)
+    }
+
+    public func unloadModel(_ name: String) async throws {
+        try models.controlMode.requireExplicitControl()
+        try await models.unload(name)
+    }
+
+    public func infer<Wire: Sendable>(_ call: InferenceCall, decode: (ModelSpec) throws -> (InferenceRequest, Wire))
+        async throws -> (InferenceResponse, Wire) {
+        guard phase.current == .serving else {
+            throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
+        }
+        let (response, wire, batchSize, spec) = try await models.withModel(call.modelName, version: call.modelVersion) { model in
+            var (request, wire) = try decode(model.spec)
+            // The regions stay mapped while this request holds them, even if
+            // a client unregisters them meanwhile.
+            var held: [MappedRegion] = []
+            for (index, tensor) in request.inputs.enumerated() {
+                guard let reference = request.inputRegions[tensor.name] else { continue }
+                let region = try regions.region(for: reference)
+                held.append(region)
+                request.inputs[index].bytes = region.read(offset: reference.offset, count: reference.byteSize)
+            }
+            let outputRegions = try request.requestedOutputs.compactMap { output -> (String, SharedMemoryReference, MappedRegion)? in
+                guard let reference = output.region else { return nil }
+                return (output.name, reference, try regions.region(for: reference))
+            }
+            let validated = try model.spec.validate(request)
+            var response = try await model.runner.infer(validated)
+            for (name, reference, region) in outputRegions {
+                guard let index = response.outputs.firstIndex(where: { $0.name == name }) else { continue }
+                let bytes = response.outputs[index].bytes
+                guard bytes.count <= reference.byteSize else {
+                    throw TritonErrors.sharedMemoryOutputTooSmall(name, given: reference.byteSize, needed: bytes.count)
+                }
+                region.write(bytes, offset: reference.offset)
+                response.outputs[index].bytes = []
+                response.outputRegions[name] = SharedMemoryReference(region: reference.region, offset: reference.offset, byteSize: bytes.count)
+            }
+            withExtendedLifetime(held) {}
+            return (response, wire, validated.batchSize, model.spec)
+        }
+        logger.debug("inference", metadata: [
+            "request.id": "\(response.id)", "model.name": "\(spec.name)", "model.version": "\(spec.version)",
+            "batch.size": "\(batchSize)", "request.bytes": "\(call.requestBytes)", "protocol": "\(call.protocolName)",
+            "queue_us": "\(response.timing.queue.nanosecondsClamped / 1000)",
+            "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
+        ])
+        return (response, wire)
+    }
+
+    static func view(_ model: LoadedModel) -> ModelView {
+        let config = model.config
+        return ModelView(spec: model.spec, runner: model.runner,
+                         configProtobuf: { try config.serializedBytes() },
+                         configJSON: { try ModelConfigJSON.encode(config) })
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import InferenceCore
+import Logging
+import Synchronization
+
+/// The server's log settings, changed at run time through LogSettings and
+/// `/v2/logging`, read by the log handlers on every message.
+public final class LogSettingsStore: LogSettingsControl {
+    public enum Format: String, Sendable, CaseIterable {
+        /// Text lines (Triton's `default`; `ISO8601` is accepted as the same).
+        case `default`
+        case json
+    }
+
+    public struct Snapshot: Sendable {
+        public var info = true
+        public var warning = true
+        public var error = true
+        public var verboseLevel: UInt32 = 0
+        public var format = Format.default
+
+        /// Whether a message of `level` is written.
+        public func allows(_ level: Logger.Level) -> Bool {
+            switch level {
+            case .trace: verboseLevel >= 2
+            case .debug: verboseLevel >= 1
+            case .info, .notice: info
+            case .warning: warning
+            case .error, .critical: error
+            }
+        }
+
+        /// The lowest level written (swift-log's Logger checks it before formatting).
+        public var lowestLevel: Logger.Level {
+            Logger.Level.allCases.first(where: allows) ?? .critical
+        }
+    }
+
+    private let state: Mutex<Snapshot>
+
+    public init(verboseLevel: UInt32 = 0, format: Format = .default) {
+        var snapshot = Snapshot()
+        snapshot.verboseLevel = verboseLevel
+        snapshot.format = format
+        state = Mutex(snapshot)
+    }
+
+    public var snapshot: Snapshot { state.withLock { $0 } }
+
+    public func current() -> [String: LogSettingValue] {
+        let now = snapshot
+        return [
+            "log_file": .string(""), "log_info": .bool(now.info), "log_warning": .bool(now.warning),
+            "log_error": .bool(now.error), "log_verbose_level": .uint32(now.verboseLevel),
+            "log_format": .string(now.format == .json ? "json" : "default"),
+        ]
+    }
+
+    /// Applies every change or none (Triton applies them one by one and keeps
+    /// those before an error); keys it does not know are ignored, as in Triton.
+    public func update(_ changes: [String: LogSettingValue]) throws -> [String: LogSettingValue] {
+        var next = snapshot
+        for (key, value) in changes.sorted(by: { $0.key < $1.key }) {
+            switch (key, value) {
+            case ("log_info", .bool(let flag)): next.info = flag
+            case ("log_warning", .bool(let flag)): next.warning = flag
+            case ("log_error", .bool(let flag)): next.error = flag
+            case ("log_verbose_level", .uint32(let level)): next.verboseLevel = level
+            case ("log_format", .string(let text)):
+                switch text {
+                case "default", "ISO8601": next.format = .default
+                case "json": next.format = .json
+                default: throw TritonErrors.logFormatInvalid(text)
+                }
+            case ("log_file", _): throw TritonErrors.logFileNotSettable()
+            case ("log_info", _), ("log_warning", _), ("log_error", _): throw TritonErrors.logSettingType(key, expected: "boolean")
+            case ("log_verbose_level", _): throw TritonErrors.logSettingType(key, expected: "int32")
+            case ("log_format", _): throw TritonErrors.logSettingType(key, expected: "string")
+            default: continue
+            }
+        }
+        state.withLock { $0 = next }
+        return current()
+    }
+}
+
+/// Trace settings, global and per model, as Triton reports them. Requests are
+/// not traced yet: the settings are kept, validated and reported, so clients
+/// and operators that set them work unchanged.
+public final class TraceSettingsStore: TraceSettingsControl {
+    static let defaults: [String: [String]] = [
+        "trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"], "trace_count": ["-1"],
+        "log_frequency": ["0"], "trace_mode": ["triton"],
+    ]
+    private let state = Mutex<(global: [String: [String]], models: [String: [String: [String]]])>((defaults, [:]))
+    /// Names the per-model route may address (the repository's models).
+    private let knownModel: @Sendable (String) -> Bool
+
+    public init(knownModel: @escaping @Sendable (String) -> Bool = { _ in true }) {
+        self.knownModel = knownModel
+    }
+
+    public func current(model: String) throws -> [String: [String]] {
+        if !model.isEmpty, !knownModel(model) { throw TritonErrors.traceUnknownModel(model) }
+        return state.withLock { state in
+            state.global.merging(model.isEmpty ? [:] : state.models[model] ?? [:]) { $1 }
+        }
+    }
+
+    /// A nil value clears the setting: a model's falls back to the global
+    /// one, a global one to its default. Keys it does not know are ignored.
+    public func update(model: String, _ changes: [String: [String]?]) throws -> [String: [String]] {
+        if !model.isEmpty, !knownModel(model) { throw TritonErrors.traceUnknownModel(model) }
+        var checked: [String: [String]?] = [:]
+        for (key, value) in changes where Self.defaults[key] != nil {
+            if key == "trace_file" { throw TritonErrors.traceFileNotSettable() }
+            // updateValue keeps a nil (clear) that subscript assignment would drop.
+            checked.updateValue(try value.map { try Self.check(key, $0) }, forKey: key)
+        }
+        state.withLock { state in
+            for (key, value) in checked {
+                if model.isEmpty {
+                    state.global[key] = value ?? Self.defaults[key]
+                } else {
+                    state.models[model, default: [:]][key] = value
+                    if state.models[model]?.isEmpty == true { state.models[model] = nil }
+                }
+            }
+        }
+        return try current(model: model)
+    }
+
+    /// The value as stored, or Triton's error for it.
+    private static func check(_ key: String, _ value: [String]) throws -> [String] {
+        if key == "trace_level" {
+            let levels = value.filter { ["OFF", "TIMESTAMPS", "TENSORS"].contains($0) }
+            if levels.contains("OFF"), levels.count > 1 { throw TritonErrors.traceLevelOffWithOthers() }
+            return levels.isEmpty ? ["OFF"] : levels
+        }
+        guard value.count == 1 else { throw TritonErrors.traceSingleValue(key) }
+        let text = value[0]
+        switch key {
+        case "trace_rate", "log_frequency":
+            guard UInt32(text) != nil else { throw TritonErrors.traceValueUnparsable(key, text) }
+        case "trace_count":
+            guard let count = Int64(text) else { throw TritonErrors.traceValueUnparsable(key, text) }
+            guard count >= -1, count <= Int64(Int32.max) else { throw TritonErrors.traceCountInvalid(text) }
+        case "trace_mode":
+            guard ["triton", "opentelemetry"].contains(text) else { throw TritonErrors.traceValueUnparsable(key, text) }
+        default:
+            break
+        }
+        return value
+    }
+}
