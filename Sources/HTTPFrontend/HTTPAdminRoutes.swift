@@ -36,8 +36,10 @@ extension KServeHTTPServer {
             }
         }
         router.post("/v2/cudasharedmemory/region/:region/register") { request, context in
+            let name = try context.parameters.require("region")
+            guard cuda.isAvailable else { throw TritonErrors.cudaSharedMemoryUnsupported(name) }
             let registration = try HTTPAdminBodies.cudaRegistration(try await body(request))
-            try cuda.register(name: try context.parameters.require("region"), rawHandle: registration.handle,
+            try cuda.register(name: name, rawHandle: registration.handle,
                               deviceID: registration.deviceID, byteSize: registration.byteSize)
             return Response(status: .ok)
         }

@@ -15,7 +15,7 @@ enum HTTPCompression {
             return body
         }
         guard let algorithm = algorithm(encoding) else {
-            throw InferenceError.unsupported("unsupported Content-Encoding '\(encoding)'; use gzip, deflate or identity")
+            throw TritonErrors.unsupportedContentEncoding()
         }
         var input = body
         do {

@@ -214,9 +214,9 @@ enum InferRequestDecoder {
             }
             output.region = try SharedMemoryReference.parse(try tensorParameters(parameters, tensor: name, kind: "output"), tensor: name)
             if output.region != nil {
-                for other in ["classification", "binary_data"] where members[other] != nil {
-                    throw TritonErrors.outputSharedMemoryConflict(other)
-                }
+                if members["classification"] != nil { throw TritonErrors.outputSharedMemoryConflict("classification") }
+                // tritonclient sends binary_data false beside a region; only true conflicts.
+                if case .bool(true)? = members["binary_data"] { throw TritonErrors.outputSharedMemoryConflict("binary_data") }
             }
             if let count = members["classification"] {
                 guard let classes = count.nonNegativeInteger, classes > 0 else {

@@ -115,6 +115,8 @@ public struct CUDASharedMemoryRegionStatus: Sendable, Hashable {
 
 /// CUDA shared memory (regions exported with cudaIpcGetMemHandle).
 public protocol CUDASharedMemoryRegistry: Sendable {
+    /// False where no CUDA IPC exists: register is refused before its body is read, as in Triton.
+    var isAvailable: Bool { get }
     func register(name: String, rawHandle: [UInt8], deviceID: Int64, byteSize: UInt64) throws
     func status(name: String) throws -> [CUDASharedMemoryRegionStatus]
     func unregister(name: String) throws

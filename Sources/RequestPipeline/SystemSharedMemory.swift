@@ -110,6 +110,8 @@ public final class SystemSharedMemory: SharedMemoryRegistry {
 public struct UnavailableCUDASharedMemory: CUDASharedMemoryRegistry {
     public init() {}
 
+    public var isAvailable: Bool { false }
+
     public func register(name: String, rawHandle: [UInt8], deviceID: Int64, byteSize: UInt64) throws {
         throw TritonErrors.cudaSharedMemoryUnsupported(name)
     }

@@ -14,7 +14,7 @@ def client(server):
 
 def test_server_metadata_health_and_readiness(client):
     metadata = client.get_server_metadata()
-    assert metadata["name"] == "batchserver"
+    assert metadata["name"] == "triton"
     assert metadata["version"]
     assert {"binary_tensor_data", "model_configuration", "statistics"} <= set(metadata["extensions"])
     assert client.is_server_live()

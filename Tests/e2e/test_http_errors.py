@@ -71,10 +71,10 @@ CASES = {
         None, 400, "unexpected inference output 'OUTPUT9'",
     ),
     "unknown model": (
-        "/v2/models/no_such_model/infer", {"inputs": [json_input()]}, None, 404, "unknown model: 'no_such_model'",
+        "/v2/models/no_such_model/infer", {"inputs": [json_input()]}, None, 404, "Request for unknown model: 'no_such_model' is not found",
     ),
     "unknown version": (
-        "/v2/models/simple/versions/9/infer", {"inputs": [json_input()]}, None, 404, "unknown version 9 of model 'simple'",
+        "/v2/models/simple/versions/9/infer", {"inputs": [json_input()]}, None, 404, "Request for unknown model: 'simple' version 9 is not found",
     ),
     "malformed JSON": (
         "/v2/models/simple/infer", b'{"inputs": [', None, 400, "malformed JSON",
