@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "batch-server", targets: ["BatchServer"]),
         .executable(name: "batch-server-tokenize", targets: ["TokenizeTool"]),
+        .executable(name: "batch-server-client", targets: ["BatchServerClient"]),
         // For the benchmark packages under bench/ and the fuzzers under fuzz/,
         // which build against these modules.
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
@@ -40,6 +41,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
     ],
     targets: [
         // The vocabulary every layer shares: datatypes, tensors, requests,
@@ -180,12 +184,30 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // Bulk jobs over KServe v2 gRPC (grpc-swift-2's client): streamed input,
+        // a window sized from the server's queue time, several endpoints,
+        // retries, and the journal that makes a rerun resume exactly once.
+        .target(
+            name: "BulkClient",
+            dependencies: [
+                "TritonProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "BatchServerClient",
+            dependencies: ["BulkClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // The tokenizer on the command line (checks against Hugging Face's, operator use).
         .executableTarget(name: "TokenizeTool", dependencies: ["TransformerEncoder"]),
         .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "BulkClientTests", dependencies: ["BulkClient"]),
         .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),

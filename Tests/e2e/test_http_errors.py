@@ -138,7 +138,7 @@ def test_binary_size_that_does_not_match_shape(server):
     body, headers = binary_request([60, 68], struct.pack("<16i", *ROW) * 2)
     response = post(server, "/v2/models/simple/infer", body, headers)
     assert response.status_code == 400
-    assert "input 'INPUT0' for model 'simple' has 60 bytes" in response.json()["error"]
+    assert "input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 60" in response.json()["error"]
 
 
 def test_header_length_larger_than_body(server):

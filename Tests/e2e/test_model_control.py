@@ -67,7 +67,9 @@ def test_explicit_load_and_unload_with_requests_in_flight(start_server, tmp_path
     assert results == [2 * i for i in range(6)]  # none lost
     with pytest.raises(InferenceServerException) as info:
         client.infer("slow", inputs())
-    assert info.value.status() == "503"
+    # Triton: an unloaded model is known, with no version available (404).
+    assert info.value.status() == "404"
+    assert "Request for unknown model: 'slow' has no available versions" in info.value.message()
     assert index(server)[("slow", "")] == ("UNAVAILABLE", "unloaded")
     assert client.infer("other", inputs(2)).as_numpy("OUTPUT0")[0, 0] == 4
     client.close()
@@ -184,4 +186,5 @@ def test_broken_model_serves_the_others_and_reports_why(start_server, tmp_path):
         assert client.infer("good", inputs(1)).as_numpy("OUTPUT0")[0, 0] == 2
         with pytest.raises(InferenceServerException) as info:
             client.infer("bad", inputs(1))
-        assert info.value.status() == "503"
+        assert info.value.status() == "404"
+        assert "has no available versions (failed to load: " in info.value.message()

@@ -1,5 +1,5 @@
 // The gRPC path before the scheduler: the length-prefixed deframer fed in
-// arbitrary chunks, protobuf decoding of ModelInferRequest, conversion to the
+// arbitrary chunks (compressed messages inflated within the limit), protobuf decoding of ModelInferRequest, conversion to the
 // core request and validation against a model.
 @testable import GRPCFrontend
 import GRPCLite
@@ -20,10 +20,12 @@ let model = ModelSpec(
 public func fuzzGRPCInfer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let start, count > 0 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: start, count: count))
-    // First byte: the chunk size DATA frames are cut into (1...256).
+    // First byte: the chunk size DATA frames are cut into (1...256), and the
+    // call's grpc-encoding (identity, gzip, deflate: compressed frames inflate).
     let chunk = Int(bytes[0]) + 1
+    let compression: GRPCCompression? = [nil, .gzip, .deflate][Int(bytes[0]) % 3]
     let stream = bytes.dropFirst()
-    var deframer = GRPCMessageDeframer(maxMessageBytes: 1 << 20)
+    var deframer = GRPCMessageDeframer(maxMessageBytes: 1 << 20, compression: compression)
     var offset = stream.startIndex
     do {
         while offset < stream.endIndex {
@@ -43,7 +45,7 @@ public func fuzzGRPCInfer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt 
 func handle(_ message: [UInt8]) {
     do {
         let proto = try Inference_ModelInferRequest(serializedBytes: message)
-        let request = try GRPCTensorCoding.request(from: proto, version: 1)
+        let request = try GRPCTensorCoding.request(from: proto, version: 1, model: "fuzz")
         let validated = try model.validate(request)
         for tensor in validated.request.inputs where tensor.dataType == .bytes {
             _ = try tensor.elements()

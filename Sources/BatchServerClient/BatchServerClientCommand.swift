@@ -1,0 +1,169 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import BulkClient
+import Foundation
+
+/// `batch-server-client`: bulk jobs against any KServe v2 (Triton-compatible) gRPC server.
+@main
+struct BatchServerClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "batch-server-client",
+        abstract: "Bulk inference over KServe v2 gRPC, resumable and exactly once in the output.",
+        version: "0.2.0",
+        subcommands: [Run.self])
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Sends every row of a JSONL or CSV file to MODEL and writes one result line per id.",
+        discussion: """
+        Rerunning the same command after a crash (of the client or a server) continues where it stopped: \
+        the journal beside the output says which rows are done. Exit status: 0 when every row succeeded, \
+        1 when some rows are in the errors file, 2 when the job stopped early (rerun to continue), 3 on a usage or setup error.
+        """)
+
+    @Argument(help: "The model to call.")
+    var model: String
+
+    @Option(help: "Input rows: .jsonl (one JSON object per line) or .csv (header row).")
+    var input: String
+
+    @Option(help: "Results, one JSON line per id: {\"id\", \"<OUTPUT>\": [...]}.")
+    var output: String
+
+    @Option(help: "Rows that failed with their reason (default: <output>.errors.jsonl).")
+    var errors: String?
+
+    @Option(name: .customLong("server"), help: "host:port of a server; repeat for several, or give a name that resolves to all pods (a headless Service).")
+    var servers: [String] = ["127.0.0.1:8001"]
+
+    @Option(name: .customLong("id-field")) var idField = "id"
+    @Option(name: .customLong("text-field")) var textField = "text"
+    @Option(name: .customLong("ids-field"), help: "The field holding token ids (a JSON list; in CSV, space-separated or a JSON list).")
+    var idsField = "input_ids"
+
+    @Flag(help: "Write results in input order (default: as they finish).")
+    var ordered = false
+
+    @Option(help: "Return the top K classes with labels (Triton's classification extension) instead of the raw first output.")
+    var classes: Int?
+
+    @Option(name: .customLong("in-flight"), help: "Requests in flight, fixed (default: sized from the server's queue time).")
+    var inFlight: Int?
+
+    @Option(name: .customLong("max-in-flight"), help: "Upper bound of the sized window.")
+    var maxInFlight = 256
+
+    @Flag(help: "Discard an existing output, errors file and journal and start over.")
+    var restart = false
+
+    @Flag(help: "Compress requests with gzip (grpc-encoding).")
+    var compress = false
+
+    @Option(name: .customLong("timeout-secs"), help: "Deadline of each call.")
+    var timeoutSecs = 60
+
+    @Option(name: .customLong("give-up-secs"), help: "Stop (resumable) when no row finished for this long.")
+    var giveUpSecs = 300
+
+    @Option(name: .customLong("max-attempts"), help: "Attempts per row on retryable errors before it goes to the errors file.")
+    var maxAttempts = 100
+
+    @Option(help: "Progress output: auto (a live line on a terminal, periodic lines otherwise), terminal, lines, off.")
+    var progress: ProgressReporter.Mode = .auto
+
+    @Option(name: .customLong("summary-json"), help: "Write the job's figures here as JSON.")
+    var summaryJSON: String?
+
+    func validate() throws {
+        if let inFlight, inFlight < 1 { throw ValidationError("--in-flight must be at least 1") }
+        if let classes, classes < 1 { throw ValidationError("--classes must be at least 1") }
+        guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
+        guard !servers.isEmpty else { throw ValidationError("give at least one --server") }
+    }
+
+    func run() async throws {
+        let endpoints: [(String, Int)]
+        do {
+            endpoints = try servers.flatMap(EndpointResolution.resolve)
+        } catch {
+            FileHandle.standardError.write(Data("batch-server-client: \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        var options = BulkJobOptions(model: model, input: input, output: output)
+        options.errors = errors
+        options.fields = FieldNames(id: idField, text: textField, inputIDs: idsField)
+        options.ordered = ordered
+        options.classes = classes
+        options.inFlight = inFlight
+        options.maxInFlight = maxInFlight
+        options.restart = restart
+        options.compress = compress
+        options.callTimeout = .seconds(timeoutSecs)
+        options.giveUpAfter = .seconds(giveUpSecs)
+        options.maxAttempts = maxAttempts
+        let connections = try endpoints.map { host, port in
+            try KServeConnection(host: host, port: port, timeout: options.callTimeout, compress: compress)
+        }
+        let summary: BulkJobSummary
+        do {
+            summary = try await withThrowingTaskGroup(of: Void.self) { group in
+                for connection in connections { group.addTask { try await connection.run() } }
+                defer { connections.forEach { $0.stop() } }
+                return try await BulkJob(options: options, connections: connections, progress: ProgressReporter(mode: progress)).run()
+            }
+        } catch let error as BulkJobError {
+            FileHandle.standardError.write(Data("batch-server-client: \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+        if let summaryJSON {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            try encoder.encode(summary).write(to: URL(fileURLWithPath: summaryJSON))
+        }
+        let line = "batch-server-client: \(summary.succeeded) succeeded, \(summary.errors) errors, \(summary.resumed) done before, "
+            + "\(summary.retries) retries, \(String(format: "%.1f", summary.rowsPerSecond)) rows/s over \(String(format: "%.1f", summary.seconds)) s\n"
+        FileHandle.standardError.write(Data(line.utf8))
+        if let reason = summary.stoppedEarly {
+            FileHandle.standardError.write(Data("batch-server-client: stopped early: \(reason)\n".utf8))
+            throw ExitCode(2)
+        }
+        if summary.errors > 0 { throw ExitCode(1) }
+    }
+}
+
+extension ProgressReporter.Mode: ExpressibleByArgument {}
+
+/// `host:port` to addresses: a name resolving to several (a Kubernetes
+/// headless Service) gives one endpoint per address.
+enum EndpointResolution {
+    static func resolve(_ server: String) throws -> [(String, Int)] {
+        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else {
+            throw ValidationError("--server '\(server)' must be host:port")
+        }
+        var host = String(server[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else {
+            throw ValidationError("--server '\(server)': cannot resolve '\(host)'")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [String] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                let address = String(cString: buffer)
+                if !addresses.contains(address) { addresses.append(address) }
+            }
+            cursor = entry.pointee.ai_next
+        }
+        // A name that is a single address keeps its name (TLS and logs read better).
+        if addresses.count <= 1 { return [(host, port)] }
+        return addresses.map { ($0, port) }
+    }
+}

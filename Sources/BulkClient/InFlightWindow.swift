@@ -1,0 +1,103 @@
+/// How many requests the client keeps in flight, sized from the server's own
+/// signals: the queue time its statistics API reports per request. A queue
+/// shorter than a few executions means the batcher could take more (the
+/// window grows); a longer one only adds latency and memory (it shrinks).
+public struct InFlightWindow: Sendable, Equatable {
+    public private(set) var size: Int
+    public let minimum: Int
+    public let maximum: Int
+    /// A fixed window (`--in-flight N`) never changes.
+    public let fixed: Bool
+
+    public init(initial: Int = 8, minimum: Int = 1, maximum: Int = 512, fixed: Bool = false) {
+        self.minimum = max(1, minimum)
+        self.maximum = max(self.minimum, maximum)
+        self.size = min(max(initial, self.minimum), self.maximum)
+        self.fixed = fixed
+    }
+
+    /// One interval's statistics, summed over the endpoints: mean queue and
+    /// compute time per request (nanoseconds), and how many requests finished.
+    public struct Sample: Sendable, Equatable {
+        public var queueNanoseconds: Double
+        public var computeNanoseconds: Double
+        public var requests: Int
+        public init(queueNanoseconds: Double, computeNanoseconds: Double, requests: Int) {
+            self.queueNanoseconds = queueNanoseconds
+            self.computeNanoseconds = computeNanoseconds
+            self.requests = requests
+        }
+    }
+
+    /// Adjusts the window: grow by a quarter while the queue holds under two
+    /// executions' worth of work, shrink by a quarter past four.
+    public mutating func adjust(_ sample: Sample, inFlight: Int) {
+        guard !fixed, sample.requests > 0, sample.computeNanoseconds > 0 else { return }
+        let queueInExecutions = sample.queueNanoseconds / sample.computeNanoseconds
+        if queueInExecutions < 2 {
+            // Only grow a window that is being used: an idle one says nothing.
+            guard inFlight >= size - size / 8 else { return }
+            size = min(maximum, size + max(1, size / 4))
+        } else if queueInExecutions > 4 {
+            size = max(minimum, size - max(1, size / 4))
+        }
+    }
+}
+
+/// One server address and what the client knows of it.
+public struct EndpointState: Sendable, Equatable {
+    public let address: String
+    public var inFlight = 0
+    /// No requests go to it before this instant (after a failure), seconds.
+    public var downUntil: Double = 0
+    public var consecutiveFailures = 0
+    public var completed = 0
+    public var failures = 0
+
+    public init(address: String) { self.address = address }
+}
+
+/// Picks endpoints by in-flight count among the healthy ones, and backs off
+/// from one that fails (exponentially, 0.1 s doubling to 5 s).
+public struct EndpointPool: Sendable {
+    public private(set) var endpoints: [EndpointState]
+
+    public init(addresses: [String]) {
+        endpoints = addresses.map(EndpointState.init)
+    }
+
+    /// The healthy endpoint with the fewest requests in flight, or nil.
+    public func pick(now: Double) -> Int? {
+        endpoints.indices.filter { endpoints[$0].downUntil <= now }.min { endpoints[$0].inFlight < endpoints[$1].inFlight }
+    }
+
+    /// When the next endpoint comes back, if none is healthy now.
+    public func nextRecovery(now: Double) -> Double? {
+        guard pick(now: now) == nil else { return nil }
+        return endpoints.map(\.downUntil).min()
+    }
+
+    public mutating func started(_ index: Int) { endpoints[index].inFlight += 1 }
+
+    public mutating func succeeded(_ index: Int) {
+        endpoints[index].inFlight -= 1
+        endpoints[index].completed += 1
+        endpoints[index].consecutiveFailures = 0
+    }
+
+    /// A request failed in a way that says the endpoint is unwell.
+    public mutating func failed(_ index: Int, now: Double) {
+        endpoints[index].inFlight -= 1
+        endpoints[index].failures += 1
+        endpoints[index].consecutiveFailures += 1
+        let backoff = min(5.0, 0.1 * Double(1 << min(endpoints[index].consecutiveFailures - 1, 6)))
+        endpoints[index].downUntil = max(endpoints[index].downUntil, now + backoff)
+    }
+
+    /// A request finished with a row's own error: the endpoint is fine.
+    public mutating func answered(_ index: Int) {
+        endpoints[index].inFlight -= 1
+        endpoints[index].completed += 1
+        endpoints[index].consecutiveFailures = 0
+    }
+}

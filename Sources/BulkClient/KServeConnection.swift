@@ -1,0 +1,102 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import GRPCProtobuf
+import TritonProto
+
+/// One endpoint's gRPC client (grpc-swift-2): KServe v2 calls without
+/// generated stubs. The client reconnects on its own after the server goes
+/// away; `run()` keeps its connections until `stop()`.
+public final class KServeConnection: Sendable {
+    static let service = "inference.GRPCInferenceService"
+    static let modelInfer = MethodDescriptor(fullyQualifiedService: service, method: "ModelInfer", type: .unary)
+    static let modelMetadata = MethodDescriptor(fullyQualifiedService: service, method: "ModelMetadata", type: .unary)
+    static let modelStatistics = MethodDescriptor(fullyQualifiedService: service, method: "ModelStatistics", type: .unary)
+
+    public let address: String
+    let client: GRPCClient<HTTP2ClientTransport.Posix>
+    let timeout: Duration
+    let compression: CompressionAlgorithm
+
+    /// `host` is an IP address or a name; `timeout` bounds each call.
+    public init(host: String, port: Int, timeout: Duration, compress: Bool, maxMessageBytes: Int = 64 << 20) throws {
+        address = "\(host):\(port)"
+        self.timeout = timeout
+        compression = compress ? .gzip : .none
+        let serviceConfig = ServiceConfig(methodConfig: [
+            MethodConfig(names: [MethodConfig.Name(service: "")],
+                         // The transport reads its receive limit from the request-size field.
+                         maxRequestMessageBytes: maxMessageBytes, maxResponseMessageBytes: maxMessageBytes),
+        ])
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .dns(host: host, port: port),
+            transportSecurity: .plaintext,
+            config: .defaults { config in
+                // A restarted pod is back within seconds: retry the connection soon.
+                config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+                config.compression = .init(algorithm: .none, enabledAlgorithms: [.gzip, .deflate])
+            },
+            serviceConfig: serviceConfig)
+        client = GRPCClient(transport: transport)
+    }
+
+    /// Runs the client's connections until `stop()` (call once, in a task).
+    public func run() async throws { try await client.runConnections() }
+
+    public func stop() { client.beginGracefulShutdown() }
+
+    private var options: CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        options.compression = compression
+        return options
+    }
+
+    public func infer(_ request: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
+        try await client.unary(
+            request: ClientRequest(message: request), descriptor: Self.modelInfer,
+            serializer: ProtobufSerializer<Inference_ModelInferRequest>(),
+            deserializer: ProtobufDeserializer<Inference_ModelInferResponse>(), options: options
+        ) { try $0.message }
+    }
+
+    public func metadata(model: String) async throws -> Inference_ModelMetadataResponse {
+        try await client.unary(
+            request: ClientRequest(message: Inference_ModelMetadataRequest.with { $0.name = model }), descriptor: Self.modelMetadata,
+            serializer: ProtobufSerializer<Inference_ModelMetadataRequest>(),
+            deserializer: ProtobufDeserializer<Inference_ModelMetadataResponse>(), options: options
+        ) { try $0.message }
+    }
+
+    public func statistics(model: String) async throws -> Inference_ModelStatisticsResponse {
+        try await client.unary(
+            request: ClientRequest(message: Inference_ModelStatisticsRequest.with { $0.name = model }), descriptor: Self.modelStatistics,
+            serializer: ProtobufSerializer<Inference_ModelStatisticsRequest>(),
+            deserializer: ProtobufDeserializer<Inference_ModelStatisticsResponse>(), options: options
+        ) { try $0.message }
+    }
+}
+
+/// Which failures may be retried: the request may not have run, or running
+/// it again is harmless because each id is written once.
+public enum RetryPolicy {
+    public enum Verdict: Equatable, Sendable {
+        /// Send again (to another endpoint if one is healthy); the endpoint is suspect.
+        case retry
+        /// The row's own error: into the errors file.
+        case rowError(String)
+    }
+
+    public static func verdict(for error: any Error) -> Verdict {
+        if let rpc = error as? RPCError {
+            switch rpc.code {
+            case .unavailable, .deadlineExceeded, .resourceExhausted, .cancelled, .aborted, .unknown:
+                return .retry
+            default:
+                return .rowError("\(rpc.code): \(rpc.message)")
+            }
+        }
+        if let problem = error as? RowProblem { return .rowError(problem.reason) }
+        // Connection-level failures (RuntimeError, NIO errors) mean the endpoint, not the row.
+        return .retry
+    }
+}

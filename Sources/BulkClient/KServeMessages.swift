@@ -1,0 +1,121 @@
+import Foundation
+import SwiftProtobuf
+import TritonProto
+
+/// What the client learned of the model from ModelMetadata: how to send a row.
+public struct ModelShape: Sendable {
+    public var name: String
+    public var textInput: String?
+    public var idsInput: String?
+    public var maskInput: String?
+    public var outputs: [String]
+
+    public init(metadata: Inference_ModelMetadataResponse) throws {
+        name = metadata.name
+        let inputs = Dictionary(metadata.inputs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        textInput = inputs.values.first { $0.datatype == "BYTES" }?.name
+        idsInput = inputs["INPUT_IDS"].map(\.name) ?? inputs.values.first { $0.datatype == "INT64" && $0.name != "ATTENTION_MASK" }?.name
+        maskInput = inputs["ATTENTION_MASK"]?.name
+        outputs = metadata.outputs.map(\.name)
+        if textInput == nil && idsInput == nil {
+            throw BulkJobError.server("model '\(name)' has neither a BYTES (text) input nor INPUT_IDS; the bulk client sends one of them")
+        }
+    }
+}
+
+/// Builds one request per row and turns each answer into an output line.
+public struct KServeMessages: Sendable {
+    public let model: ModelShape
+    /// `--classes K`: the classification extension's top K labels on the first output.
+    public let classes: Int?
+
+    public init(model: ModelShape, classes: Int?) {
+        self.model = model
+        self.classes = classes
+    }
+
+    public func request(for row: InputRow) throws -> Inference_ModelInferRequest {
+        var request = Inference_ModelInferRequest()
+        request.modelName = model.name
+        request.id = row.id
+        if let ids = row.inputIDs {
+            guard let idsInput = model.idsInput else {
+                throw RowProblem(index: row.index, id: row.id, reason: "model '\(model.name)' takes text, and the row has only token ids")
+            }
+            request.inputs.append(.with {
+                $0.name = idsInput
+                $0.datatype = "INT64"
+                $0.shape = [1, Int64(ids.count)]
+            })
+            request.rawInputContents.append(ids.withUnsafeBytes { Data($0) })
+            if let mask = model.maskInput {
+                request.inputs.append(.with {
+                    $0.name = mask
+                    $0.datatype = "INT64"
+                    $0.shape = [1, Int64(ids.count)]
+                })
+                request.rawInputContents.append([Int64](repeating: 1, count: ids.count).withUnsafeBytes { Data($0) })
+            }
+        } else if let text = row.text {
+            guard let textInput = model.textInput else {
+                throw RowProblem(index: row.index, id: row.id, reason: "model '\(model.name)' takes token ids, and the row has only text")
+            }
+            request.inputs.append(.with {
+                $0.name = textInput
+                $0.datatype = "BYTES"
+                $0.shape = [1, 1]
+            })
+            let utf8 = Array(text.utf8)
+            var bytes = Data()
+            withUnsafeBytes(of: UInt32(utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: utf8)
+            request.rawInputContents.append(bytes)
+        }
+        for (position, name) in model.outputs.enumerated() {
+            request.outputs.append(.with {
+                $0.name = name
+                if position == 0, let classes { $0.parameters["classification"] = .with { $0.int64Param = Int64(classes) } }
+            })
+        }
+        return request
+    }
+
+    /// `{"id": ..., "<output>": [values...]}`: numbers for numeric outputs,
+    /// strings ("score:index:label") for classification results.
+    public func line(for row: InputRow, response: Inference_ModelInferResponse) throws -> [UInt8] {
+        var object: [String: Any] = ["id": row.id]
+        for (position, output) in response.outputs.enumerated() {
+            let raw = position < response.rawOutputContents.count ? response.rawOutputContents[position] : Data()
+            object[output.name] = try Self.values(output.datatype, raw, name: output.name)
+        }
+        return Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
+    }
+
+    static func values(_ datatype: String, _ raw: Data, name: String) throws -> Any {
+        func numbers<T: Numeric>(_: T.Type, _ convert: (T) -> Any) -> [Any] {
+            raw.withUnsafeBytes { buffer in
+                buffer.bindMemory(to: T.self).map(convert)
+            }
+        }
+        switch datatype {
+        case "FP32": return numbers(Float.self) { value in value.isFinite ? Double(value) : "\(value)" }
+        case "FP64": return numbers(Double.self) { value in value.isFinite ? value : "\(value)" }
+        case "INT64": return numbers(Int64.self) { $0 }
+        case "INT32": return numbers(Int32.self) { $0 }
+        case "BYTES":
+            var elements: [String] = []
+            var offset = 0
+            let bytes = [UInt8](raw)
+            while offset + 4 <= bytes.count {
+                let length = Int(UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24)
+                offset += 4
+                guard offset + length <= bytes.count else { break }
+                elements.append(String(decoding: bytes[offset..<(offset + length)], as: UTF8.self))
+                offset += length
+            }
+            return elements
+        default:
+            throw BulkJobError.server("output '\(name)' has datatype \(datatype), which the bulk client does not write")
+        }
+    }
+}

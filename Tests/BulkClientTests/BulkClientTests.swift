@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+@testable import BulkClient
+
+func temporaryPath(_ name: String) -> String {
+    NSTemporaryDirectory() + "bulk-\(UUID().uuidString)-" + name
+}
+
+func write(_ text: String, to name: String) throws -> String {
+    let path = temporaryPath(name)
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProblem>] {
+    var rows: [Result<InputRow, RowProblem>] = []
+    while let row = try reader.next() { rows.append(row) }
+    return rows
+}
+
+@Suite struct InputReaderTests {
+    @Test func jsonLinesWithTextAndTokenIDs() throws {
+        let path = try write("""
+        {"id": "a", "text": "chest pain, resolved"}
+        {"id": 7, "input_ids": [101, 2023, 102]}
+
+        not json
+        {"text": "no id"}
+        {"id": "b", "input_ids": [1.5]}
+        {"id": "c"}
+        """, to: "in.jsonl")
+        var reader = try JSONLinesReader(path: path, fields: FieldNames())
+        let rows = try readAll(&reader)
+        #expect(rows.count == 6)
+        #expect(try rows[0].get() == InputRow(index: 0, id: "a", text: "chest pain, resolved"))
+        #expect(try rows[1].get() == InputRow(index: 1, id: "7", inputIDs: [101, 2023, 102]))
+        guard case .failure(let notJSON) = rows[2], case .failure(let noID) = rows[3], case .failure(let fractional) = rows[4],
+              case .failure(let empty) = rows[5] else {
+            Issue.record("rows 3-6 should be problems")
+            return
+        }
+        #expect(notJSON.reason.contains("not a JSON object"))
+        #expect(noID.reason.contains("has no 'id'"))
+        #expect(fractional.id == "b" && fractional.reason.contains("list of integers"))
+        #expect(empty.reason.contains("neither"))
+    }
+
+    @Test func csvWithQuotesNewlinesAndCustomFields() throws {
+        let path = try write("note_id,body,tokens\r\n1,\"She said \"\"fine\"\", then\nleft\",\n2,,101 7 102\n3,plain,\"[5, 6]\"\n", to: "in.csv")
+        var reader = try CSVReader(path: path, fields: FieldNames(id: "note_id", text: "body", inputIDs: "tokens"))
+        let rows = try readAll(&reader).map { try $0.get() }
+        #expect(rows == [
+            InputRow(index: 0, id: "1", text: "She said \"fine\", then\nleft"),
+            InputRow(index: 1, id: "2", inputIDs: [101, 7, 102]),
+            InputRow(index: 2, id: "3", text: "plain", inputIDs: [5, 6]),
+        ])
+    }
+
+    @Test func csvWithoutTheIDColumnIsRefused() throws {
+        let path = try write("name,text\nx,y\n", to: "in.csv")
+        #expect(throws: BulkJobError.self) { _ = try CSVReader(path: path, fields: FieldNames()) }
+    }
+
+    @Test func countsRowsWithoutATrailingNewline() throws {
+        #expect(RowCounter.lines(in: try write("a\nb\nc", to: "n.txt")) == 3)
+        #expect(RowCounter.lines(in: try write("a\nb\n", to: "n.txt")) == 2)
+    }
+}
+
+@Suite struct ResultJournalTests {
+    @Test func aRerunCutsBackToTheLastCommitAndKnowsWhatIsDone() throws {
+        let output = temporaryPath("out.jsonl")
+        do {
+            let journal = try ResultJournal(paths: .init(output: output), job: "job", restart: false)
+            journal.writeResult(Array(#"{"id":"a"}"#.utf8))
+            journal.writeError(id: "b", index: 1, reason: "bad")
+            try journal.commit()
+            // Written after the last commit, then the process dies: half a line too.
+            journal.writeResult(Array(#"{"id":"c"}"#.utf8))
+        }
+        let handle = FileHandle(forWritingAtPath: output)!
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"id":"d","#.utf8))
+        try handle.close()
+
+        let resumed = try ResultJournal(paths: .init(output: output), job: "job", restart: false)
+        #expect(resumed.done == ["a", "b"])
+        #expect(resumed.resumedRows == 2)
+        resumed.writeResult(Array(#"{"id":"c"}"#.utf8))
+        try resumed.commit()
+        let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
+        #expect(lines == [#"{"id":"a"}"#, #"{"id":"c"}"#])
+    }
+
+    @Test func anotherJobsJournalOrAnOutputWithoutOneIsRefused() throws {
+        let output = temporaryPath("out.jsonl")
+        do { _ = try ResultJournal(paths: .init(output: output), job: "model=a", restart: false) }
+        #expect(throws: BulkJobError.self) { _ = try ResultJournal(paths: .init(output: output), job: "model=b", restart: false) }
+        _ = try ResultJournal(paths: .init(output: output), job: "model=b", restart: true)
+
+        let orphan = temporaryPath("orphan.jsonl")
+        try "{\"id\":\"x\"}\n".write(toFile: orphan, atomically: true, encoding: .utf8)
+        #expect(throws: BulkJobError.self) { _ = try ResultJournal(paths: .init(output: orphan), job: "j", restart: false) }
+    }
+}
+
+@Suite struct WindowAndEndpointTests {
+    @Test func theWindowGrowsWhileTheQueueIsShortAndShrinksWhenLong() {
+        var window = InFlightWindow(initial: 8, maximum: 64)
+        window.adjust(.init(queueNanoseconds: 1e6, computeNanoseconds: 10e6, requests: 100), inFlight: 8)
+        #expect(window.size == 10)
+        // An idle window does not grow.
+        window.adjust(.init(queueNanoseconds: 1e6, computeNanoseconds: 10e6, requests: 100), inFlight: 2)
+        #expect(window.size == 10)
+        window.adjust(.init(queueNanoseconds: 50e6, computeNanoseconds: 10e6, requests: 100), inFlight: 10)
+        #expect(window.size == 8)
+        for _ in 0..<50 { window.adjust(.init(queueNanoseconds: 0, computeNanoseconds: 1, requests: 1), inFlight: window.size) }
+        #expect(window.size == 64)
+        var fixed = InFlightWindow(initial: 4, fixed: true)
+        fixed.adjust(.init(queueNanoseconds: 0, computeNanoseconds: 1, requests: 1), inFlight: 4)
+        #expect(fixed.size == 4)
+    }
+
+    @Test func endpointsAreChosenByInFlightAndBackedOffAfterFailures() {
+        var pool = EndpointPool(addresses: ["a", "b"])
+        #expect(pool.pick(now: 0) == 0)
+        pool.started(0)
+        #expect(pool.pick(now: 0) == 1)
+        pool.started(1)
+        pool.started(1)
+        #expect(pool.pick(now: 0) == 0)
+        pool.failed(1, now: 0)
+        pool.failed(1, now: 0)
+        pool.started(0)
+        // b is backing off: a is chosen despite more in flight.
+        #expect(pool.pick(now: 0.1) == 0)
+        pool.failed(0, now: 0)
+        pool.failed(0, now: 0)
+        #expect(pool.pick(now: 0.05) == nil)
+        #expect(pool.nextRecovery(now: 0.05) != nil)
+        #expect(pool.pick(now: 10) != nil)
+        pool.succeeded(1)
+        #expect(pool.endpoints[1].consecutiveFailures == 0)
+    }
+
+    @Test func orderedOutputWaitsForTheNextRow() {
+        var order = OrderedWriter(ordered: true)
+        order.add(index: 1, entry: .result([1]))
+        #expect(order.drain().isEmpty && order.pending == 1)
+        order.add(index: 0, entry: .skipped)
+        #expect(order.drain().count == 2 && order.pending == 0)
+        var unordered = OrderedWriter(ordered: false)
+        unordered.add(index: 5, entry: .result([5]))
+        #expect(unordered.drain().count == 1)
+    }
+
+    @Test func progressLineNamesCountsRateAndETA() {
+        let line = ProgressReporter.line(.init(done: 150, total: 200, errors: 2, retries: 1, inFlight: 8, window: 16, elapsed: 10), since: 50)
+        #expect(line == "150/200 rows (75.0%) 10.0 rows/s ETA 5s errors 2 retries 1 in flight 8/16")
+    }
+}
