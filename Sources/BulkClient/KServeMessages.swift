@@ -98,8 +98,9 @@ public struct KServeMessages: Sendable {
             }
         }
         switch datatype {
-        case "FP32": return numbers(Float.self) { value in value.isFinite ? Double(value) : "\(value)" }
-        case "FP64": return numbers(Double.self) { value in value.isFinite ? value : "\(value)" }
+        // JSON has no NaN or infinity: those are written as strings.
+        case "FP32": return numbers(Float.self) { value -> Any in value.isFinite ? Double(value) : "\(value)" }
+        case "FP64": return numbers(Double.self) { value -> Any in value.isFinite ? value : "\(value)" }
         case "INT64": return numbers(Int64.self) { $0 }
         case "INT32": return numbers(Int32.self) { $0 }
         case "BYTES":

@@ -42,9 +42,10 @@ def free_port() -> int:
 class RunningServer:
     """One batch-server process; its log is kept for assertions."""
 
-    def __init__(self, repository, extra_args=(), log_path=None):
-        self.http_port = free_port()
-        self.grpc_port = free_port()
+    def __init__(self, repository, extra_args=(), log_path=None, http_port=None, grpc_port=None):
+        # Given ports restart a server where clients expect it (a pod coming back).
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
         self.metrics_port = free_port()
         self.log_path = log_path
         self.log = open(log_path, "w+b")

@@ -1,0 +1,199 @@
+"""batch-server-client against real servers: every id exactly once through a
+server killed and restarted mid-job, a client killed and rerun, bad rows, CSV
+and JSONL, text and token ids, and the progress line on a terminal."""
+
+import csv
+import json
+import os
+import pathlib
+import pty
+import select
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from conftest import BINARY, MODEL_REPOSITORY, RunningServer
+
+CLIENT = str(pathlib.Path(BINARY).with_name("batch-server-client"))
+WORDS = "patient reports chest pain after surgery and mild fever resolved with rest".split()
+
+
+def note(i):
+    return " ".join(WORDS[(i + k) % len(WORDS)] for k in range(3 + i % 9))
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_client(*args, timeout=300, **kwargs):
+    return subprocess.run([CLIENT, "run", *args], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def start(tmp_path, name):
+    return RunningServer(MODEL_REPOSITORY, log_path=tmp_path / f"{name}.log").wait_live()
+
+
+def single_logits(port, text):
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    tensor = grpcclient.InferInput("TEXT", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=np.object_))
+    return client.infer("distilbert_sst2", [tensor]).as_numpy("LOGITS")[0].tolist()
+
+
+def test_a_job_over_two_servers_survives_one_killed_and_restarted(tmp_path):
+    first, second = start(tmp_path, "a"), start(tmp_path, "b")
+    rows = [{"id": f"note-{i}", "text": note(i)} for i in range(2000)]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    job = subprocess.Popen(
+        [CLIENT, "run", "distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(output),
+         "--server", f"127.0.0.1:{first.grpc_port}", "--server", f"127.0.0.1:{second.grpc_port}",
+         "--progress", "off", "--summary-json", str(tmp_path / "summary.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not output.exists() or len(output.read_text().splitlines()) < 400):
+            time.sleep(0.1)
+        assert job.poll() is None, job.communicate()
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+        time.sleep(1.0)
+        restarted = RunningServer(MODEL_REPOSITORY, log_path=tmp_path / "a-again.log", grpc_port=first.grpc_port).wait_live()
+        _, stderr = job.communicate(timeout=300)
+        assert job.returncode == 0, stderr
+        results = read_jsonl(output)
+        ids = [r["id"] for r in results]
+        assert len(ids) == len(set(ids)) == 2000
+        assert set(ids) == {r["id"] for r in rows}
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["succeeded"] == 2000 and summary["errors"] == 0
+        assert all(count > 0 for count in summary["completedByEndpoint"].values())
+        # Outputs equal single requests (one per kind of length).
+        by_id = {r["id"]: r["LOGITS"] for r in results}
+        for i in range(0, 2000, 97):
+            assert np.allclose(by_id[f"note-{i}"], single_logits(second.grpc_port, note(i)), atol=1e-4)
+        restarted.stop()
+    finally:
+        if job.poll() is None:
+            job.kill()
+        first.stop()
+        second.stop()
+
+
+def test_a_killed_client_resumes_with_every_id_once(server, tmp_path):
+    rows = [{"id": f"r{i}", "text": note(i)} for i in range(1500)]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    args = ["distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(output), "--ordered",
+            "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off"]
+    job = subprocess.Popen([CLIENT, "run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or len(output.read_text().splitlines()) < 300):
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    partial = len(output.read_text().splitlines())
+    assert 0 < partial < 1500
+
+    again = run_client(*args)
+    assert again.returncode == 0, again.stderr
+    assert "done before" in again.stderr
+    ids = [r["id"] for r in read_jsonl(output)]
+    # --ordered: the output is the input's order, each id once.
+    assert ids == [r["id"] for r in rows]
+
+    # A third run has nothing left to do.
+    third = run_client(*args, "--summary-json", str(tmp_path / "s.json"))
+    assert third.returncode == 0
+    assert json.loads((tmp_path / "s.json").read_text())["resumed"] == 1500
+
+
+def test_bad_rows_go_to_the_errors_file_and_the_job_goes_on(server, tmp_path):
+    lines = [json.dumps({"id": "good-1", "text": "fine"}), "this is not json",
+             json.dumps({"id": "no-text"}), json.dumps({"id": "too-long", "input_ids": [101] + [7] * 600 + [102]}),
+             json.dumps({"id": "good-2", "text": "also fine"}), json.dumps({"id": "good-1", "text": "duplicate id"})]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    result = run_client("distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                        "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off")
+    assert result.returncode == 1, result.stderr
+    assert sorted(r["id"] for r in read_jsonl(tmp_path / "out.jsonl")) == ["good-1", "good-2"]
+    errors = {e["id"]: e["reason"] for e in read_jsonl(tmp_path / "out.jsonl.errors.jsonl")}
+    assert "not a JSON object" in errors["row 2"]
+    assert "neither" in errors["no-text"]
+    assert "invalidArgument" in errors["too-long"] or "invalid" in errors["too-long"].lower()
+    assert any("duplicate id 'good-1'" in reason for reason in errors.values())
+    # Patient data: the client's output names ids and counts, never the text.
+    assert "duplicate id" not in result.stderr and "fine" not in result.stderr
+
+
+def test_csv_input_with_token_ids_and_text(server, tmp_path):
+    path = tmp_path / "notes.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["note_id", "body", "ids"])
+        writer.writerow(["c1", 'text with "quotes", a comma\nand a newline', ""])
+        writer.writerow(["c2", "", "101 2023 2003 1037 3231 102"])
+    result = run_client("distilbert_sst2", "--input", str(path), "--output", str(tmp_path / "out.jsonl"),
+                        "--id-field", "note_id", "--text-field", "body", "--ids-field", "ids",
+                        "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off")
+    assert result.returncode == 0, result.stderr
+    results = {r["id"]: r for r in read_jsonl(tmp_path / "out.jsonl")}
+    assert set(results) == {"c1", "c2"}
+    assert len(results["c1"]["LOGITS"]) == 2
+    assert np.allclose(results["c1"]["LOGITS"], single_logits(server.grpc_port, 'text with "quotes", a comma\nand a newline'), atol=1e-4)
+
+
+def test_embeddings_from_token_ids(server, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "e1", "input_ids": [101, 7592, 2088, 102]}, {"id": "e2", "text": "hello world"}])
+    result = run_client("minilm_embeddings", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                        "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off")
+    assert result.returncode == 0, result.stderr
+    vectors = {r["id"]: np.array(r["EMBEDDING"]) for r in read_jsonl(tmp_path / "out.jsonl")}
+    assert vectors["e1"].shape == (384,)
+    # "hello world" tokenizes to [CLS] hello world [SEP] = the ids above.
+    assert np.allclose(vectors["e1"], vectors["e2"], atol=1e-5)
+
+
+def test_progress_line_on_a_terminal(server, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"id": f"p{i}", "text": note(i)} for i in range(200)])
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(CLIENT, [CLIENT, "run", "distilbert_sst2", "--input", str(tmp_path / "in.jsonl"),
+                          "--output", str(tmp_path / "out.jsonl"), "--server", f"127.0.0.1:{server.grpc_port}"])
+    seen = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    text = seen.decode(errors="replace")
+    # Rewritten in place: carriage returns and an erase-line before each update.
+    assert "\r\x1b[2K" in text and "200/200 rows (100.0%)" in text and "rows/s" in text
+
+
+def test_an_unreachable_server_stops_the_job_resumably(tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "x", "text": "t"}])
+    result = run_client("distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                        "--server", "127.0.0.1:1", "--give-up-secs", "2", "--progress", "off", timeout=60)
+    assert result.returncode == 3
+    assert "no server answered model metadata" in result.stderr
