@@ -104,6 +104,7 @@ struct Run: AsyncParsableCommand {
         options.callTimeout = .seconds(timeoutSecs)
         options.giveUpAfter = .seconds(giveUpSecs)
         options.maxAttempts = maxAttempts
+        options.stopRequested = StopSignal.install()
         let connections = try endpoints.map { host, port in
             try KServeConnection(host: host, port: port, timeout: options.callTimeout, compress: compress)
         }
@@ -135,6 +136,47 @@ struct Run: AsyncParsableCommand {
 }
 
 extension ProgressReporter.Mode: ExpressibleByArgument {}
+
+/// SIGTERM or SIGINT (Airflow cancelling a task, Ctrl-C): finish what is in
+/// flight, commit, exit 2; a second signal ends the process at once.
+enum StopSignal {
+    static func install() -> @Sendable () -> Bool {
+        let flag = StopFlag()
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if flag.raise() { exit(130) }
+                FileHandle.standardError.write(Data("batch-server-client: stopping: finishing requests in flight\n".utf8))
+            }
+            source.resume()
+            sources.append(source)
+        }
+        return { flag.isRaised }
+    }
+
+    nonisolated(unsafe) static var sources: [any DispatchSourceSignal] = []
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+
+    /// Raises the flag; true if it was already raised.
+    func raise() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let was = raised
+        raised = true
+        return was
+    }
+
+    var isRaised: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return raised
+    }
+}
 
 /// `host:port` to addresses: a name resolving to several (a Kubernetes
 /// headless Service) gives one endpoint per address.

@@ -21,6 +21,9 @@ public struct BulkJobOptions: Sendable {
     /// The job stops (resumable) when no endpoint has answered for this long.
     public var giveUpAfter: Duration = .seconds(300)
     public var commitInterval: Duration = .seconds(1)
+    /// Polled on every tick: once true, no new rows are sent, those in flight
+    /// finish and are committed, and the job ends resumable (SIGTERM, SIGINT).
+    public var stopRequested: @Sendable () -> Bool = { false }
 
     public init(model: String, input: String, output: String) {
         self.model = model
@@ -107,6 +110,7 @@ public final class BulkJob {
         var lastProgress = now
         var previousStatistics: [Inference_ModelStatistics?] = Array(repeating: nil, count: connections.count)
         var statisticsPending = false
+        var stopping = false
 
         func finish(_ row: InputRow, line: [UInt8]?, error: String?) {
             guard written.insert(row.id).inserted else { return }
@@ -125,7 +129,7 @@ public final class BulkJob {
             group.addTask { try await Task.sleep(for: .milliseconds(250)); return .tick }
             while true {
                 // Send while the window and the reorder bound allow.
-                while inFlight < window.size, order.pending < 4 * max(window.size, 64) {
+                while !stopping, inFlight < window.size, order.pending < 4 * max(window.size, 64) {
                     let at = now
                     var next: Waiting?
                     if let ready = waiting.firstIndex(where: { $0.notBefore <= at }) {
@@ -178,6 +182,10 @@ public final class BulkJob {
                     }
                 }
                 if inputEnded && waiting.isEmpty && inFlight == 0 { break }
+                if stopping && inFlight == 0 {
+                    summary.stoppedEarly = "stopped by a signal; rerun the same command to continue"
+                    break
+                }
                 guard let event = try await group.next() else { break }
                 switch event {
                 case .answered(let row, let endpoint, let attempt, let result):
@@ -208,6 +216,7 @@ public final class BulkJob {
                     }
                 case .tick:
                     let at = now
+                    if options.stopRequested() { stopping = true }
                     if journal.hasUncommitted, at - lastCommit >= Self.seconds(options.commitInterval) {
                         try journal.commit()
                         lastCommit = at

@@ -197,3 +197,24 @@ def test_an_unreachable_server_stops_the_job_resumably(tmp_path):
                         "--server", "127.0.0.1:1", "--give-up-secs", "2", "--progress", "off", timeout=60)
     assert result.returncode == 3
     assert "no server answered model metadata" in result.stderr
+
+
+def test_sigterm_finishes_what_is_in_flight_and_a_rerun_completes(server, tmp_path):
+    write_jsonl(tmp_path / "in.jsonl", [{"id": f"t{i}", "text": note(i)} for i in range(1500)])
+    output = tmp_path / "out.jsonl"
+    args = ["distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(output),
+            "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off"]
+    job = subprocess.Popen([CLIENT, "run", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not output.exists() or len(output.read_text().splitlines()) < 200):
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 2, stderr
+    assert "stopped early" in stderr
+    # Nothing past the last commit: the output ends on a whole line.
+    assert output.read_text().endswith("\n")
+    again = run_client(*args)
+    assert again.returncode == 0, again.stderr
+    ids = [r["id"] for r in read_jsonl(output)]
+    assert len(ids) == len(set(ids)) == 1500

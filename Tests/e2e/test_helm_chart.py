@@ -196,7 +196,15 @@ def test_values_that_cannot_work_are_refused(helm, case, tmp_path):
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_resources_refer_to_each_other(manifests, name):
     docs = manifests[name]
-    deployment, service = one(docs, "Deployment"), one(docs, "Service")
+    deployment = one(docs, "Deployment")
+    services = [doc for doc in docs if doc["kind"] == "Service"]
+    service = one([s for s in services if s["spec"].get("clusterIP") != "None"], "Service")
+    for headless in (s for s in services if s["spec"].get("clusterIP") == "None"):
+        # The bulk client's per-pod name: ready pods only, the gRPC port only.
+        assert headless["metadata"]["name"] == service["metadata"]["name"] + "-headless"
+        assert headless["spec"]["selector"] == service["spec"]["selector"]
+        assert [p["name"] for p in headless["spec"]["ports"]] == ["grpc"]
+        assert not headless["spec"]["publishNotReadyAddresses"]
     pod = deployment["spec"]["template"]
     container = next(c for c in pod["spec"]["containers"] if c["name"] == "batch-server")
     pod_labels = pod["metadata"]["labels"]
@@ -249,7 +257,15 @@ class ChartServer(RunningServer):
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_deployment_runs_the_real_server(manifests, name, tmp_path):
     docs = manifests[name]
-    deployment, service = one(docs, "Deployment"), one(docs, "Service")
+    deployment = one(docs, "Deployment")
+    services = [doc for doc in docs if doc["kind"] == "Service"]
+    service = one([s for s in services if s["spec"].get("clusterIP") != "None"], "Service")
+    for headless in (s for s in services if s["spec"].get("clusterIP") == "None"):
+        # The bulk client's per-pod name: ready pods only, the gRPC port only.
+        assert headless["metadata"]["name"] == service["metadata"]["name"] + "-headless"
+        assert headless["spec"]["selector"] == service["spec"]["selector"]
+        assert [p["name"] for p in headless["spec"]["ports"]] == ["grpc"]
+        assert not headless["spec"]["publishNotReadyAddresses"]
     pod = deployment["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if c["name"] == "batch-server")
     flags = []
