@@ -7,6 +7,7 @@ import PackageDescription
 //   RequestPipeline -> ModelRepository (frontends know only InferenceCore's InferenceServer)
 //   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
 //   BatchServer (executable) wires them together.
+//   BatchServerClient (executable) -> BulkClient -> TritonProto, grpc-swift-2's client.
 let package = Package(
     name: "BatchServer",
     platforms: [.macOS(.v15)],

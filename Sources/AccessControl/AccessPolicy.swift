@@ -13,6 +13,13 @@ public enum EndpointGroup: String, Sendable, CaseIterable, Codable {
     case statistics
     /// Model load and unload.
     case modelControl = "model-control"
+    /// System and CUDA shared memory: register, status, unregister (a region
+    /// registered is readable and writable through inference).
+    case sharedMemory = "shared-memory"
+    /// Log settings (LogSettings, /v2/logging).
+    case logging
+    /// Trace settings (TraceSetting, …/trace/setting).
+    case trace
     /// The Prometheus endpoint.
     case metrics
 }
@@ -112,6 +119,9 @@ public enum EndpointGroups {
         let parts = path.split(separator: "/")
         if path.hasPrefix("/v2/health/") { return .health }
         if path == "/metrics" { return .metrics }
+        if path.hasPrefix("/v2/systemsharedmemory") || path.hasPrefix("/v2/cudasharedmemory") { return .sharedMemory }
+        if path == "/v2/logging" { return .logging }
+        if path.hasSuffix("/trace/setting") { return .trace }
         if path.hasPrefix("/v2/repository") {
             return parts.last == "load" || parts.last == "unload" ? .modelControl : .metadata
         }
@@ -129,6 +139,9 @@ public enum EndpointGroups {
         case "ModelInfer", "ModelStreamInfer": return .inference
         case "ModelStatistics": return .statistics
         case "RepositoryModelLoad", "RepositoryModelUnload": return .modelControl
+        case let name where name.hasPrefix("SystemSharedMemory") || name.hasPrefix("CudaSharedMemory"): return .sharedMemory
+        case "LogSettings": return .logging
+        case "TraceSetting": return .trace
         default: return .metadata
         }
     }

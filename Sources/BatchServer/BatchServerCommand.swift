@@ -63,6 +63,10 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("grpc-max-message-size"), help: "Largest gRPC message received or sent, in bytes.")
     var grpcMaxMessageSize = Int(Int32.max)
 
+    @Option(name: .customLong("grpc-max-inflated-size"),
+            help: "Largest size a compressed gRPC request message may inflate to, in bytes (at most --grpc-max-message-size).")
+    var grpcMaxInflatedSize = 64 << 20
+
     @Option(name: .customLong("grpc-keepalive-time"), help: "Interval of HTTP/2 keepalive pings on gRPC connections, in seconds (0 disables).")
     var grpcKeepaliveTime = 7200
 
@@ -168,6 +172,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         }
         guard httpMaxInputSize > 0 else { throw ValidationError("--http-max-input-size must be positive") }
         guard grpcMaxMessageSize > 0 else { throw ValidationError("--grpc-max-message-size must be positive") }
+        guard grpcMaxInflatedSize > 0 else { throw ValidationError("--grpc-max-inflated-size must be positive") }
         guard grpcKeepaliveTime >= 0 else { throw ValidationError("--grpc-keepalive-time must not be negative") }
         guard exitTimeoutSecs >= 0 else { throw ValidationError("--exit-timeout-secs must not be negative") }
         guard defaultMaxQueueSize >= 0 else { throw ValidationError("--default-max-queue-size must not be negative") }
@@ -211,7 +216,8 @@ struct BatchServerCommand: AsyncParsableCommand {
         if allowGRPC {
             let grpc = GRPCServer(
                 configuration: .init(
-                    host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxSendMessageBytes: grpcMaxMessageSize,
+                    host: host, port: grpcPort, maxReceiveMessageBytes: grpcMaxMessageSize, maxInflatedMessageBytes: grpcMaxInflatedSize,
+                    maxSendMessageBytes: grpcMaxMessageSize,
                     keepaliveInterval: Self.timeout(seconds: grpcKeepaliveTime),
                     drainTimeout: .seconds(exitTimeoutSecs),
                     tls: try tlsConfiguration(enabled: grpcUseSSL, mutual: grpcUseSSLMutual, certificate: grpcServerCert,

@@ -10,7 +10,9 @@ enum ServerLogging {
     /// `/v2/logging` change levels and format at run time.
     static func bootstrap(settings: LogSettingsStore) {
         LoggingSystem.bootstrap { label in
-            SettingsLogHandler(label: label, settings: settings, text: StreamLogHandler.standardError(label: label))
+            // The audit trail (--audit-log) is not a log level to turn down at run time.
+            SettingsLogHandler(label: label, settings: settings, text: StreamLogHandler.standardError(label: label),
+                               unfiltered: label == "audit")
         }
     }
 }
@@ -22,16 +24,18 @@ struct SettingsLogHandler: LogHandler {
     let settings: LogSettingsStore
     var text: StreamLogHandler
     var metadata: Logger.Metadata = [:]
+    let unfiltered: Bool
 
-    init(label: String, settings: LogSettingsStore, text: StreamLogHandler) {
+    init(label: String, settings: LogSettingsStore, text: StreamLogHandler, unfiltered: Bool = false) {
         self.label = label
         self.settings = settings
         self.text = text
+        self.unfiltered = unfiltered
         self.text.logLevel = .trace
     }
 
     var logLevel: Logger.Level {
-        get { settings.snapshot.lowestLevel }
+        get { unfiltered ? .trace : settings.snapshot.lowestLevel }
         // The level comes from the settings; a Logger's own setter is ignored.
         set {}
     }
@@ -43,9 +47,9 @@ struct SettingsLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let current = settings.snapshot
-        guard current.allows(event.level) else { return }
+        guard unfiltered || current.allows(event.level) else { return }
         switch current.format {
-        case .default:
+        case .default, .iso8601:
             var handler = text
             handler.metadata = metadata
             handler.log(event: event)

@@ -39,6 +39,8 @@ public struct BulkJobSummary: Sendable, Codable {
     public var errors = 0
     public var resumed = 0
     public var retries = 0
+    /// Rows that failed every retryable attempt: not written, a rerun sends them again.
+    public var abandoned = 0
     public var seconds = 0.0
     public var rowsPerSecond = 0.0
     public var completedByEndpoint: [String: Int] = [:]
@@ -88,7 +90,9 @@ public final class BulkJob {
 
     public func run() async throws -> BulkJobSummary {
         var summary = BulkJobSummary()
-        let job = "model=\(options.model) input=\(options.input)"
+        // What shapes the output's lines: a rerun with other values would mix two kinds.
+        let job = "model=\(options.model) input=\(options.input) classes=\(options.classes.map(String.init) ?? "-") "
+            + "fields=\(options.fields.id),\(options.fields.text),\(options.fields.inputIDs) ordered=\(options.ordered)"
         let journal = try ResultJournal(paths: .init(output: options.output, errors: options.errors), job: job, restart: options.restart)
         summary.resumed = journal.resumedRows
         let shape = try await modelShape()
@@ -101,7 +105,7 @@ public final class BulkJob {
                                     fixed: options.inFlight != nil)
         var pool = EndpointPool(addresses: connections.map(\.address))
         var order = OrderedWriter(ordered: options.ordered)
-        var written = Set<String>()
+        var finished = Set<Int>()
         var seen = Set<String>()
         var waiting: [Waiting] = []
         var inFlight = 0
@@ -111,51 +115,69 @@ public final class BulkJob {
         var previousStatistics: [Inference_ModelStatistics?] = Array(repeating: nil, count: connections.count)
         var statisticsPending = false
         var stopping = false
+        var abandoned = 0
 
-        func finish(_ row: InputRow, line: [UInt8]?, error: String?) {
-            guard written.insert(row.id).inserted else { return }
-            lastProgress = now
-            order.add(index: row.index, entry: line.map { .result($0) } ?? .error(row.id, row.index, error ?? "error"))
-            for entry in order.drain() {
-                switch entry {
-                case .result(let bytes): journal.writeResult(bytes); summary.succeeded += 1
-                case .error(let id, let index, let reason): journal.writeError(id: id, index: index, reason: reason); summary.errors += 1
+        /// Records a row's outcome once (by input position) and writes what the order allows.
+        func record(index: Int, _ entry: OrderedWriter.Entry) throws {
+            guard finished.insert(index).inserted else { return }
+            order.add(index: index, entry: entry)
+            for ready in order.drain() {
+                switch ready {
+                case .result(let bytes): try journal.writeResult(bytes); summary.succeeded += 1
+                case .error(let id, let index, let reason): try journal.writeError(id: id, index: index, reason: reason); summary.errors += 1
                 case .skipped: break
                 }
+            }
+        }
+
+        func finish(index: Int, id: String, line: [UInt8]?, error: String?) throws {
+            lastProgress = now
+            try record(index: index, line.map { .result($0) } ?? .error(id, index, error ?? "error"))
+        }
+
+        /// The next row from the input, or nil (the input is over, or the row was handled here).
+        func readRow() throws -> Waiting? {
+            guard let result = try reader.next() else {
+                inputEnded = true
+                return nil
+            }
+            summary.rows += 1
+            let (index, id): (Int, String)
+            switch result {
+            case .failure(let problem): (index, id) = (problem.index, problem.id)
+            case .success(let row): (index, id) = (row.index, row.id)
+            }
+            if journal.done.contains(id) {
+                // Done in an earlier run: only the order moves on.
+                try record(index: index, .skipped)
+                return nil
+            }
+            guard seen.insert(id).inserted else {
+                try finish(index: index, id: id, line: nil, error: "duplicate id '\(id)' (row \(index + 1)); ids must be unique")
+                return nil
+            }
+            switch result {
+            case .failure(let problem):
+                try finish(index: index, id: id, line: nil, error: problem.reason)
+                return nil
+            case .success(let row):
+                return Waiting(row: row, attempt: 1, notBefore: 0)
             }
         }
 
         try await withThrowingTaskGroup(of: Event.self) { group in
             group.addTask { try await Task.sleep(for: .milliseconds(250)); return .tick }
             while true {
-                // Send while the window and the reorder bound allow.
-                while !stopping, inFlight < window.size, order.pending < 4 * max(window.size, 64) {
+                // Send while the window allows: retries first; new rows only
+                // while the reorder buffer (--ordered) is within its bound.
+                while !stopping, inFlight < window.size {
                     let at = now
                     var next: Waiting?
                     if let ready = waiting.firstIndex(where: { $0.notBefore <= at }) {
                         next = waiting.remove(at: ready)
-                    } else if !inputEnded {
-                        guard let result = try reader.next() else { inputEnded = true; continue }
-                        switch result {
-                        case .failure(let problem):
-                            summary.rows += 1
-                            if journal.done.contains(problem.id) { order.add(index: problem.index, entry: .skipped); continue }
-                            finish(InputRow(index: problem.index, id: problem.id), line: nil, error: problem.reason)
-                            continue
-                        case .success(let row):
-                            summary.rows += 1
-                            if journal.done.contains(row.id) {
-                                order.add(index: row.index, entry: .skipped)
-                                _ = order.drain()
-                                continue
-                            }
-                            guard seen.insert(row.id).inserted else {
-                                finish(InputRow(index: row.index, id: row.id + "#\(row.index)"), line: nil,
-                                       error: "duplicate id '\(row.id)' (row \(row.index + 1)); ids must be unique")
-                                continue
-                            }
-                            next = Waiting(row: row, attempt: 1, notBefore: 0)
-                        }
+                    } else if !inputEnded, order.pending < 4 * max(window.size, 64) {
+                        next = try readRow()
+                        if next == nil { if inputEnded { break } else { continue } }
                     }
                     guard let item = next else { break }
                     guard let endpoint = pool.pick(now: at) else {
@@ -166,7 +188,7 @@ public final class BulkJob {
                     do {
                         request = try messages.request(for: item.row)
                     } catch {
-                        finish(item.row, line: nil, error: (error as? RowProblem)?.reason ?? "\(error)")
+                        try finish(index: item.row.index, id: item.row.id, line: nil, error: (error as? RowProblem)?.reason ?? "\(error)")
                         continue
                     }
                     pool.started(endpoint)
@@ -183,7 +205,7 @@ public final class BulkJob {
                 }
                 if inputEnded && waiting.isEmpty && inFlight == 0 { break }
                 if stopping && inFlight == 0 {
-                    summary.stoppedEarly = "stopped by a signal; rerun the same command to continue"
+                    summary.stoppedEarly = summary.stoppedEarly ?? "stopped by a signal; rerun the same command to continue"
                     break
                 }
                 guard let event = try await group.next() else { break }
@@ -194,20 +216,31 @@ public final class BulkJob {
                     case .success(let response):
                         pool.succeeded(endpoint)
                         do {
-                            finish(row, line: try messages.line(for: row, response: response), error: nil)
+                            try finish(index: row.index, id: row.id, line: try messages.line(for: row, response: response), error: nil)
+                        } catch let error as BulkJobError {
+                            throw error
                         } catch {
-                            finish(row, line: nil, error: "\(error)")
+                            try finish(index: row.index, id: row.id, line: nil, error: "\(error)")
                         }
                     case .failure(let failure):
                         switch RetryPolicy.verdict(for: failure.error) {
                         case .rowError(let reason):
-                            pool.answered(endpoint)
-                            finish(row, line: nil, error: reason)
-                        case .retry:
-                            pool.failed(endpoint, now: now)
+                            pool.succeeded(endpoint)
+                            try finish(index: row.index, id: row.id, line: nil, error: reason)
+                        case .stopJob(let reason):
+                            pool.succeeded(endpoint)
+                            // The row is not written: a rerun sends it again once the cause is fixed.
+                            waiting.append(Waiting(row: row, attempt: attempt, notBefore: 0))
+                            if !stopping { summary.stoppedEarly = "\(reason) (from \(connections[endpoint].address)); fix it and rerun the same command" }
+                            stopping = true
+                        case .retry(let suspect, let bound):
+                            if suspect { pool.failed(endpoint, now: now) } else { pool.released(endpoint) }
                             summary.retries += 1
-                            if attempt >= options.maxAttempts {
-                                finish(row, line: nil, error: "gave up after \(attempt) attempts: \(failure.error)")
+                            if let bound, attempt >= bound {
+                                try finish(index: row.index, id: row.id, line: nil, error: "\(failure.error) (after \(attempt) attempts)")
+                            } else if attempt >= options.maxAttempts {
+                                // Not written: the rerun tries it again.
+                                abandoned += 1
                             } else {
                                 let delay = min(2.0, 0.05 * Double(attempt))
                                 waiting.append(Waiting(row: row, attempt: attempt + 1, notBefore: now + delay))
@@ -245,13 +278,14 @@ public final class BulkJob {
                     var queue = 0.0, compute = 0.0
                     for (index, response) in responses.enumerated() {
                         guard let stats = response?.modelStats.last else { continue }
-                        if let before = previousStatistics[index] {
-                            let count = Int(stats.inferenceStats.success.count) - Int(before.inferenceStats.success.count)
-                            if count > 0 {
-                                sample.requests += count
-                                queue += Double(stats.inferenceStats.queue.ns &- before.inferenceStats.queue.ns)
-                                compute += Double(stats.inferenceStats.computeInfer.ns &- before.inferenceStats.computeInfer.ns)
-                            }
+                        // A restarted server counts from zero again: that interval only sets the baseline.
+                        if let before = previousStatistics[index],
+                           stats.inferenceStats.success.count > before.inferenceStats.success.count,
+                           stats.inferenceStats.queue.ns >= before.inferenceStats.queue.ns,
+                           stats.inferenceStats.computeInfer.ns >= before.inferenceStats.computeInfer.ns {
+                            sample.requests += min(Int(clamping: stats.inferenceStats.success.count - before.inferenceStats.success.count), 1 << 40)
+                            queue += Double(stats.inferenceStats.queue.ns - before.inferenceStats.queue.ns)
+                            compute += Double(stats.inferenceStats.computeInfer.ns - before.inferenceStats.computeInfer.ns)
                         }
                         previousStatistics[index] = stats
                     }
@@ -267,6 +301,13 @@ public final class BulkJob {
             group.cancelAll()
         }
         try journal.commit()
+        if abandoned > 0, summary.stoppedEarly == nil {
+            summary.stoppedEarly = "\(abandoned) rows failed \(options.maxAttempts) retryable attempts; rerun the same command to try them again"
+        }
+        if order.pending > 0, summary.stoppedEarly == nil {
+            summary.stoppedEarly = "\(order.pending) finished rows wait for an earlier row (--ordered); rerun the same command"
+        }
+        summary.abandoned = abandoned
         summary.seconds = now
         summary.rowsPerSecond = summary.seconds > 0 ? Double(summary.succeeded + summary.errors) / summary.seconds : 0
         summary.finalWindow = window.size

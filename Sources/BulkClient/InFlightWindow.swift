@@ -79,6 +79,7 @@ public struct EndpointPool: Sendable {
 
     public mutating func started(_ index: Int) { endpoints[index].inFlight += 1 }
 
+    /// An answer came back (a result, or the row's own error): the endpoint is well.
     public mutating func succeeded(_ index: Int) {
         endpoints[index].inFlight -= 1
         endpoints[index].completed += 1
@@ -94,10 +95,9 @@ public struct EndpointPool: Sendable {
         endpoints[index].downUntil = max(endpoints[index].downUntil, now + backoff)
     }
 
-    /// A request finished with a row's own error: the endpoint is fine.
-    public mutating func answered(_ index: Int) {
+    /// A request failed for a reason of its own (too large, too slow): the
+    /// endpoint is not suspect.
+    public mutating func released(_ index: Int) {
         endpoints[index].inFlight -= 1
-        endpoints[index].completed += 1
-        endpoints[index].consecutiveFailures = 0
     }
 }

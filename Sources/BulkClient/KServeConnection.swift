@@ -80,23 +80,34 @@ public final class KServeConnection: Sendable {
 /// it again is harmless because each id is written once.
 public enum RetryPolicy {
     public enum Verdict: Equatable, Sendable {
-        /// Send again (to another endpoint if one is healthy); the endpoint is suspect.
-        case retry
+        /// Send again. `endpointSuspect`: the endpoint backs off (it may be
+        /// down); `maxAttempts`: a tighter bound than the job's, if any.
+        case retry(endpointSuspect: Bool, maxAttempts: Int?)
         /// The row's own error: into the errors file.
         case rowError(String)
+        /// Nothing will succeed until someone acts (model gone, token refused):
+        /// the job stops, resumable; the row is not written.
+        case stopJob(String)
     }
 
     public static func verdict(for error: any Error) -> Verdict {
         if let rpc = error as? RPCError {
             switch rpc.code {
-            case .unavailable, .deadlineExceeded, .resourceExhausted, .cancelled, .aborted, .unknown:
-                return .retry
+            case .unavailable, .cancelled, .aborted, .unknown:
+                return .retry(endpointSuspect: true, maxAttempts: nil)
+            case .deadlineExceeded:
+                return .retry(endpointSuspect: false, maxAttempts: nil)
+            case .resourceExhausted:
+                // A request over the server's size limit stays over it.
+                return .retry(endpointSuspect: false, maxAttempts: 3)
+            case .notFound, .unauthenticated, .permissionDenied, .unimplemented, .failedPrecondition:
+                return .stopJob("\(rpc.code): \(rpc.message)")
             default:
                 return .rowError("\(rpc.code): \(rpc.message)")
             }
         }
         if let problem = error as? RowProblem { return .rowError(problem.reason) }
         // Connection-level failures (RuntimeError, NIO errors) mean the endpoint, not the row.
-        return .retry
+        return .retry(endpointSuspect: true, maxAttempts: nil)
     }
 }

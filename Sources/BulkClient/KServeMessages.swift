@@ -17,6 +17,10 @@ public struct ModelShape: Sendable {
         idsInput = inputs["INPUT_IDS"].map(\.name) ?? inputs.values.first { $0.datatype == "INT64" && $0.name != "ATTENTION_MASK" }?.name
         maskInput = inputs["ATTENTION_MASK"]?.name
         outputs = metadata.outputs.map(\.name)
+        for output in metadata.outputs where !KServeMessages.writable.contains(output.datatype) {
+            throw BulkJobError.server(
+                "model '\(name)' output '\(output.name)' is \(output.datatype); the bulk client writes \(KServeMessages.writable.sorted().joined(separator: ", "))")
+        }
         if textInput == nil && idsInput == nil {
             throw BulkJobError.server("model '\(name)' has neither a BYTES (text) input nor INPUT_IDS; the bulk client sends one of them")
         }
@@ -91,10 +95,15 @@ public struct KServeMessages: Sendable {
         return Array(try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
     }
 
+    static let writable: Set<String> = ["FP32", "FP64", "INT64", "INT32", "BYTES"]
+
     static func values(_ datatype: String, _ raw: Data, name: String) throws -> Any {
         func numbers<T: Numeric>(_: T.Type, _ convert: (T) -> Any) -> [Any] {
             raw.withUnsafeBytes { buffer in
-                buffer.bindMemory(to: T.self).map(convert)
+                // Protobuf's bytes need not be aligned for T.
+                stride(from: 0, to: buffer.count - buffer.count % MemoryLayout<T>.size, by: MemoryLayout<T>.size).map {
+                    convert(buffer.loadUnaligned(fromByteOffset: $0, as: T.self))
+                }
             }
         }
         switch datatype {

@@ -6,7 +6,7 @@ import Foundation
 /// The progress line: rewritten in place on a terminal, a plain line every
 /// few seconds otherwise (logs of cron jobs and Airflow tasks). Counts and
 /// rates only, never row contents.
-public final class ProgressReporter: @unchecked Sendable {
+public final class ProgressReporter {
     public struct Snapshot: Sendable {
         public var done: Int
         public var total: Int?

@@ -30,7 +30,7 @@ public final class ResultJournal {
     public let paths: Paths
     /// Ids finished in earlier runs (results and row errors alike).
     public private(set) var done: Set<String> = []
-    /// Rows finished before this run, and since the last commit.
+    /// How many ids earlier runs finished.
     public private(set) var resumedRows = 0
     private let output: FileHandle
     private let errors: FileHandle
@@ -40,11 +40,12 @@ public final class ResultJournal {
     private var uncommitted = 0
     private let header: String
 
-    /// Opens (resuming) or creates the files. `job` identifies the job: a
-    /// journal written for another model or input is refused unless `restart`.
+    /// Opens (resuming) or creates the files. `job` identifies the job (model,
+    /// input, the options that shape its lines): a journal written for another
+    /// job is refused unless `restart`.
     public init(paths: Paths, job: String, restart: Bool) throws {
         self.paths = paths
-        header = "batch-server-client journal v1 " + job
+        header = "batch-server-client journal v1 " + job + " errors=\(paths.errors)"
         let manager = FileManager.default
         if restart {
             for path in [paths.output, paths.errors, paths.journal] where manager.fileExists(atPath: path) {
@@ -82,8 +83,14 @@ public final class ResultJournal {
         self.output = output
         self.errors = errors
         let (outLength, errLength) = committed ?? (0, 0)
-        try output.truncate(atOffset: outLength)
-        try errors.truncate(atOffset: errLength)
+        for (handle, length, path) in [(output, outLength, paths.output), (errors, errLength, paths.errors)] {
+            let size = try handle.seekToEnd()
+            guard size >= length else {
+                throw BulkJobError.output(
+                    "'\(path)' is shorter (\(size) bytes) than its journal says was committed (\(length)); it was changed since: pass --restart")
+            }
+            try handle.truncate(atOffset: length)
+        }
         outputBytes = outLength
         errorBytes = errLength
         for path in [paths.output, paths.errors] { done.formUnion(try Self.ids(in: path)) }
@@ -94,10 +101,10 @@ public final class ResultJournal {
         guard let journal = FileHandle(forUpdatingAtPath: paths.journal) else {
             throw BulkJobError.output("cannot open journal '\(paths.journal)'")
         }
-        journal.seekToEndOfFile()
+        try journal.seekToEnd()
         self.journal = journal
-        output.seekToEndOfFile()
-        errors.seekToEndOfFile()
+        try output.seekToEnd()
+        try errors.seekToEnd()
     }
 
     deinit {
@@ -107,19 +114,28 @@ public final class ResultJournal {
     }
 
     /// Appends one result line (a JSON object holding `id`).
-    public func writeResult(_ line: [UInt8]) {
-        output.write(Data(line + [0x0A]))
+    public func writeResult(_ line: [UInt8]) throws {
+        try append(Data(line + [0x0A]), to: output, path: paths.output)
         outputBytes += UInt64(line.count + 1)
         uncommitted += 1
     }
 
     /// Appends one row error: `{"id", "index", "reason"}`.
-    public func writeError(id: String, index: Int, reason: String) {
+    public func writeError(id: String, index: Int, reason: String) throws {
         let object: [String: Any] = ["id": id, "index": index, "reason": reason]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        errors.write(data + Data([0x0A]))
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        try append(data + Data([0x0A]), to: errors, path: paths.errors)
         errorBytes += UInt64(data.count + 1)
         uncommitted += 1
+    }
+
+    /// A full disk or an I/O error ends the job (resumable), never the process.
+    private func append(_ data: Data, to handle: FileHandle, path: String) throws {
+        do {
+            try handle.write(contentsOf: data)
+        } catch {
+            throw BulkJobError.output("cannot write '\(path)': \(error.localizedDescription)")
+        }
     }
 
     public var hasUncommitted: Bool { uncommitted > 0 }
@@ -130,7 +146,7 @@ public final class ResultJournal {
         guard fsync(output.fileDescriptor) == 0, fsync(errors.fileDescriptor) == 0 else {
             throw BulkJobError.output("fsync of the output failed: \(String(cString: strerror(errno)))")
         }
-        journal.write(Data("commit \(outputBytes) \(errorBytes)\n".utf8))
+        try append(Data("commit \(outputBytes) \(errorBytes)\n".utf8), to: journal, path: paths.journal)
         guard fsync(journal.fileDescriptor) == 0 else {
             throw BulkJobError.output("fsync of the journal failed: \(String(cString: strerror(errno)))")
         }

@@ -97,7 +97,8 @@ extension KServeGRPCService {
 /// Messages built from the server core's values.
 enum GRPCAdminMessages {
     static func metadata(_ versions: [ModelView]) -> Inference_ModelMetadataResponse {
-        guard let newest = versions.last else { return .init() }
+        // The pipeline returns at least one version or throws.
+        let newest = versions[versions.count - 1]
         func describe(_ tensors: [TensorSpec]) -> [Inference_ModelMetadataResponse.TensorMetadata] {
             tensors.map { spec in
                 .with {

@@ -47,6 +47,9 @@ enum GRPCTensorCoding {
         for output in message.outputs {
             var requested = RequestedOutput(name: output.name)
             requested.region = try SharedMemoryReference.parse(output.parameters.compactMapValues(\.value), tensor: output.name)
+            if requested.region != nil, output.parameters["classification"] != nil {
+                throw TritonErrors.outputSharedMemoryConflict("classification")
+            }
             if let classes = output.parameters["classification"] {
                 guard let count = classes.integer, count > 0 else {
                     throw InferenceError.invalidArgument("output '\(output.name)' parameter 'classification' must be a positive integer")

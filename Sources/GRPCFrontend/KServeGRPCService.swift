@@ -46,7 +46,8 @@ public struct KServeGRPCService: Sendable {
         }
         unary(&router, "ModelConfig") { (request: Inference_ModelConfigRequest) in
             let config = try server.model(request.name, version: request.version).configProtobuf()
-            return Inference_ModelConfigResponse.with { $0.config = (try? Inference_ModelConfig(serializedBytes: config)) ?? .init() }
+            let message = try Inference_ModelConfig(serializedBytes: config)
+            return Inference_ModelConfigResponse.with { $0.config = message }
         }
         unary(&router, "ModelStatistics") { (request: Inference_ModelStatisticsRequest) in
             let selected = try server.statistics(request.name, version: request.version)

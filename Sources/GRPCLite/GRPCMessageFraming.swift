@@ -40,8 +40,13 @@ public struct GRPCMessageDeframer: Sendable {
     /// True when a partial message is buffered (an end of stream here is an error).
     public var hasPartialMessage: Bool { buffer.readableBytes > 0 }
 
-    /// The next complete message, nil if more bytes are needed.
+    /// The next complete message, inflated, nil if more bytes are needed.
     public mutating func next() throws(GRPCStatus) -> [UInt8]? {
+        try nextMessage()?.payload(compression: compression, inflateLimit: maxMessageBytes)
+    }
+
+    /// The next complete message as it came (compressed or not).
+    public mutating func nextMessage() throws(GRPCStatus) -> GRPCInboundMessage? {
         guard buffer.readableBytes >= 5,
               let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
               let length = buffer.getInteger(at: buffer.readerIndex + 1, endianness: .big, as: UInt32.self) else {
@@ -58,14 +63,22 @@ public struct GRPCMessageDeframer: Sendable {
         }
         guard buffer.readableBytes >= 5 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
-        var message: [UInt8]
-        if flag == 1, let compression {
-            // The limit applies to the inflated size, checked while inflating.
-            message = try compression.inflate(buffer.readSlice(length: Int(length))!, limit: maxMessageBytes)
-        } else {
-            message = buffer.readBytes(length: Int(length))!
-        }
+        let message = GRPCInboundMessage(compressed: flag == 1, bytes: buffer.readSlice(length: Int(length))!)
         if buffer.readableBytes == 0 { buffer.clear() } else if buffer.readerIndex > 1 << 20 { buffer.discardReadBytes() }
         return message
+    }
+}
+
+/// One received message, still compressed if its flag says so.
+public struct GRPCInboundMessage: Sendable {
+    public let compressed: Bool
+    let bytes: ByteBuffer
+
+    /// The message's bytes, inflated with the call's encoding within `inflateLimit`.
+    func payload(compression: GRPCCompression?, inflateLimit: Int) throws(GRPCStatus) -> [UInt8] {
+        if compressed, let compression {
+            return try compression.inflate(bytes, limit: inflateLimit)
+        }
+        return Array(bytes.readableBytesView)
     }
 }

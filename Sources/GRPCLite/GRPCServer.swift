@@ -13,6 +13,10 @@ public struct GRPCServerConfiguration: Sendable {
     public var port: Int
     /// Largest request message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
     public var maxReceiveMessageBytes: Int
+    /// Largest size a compressed request message may inflate to (larger:
+    /// RESOURCE_EXHAUSTED, checked while inflating, after the handler has
+    /// authorized the call); at most `maxReceiveMessageBytes`.
+    public var maxInflatedMessageBytes: Int
     /// Largest response message sent, in bytes (larger: RESOURCE_EXHAUSTED).
     public var maxSendMessageBytes: Int
     /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection.
@@ -29,7 +33,7 @@ public struct GRPCServerConfiguration: Sendable {
     public var idleTimeout: Duration?
 
     public init(host: String = "0.0.0.0", port: Int = 8001, maxReceiveMessageBytes: Int = Int(Int32.max),
-                maxSendMessageBytes: Int = Int(Int32.max), maxConcurrentStreams: Int = 1000,
+                maxInflatedMessageBytes: Int = 64 << 20, maxSendMessageBytes: Int = Int(Int32.max), maxConcurrentStreams: Int = 1000,
                 keepaliveInterval: Duration? = .seconds(7200), drainTimeout: Duration = .seconds(30), tls: TLSConfiguration? = nil,
                 idleTimeout: Duration? = .seconds(300)) {
         self.tls = tls
@@ -37,6 +41,7 @@ public struct GRPCServerConfiguration: Sendable {
         self.host = host
         self.port = port
         self.maxReceiveMessageBytes = maxReceiveMessageBytes
+        self.maxInflatedMessageBytes = min(maxInflatedMessageBytes, maxReceiveMessageBytes)
         self.maxSendMessageBytes = maxSendMessageBytes
         self.maxConcurrentStreams = maxConcurrentStreams
         self.keepaliveInterval = keepaliveInterval
@@ -186,13 +191,14 @@ public final class GRPCServer: Sendable {
             }
             let context = GRPCCallContext(path: accepted.path, metadata: GRPCRequestHead.metadata(head.headers),
                                           timeout: accepted.timeout)
-            let requests = AsyncThrowingChannel<[UInt8], any Error>()
+            let requests = AsyncThrowingChannel<GRPCInboundMessage, any Error>()
             await withDiscardingTaskGroup { group in
                 // The handler runs beside the reader, racing its deadline, and
                 // writes the status itself so it never waits on the client.
                 group.addTask {
-                    let status = await self.runHandler(handler, requests: GRPCRequestStream(channel: requests),
-                                                       writer: writer, context: context)
+                    let stream = GRPCRequestStream(channel: requests, compression: accepted.compression,
+                                                   inflateLimit: self.configuration.maxInflatedMessageBytes)
+                    let status = await self.runHandler(handler, requests: stream, writer: writer, context: context)
                     await writer.finish(status)
                     // Unblocks the reader if the client still sends after the call ended.
                     requests.finish()
@@ -208,7 +214,9 @@ public final class GRPCServer: Sendable {
                         case .data(let data):
                             guard case .byteBuffer(let bytes) = data.data else { continue }
                             deframer.append(bytes)
-                            while let message = try deframer.next() { await requests.send(message) }
+                            // Compressed messages are inflated as the handler takes them,
+                            // so a call is authorized before any inflating.
+                            while let message = try deframer.nextMessage() { await requests.send(message) }
                             ended = data.endStream
                         case .headers(let trailers):
                             ended = trailers.endStream

@@ -8,14 +8,25 @@ import NIOHTTP2
 /// next message only as the handler takes them.
 public struct GRPCRequestStream: AsyncSequence, Sendable {
     public typealias Element = [UInt8]
-    let channel: AsyncThrowingChannel<[UInt8], any Error>
+    let channel: AsyncThrowingChannel<GRPCInboundMessage, any Error>
+    /// The call's `grpc-encoding`, and the most a message may inflate to.
+    let compression: GRPCCompression?
+    let inflateLimit: Int
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: AsyncThrowingChannel<[UInt8], any Error>.AsyncIterator
-        public mutating func next() async throws -> [UInt8]? { try await base.next() }
+        var base: AsyncThrowingChannel<GRPCInboundMessage, any Error>.AsyncIterator
+        let compression: GRPCCompression?
+        let inflateLimit: Int
+
+        public mutating func next() async throws -> [UInt8]? {
+            guard let message = try await base.next() else { return nil }
+            return try message.payload(compression: compression, inflateLimit: inflateLimit)
+        }
     }
 
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: channel.makeAsyncIterator()) }
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: channel.makeAsyncIterator(), compression: compression, inflateLimit: inflateLimit)
+    }
 }
 
 /// Writes a call's response: headers before the first message, framed

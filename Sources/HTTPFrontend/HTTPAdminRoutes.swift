@@ -162,6 +162,8 @@ enum HTTPAdminBodies {
             case .int(let number) where number >= 0 && number <= Int64(UInt32.max): return .uint32(UInt32(number))
             case .uint(let number) where number <= UInt64(UInt32.max): return .uint32(UInt32(number))
             case .string(let text): return .string(text)
+            // A number that no UInt32 holds: the store names the setting and the type it expects.
+            case .int, .uint, .double: return .string("\(value)")
             default: throw InferenceError.invalidArgument("log setting values must be booleans, unsigned integers or strings, got \(value.typeName)")
             }
         }

@@ -34,9 +34,9 @@ enum HTTPCompression {
         let accepted = header.split(separator: ",").compactMap { item -> String? in
             let parts = item.split(separator: ";").map { $0.trimmingASCIIWhitespace }
             guard let name = parts.first else { return nil }
-            // `q=0` refuses an encoding.
-            if parts.dropFirst().contains(where: { $0.replacingOccurrences(of: " ", with: "").hasPrefix("q=0") && !$0.contains(".") || $0 == "q=0.0" }) {
-                return nil
+            // `q=0` (or 0.0, 0.000) refuses an encoding.
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                if let weight = Double(parameter.dropFirst(2)), weight <= 0 { return nil }
             }
             return String(name)
         }

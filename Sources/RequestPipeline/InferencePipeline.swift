@@ -43,7 +43,8 @@ public final class InferencePipeline: InferenceServer {
     public func modelVersions(_ name: String, version: String) throws -> [ModelView] {
         if !version.isEmpty { return [try model(name, version: version)] }
         let versions = try models.readyVersions(of: name)
-        if versions.isEmpty { _ = try models.resolve(name, version: nil) }
+        // None ready: resolve says why (or, if one became ready meanwhile, gives it).
+        if versions.isEmpty { return [Self.view(try models.resolve(name, version: nil))] }
         return versions.map(Self.view)
     }
 
@@ -79,9 +80,17 @@ public final class InferencePipeline: InferenceServer {
             // The regions stay mapped while this request holds them, even if
             // a client unregisters them meanwhile.
             var held: [MappedRegion] = []
+            var read = Set<String>()
             for (index, tensor) in request.inputs.enumerated() {
-                guard let reference = request.inputRegions[tensor.name] else { continue }
+                // Only inputs the model has, once each, of the size their shape
+                // needs, are read: validation refuses the rest without copying.
+                guard let reference = request.inputRegions[tensor.name], read.insert(tensor.name).inserted,
+                      let spec = model.spec.inputs.first(where: { $0.name == tensor.name }), spec.dataType == tensor.dataType else { continue }
                 let region = try regions.region(for: reference)
+                if let expected = try ShapeMath.byteSize(tensor.shape, dataType: tensor.dataType, tensorName: tensor.name),
+                   expected != reference.byteSize {
+                    throw TritonErrors.inputByteSizeMismatch(input: tensor.name, model: model.spec.name, expected: expected, got: reference.byteSize)
+                }
                 held.append(region)
                 request.inputs[index].bytes = region.read(offset: reference.offset, count: reference.byteSize)
             }
@@ -91,15 +100,21 @@ public final class InferencePipeline: InferenceServer {
             }
             let validated = try model.spec.validate(request)
             var response = try await model.runner.infer(validated)
-            for (name, reference, region) in outputRegions {
-                guard let index = response.outputs.firstIndex(where: { $0.name == name }) else { continue }
-                let bytes = response.outputs[index].bytes
-                guard bytes.count <= reference.byteSize else {
-                    throw TritonErrors.sharedMemoryOutputTooSmall(name, given: reference.byteSize, needed: bytes.count)
+            // Every output is checked against its region before any is written.
+            let writes = try outputRegions.compactMap { name, reference, region -> (Int, SharedMemoryReference, MappedRegion)? in
+                guard let index = response.outputs.firstIndex(where: { $0.name == name }) else { return nil }
+                let count = response.outputs[index].bytes.count
+                guard count <= reference.byteSize else {
+                    throw TritonErrors.sharedMemoryOutputTooSmall(name, given: reference.byteSize, needed: count)
                 }
-                region.write(bytes, offset: reference.offset)
+                return (index, reference, region)
+            }
+            for (index, reference, region) in writes {
+                let output = response.outputs[index]
+                region.write(output.bytes, offset: reference.offset)
                 response.outputs[index].bytes = []
-                response.outputRegions[name] = SharedMemoryReference(region: reference.region, offset: reference.offset, byteSize: bytes.count)
+                response.outputRegions[output.name] = SharedMemoryReference(region: reference.region, offset: reference.offset,
+                                                                            byteSize: output.bytes.count)
             }
             withExtendedLifetime(held) {}
             return (response, wire, validated.batchSize, model.spec)

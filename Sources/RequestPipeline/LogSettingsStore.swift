@@ -7,8 +7,11 @@ import Synchronization
 /// `/v2/logging`, read by the log handlers on every message.
 public final class LogSettingsStore: LogSettingsControl {
     public enum Format: String, Sendable, CaseIterable {
-        /// Text lines (Triton's `default`; `ISO8601` is accepted as the same).
+        /// Text lines with the timestamp as swift-log writes it.
         case `default`
+        /// Text lines (Triton's ISO8601 format; swift-log's timestamps are ISO 8601 already).
+        case iso8601 = "ISO8601"
+        /// One JSON object per line.
         case json
     }
 
@@ -52,7 +55,7 @@ public final class LogSettingsStore: LogSettingsControl {
         return [
             "log_file": .string(""), "log_info": .bool(now.info), "log_warning": .bool(now.warning),
             "log_error": .bool(now.error), "log_verbose_level": .uint32(now.verboseLevel),
-            "log_format": .string(now.format == .json ? "json" : "default"),
+            "log_format": .string(now.format.rawValue),
         ]
     }
 
@@ -67,11 +70,8 @@ public final class LogSettingsStore: LogSettingsControl {
             case ("log_error", .bool(let flag)): next.error = flag
             case ("log_verbose_level", .uint32(let level)): next.verboseLevel = level
             case ("log_format", .string(let text)):
-                switch text {
-                case "default", "ISO8601": next.format = .default
-                case "json": next.format = .json
-                default: throw TritonErrors.logFormatInvalid(text)
-                }
+                guard let format = Format(rawValue: text) else { throw TritonErrors.logFormatInvalid(text) }
+                next.format = format
             case ("log_file", _): throw TritonErrors.logFileNotSettable()
             case ("log_info", _), ("log_warning", _), ("log_error", _): throw TritonErrors.logSettingType(key, expected: "boolean")
             case ("log_verbose_level", _): throw TritonErrors.logSettingType(key, expected: "int32")

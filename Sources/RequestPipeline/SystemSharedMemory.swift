@@ -44,11 +44,18 @@ final class MappedRegion: @unchecked Sendable {
 /// shm_open, registered by name, mapped once at register.
 public final class SystemSharedMemory: SharedMemoryRegistry {
     private let regions = Mutex<[String: MappedRegion]>([:])
+    /// Each region is one mapping; the kernel's map count is finite.
+    public let maxRegions: Int
 
-    public init() {}
+    public init(maxRegions: Int = 4096) {
+        self.maxRegions = maxRegions
+    }
 
     public func register(name: String, key: String, offset: UInt64, byteSize: UInt64) throws {
         if regions.withLock({ $0[name] != nil }) { throw TritonErrors.sharedMemoryAlreadyRegistered(name) }
+        if regions.withLock({ $0.count >= maxRegions }) {
+            throw InferenceError(.resourceExhausted, "failed to register shared memory region '\(name)': \(maxRegions) regions are registered already")
+        }
         guard !key.isEmpty, Int(exactly: offset) != nil, Int(exactly: byteSize) != nil else {
             throw TritonErrors.sharedMemoryOpenFailed(key)
         }

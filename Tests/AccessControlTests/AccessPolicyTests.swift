@@ -59,6 +59,14 @@ import Testing
 
     @Test func grpcMethodsMapToGroups() {
         #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/ModelStreamInfer") == .inference)
+        #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/SystemSharedMemoryRegister") == .sharedMemory)
+        #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/CudaSharedMemoryStatus") == .sharedMemory)
+        #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/LogSettings") == .logging)
+        #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/TraceSetting") == .trace)
+        #expect(EndpointGroups.forHTTP(path: "/v2/systemsharedmemory/region/r/register") == .sharedMemory)
+        #expect(EndpointGroups.forHTTP(path: "/v2/cudasharedmemory/status") == .sharedMemory)
+        #expect(EndpointGroups.forHTTP(path: "/v2/logging") == .logging)
+        #expect(EndpointGroups.forHTTP(path: "/v2/models/m/trace/setting") == .trace)
         #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/RepositoryModelUnload") == .modelControl)
         #expect(EndpointGroups.forGRPC(method: "/grpc.health.v1.Health/Check") == .health)
         #expect(EndpointGroups.forGRPC(method: "/inference.GRPCInferenceService/ModelConfig") == .metadata)

@@ -72,11 +72,11 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
         let output = temporaryPath("out.jsonl")
         do {
             let journal = try ResultJournal(paths: .init(output: output), job: "job", restart: false)
-            journal.writeResult(Array(#"{"id":"a"}"#.utf8))
-            journal.writeError(id: "b", index: 1, reason: "bad")
+            try journal.writeResult(Array(#"{"id":"a"}"#.utf8))
+            try journal.writeError(id: "b", index: 1, reason: "bad")
             try journal.commit()
             // Written after the last commit, then the process dies: half a line too.
-            journal.writeResult(Array(#"{"id":"c"}"#.utf8))
+            try journal.writeResult(Array(#"{"id":"c"}"#.utf8))
         }
         let handle = FileHandle(forWritingAtPath: output)!
         handle.seekToEndOfFile()
@@ -86,7 +86,7 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
         let resumed = try ResultJournal(paths: .init(output: output), job: "job", restart: false)
         #expect(resumed.done == ["a", "b"])
         #expect(resumed.resumedRows == 2)
-        resumed.writeResult(Array(#"{"id":"c"}"#.utf8))
+        try resumed.writeResult(Array(#"{"id":"c"}"#.utf8))
         try resumed.commit()
         let lines = try String(contentsOfFile: output, encoding: .utf8).split(separator: "\n")
         #expect(lines == [#"{"id":"a"}"#, #"{"id":"c"}"#])

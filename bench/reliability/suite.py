@@ -377,11 +377,15 @@ def overload(build, work, clients=400, queue=32):
     rss_before = server.rss_mib()
     try:
         async def run():
-            channel = grpc.aio.insecure_channel(server.address)
-            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            # Many connections, as many clients would open: one connection's
+            # stream limit would hold requests back on the client side.
+            channels = [grpc.aio.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+                        for _ in range(max(1, clients // 50))]
+            stubs = [service_pb2_grpc.GRPCInferenceServiceStub(channel) for channel in channels]
             outcomes = []
 
             async def one(i):
+                stub = stubs[i % len(stubs)]
                 request = service_pb2.ModelInferRequest(model_name=MODEL, id=f"o{i}")
                 tensor = request.inputs.add(name="TEXT", datatype="BYTES", shape=[1, 1])
                 tensor.contents.bytes_contents.append(note(i).encode())
@@ -393,7 +397,8 @@ def overload(build, work, clients=400, queue=32):
                     outcomes.append((error.code().name, time.monotonic() - t0))
 
             await asyncio.gather(*(one(i) for i in range(clients)))
-            await channel.close()
+            for channel in channels:
+                await channel.close()
             return outcomes
 
         outcomes = asyncio.run(run())

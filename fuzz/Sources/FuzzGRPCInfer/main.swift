@@ -20,10 +20,10 @@ let model = ModelSpec(
 public func fuzzGRPCInfer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let start, count > 0 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: start, count: count))
-    // First byte: the chunk size DATA frames are cut into (1...256), and the
+    // First byte: the chunk size DATA frames are cut into (low 6 bits), and the
     // call's grpc-encoding (identity, gzip, deflate: compressed frames inflate).
-    let chunk = Int(bytes[0]) + 1
-    let compression: GRPCCompression? = [nil, .gzip, .deflate][Int(bytes[0]) % 3]
+    let chunk = Int(bytes[0] & 0x3F) * 4 + 1
+    let compression: GRPCCompression? = [nil, .gzip, .deflate, nil][Int(bytes[0] >> 6)]
     let stream = bytes.dropFirst()
     var deframer = GRPCMessageDeframer(maxMessageBytes: 1 << 20, compression: compression)
     var offset = stream.startIndex
