@@ -2,7 +2,7 @@
 """The bulk client's throughput against perf_analyzer's, same server, model,
 inputs and concurrency, one after the other in one run.
 
-    .venv/bin/python bench/bulk_vs_perf_analyzer.py [--concurrency 16] [--rows 4000] [--build-dir .build/release]
+    .venv/bin/python bench/bulk_vs_perf_analyzer.py [--concurrency 16] [--rows 4000] [--build-dir .build/debug] [--client-dir .build/release]
 
 Inputs: bench/serving/inputs.py's "mixed" set (token ids, 8..128 tokens), as
 perf_analyzer --input-data and as the bulk client's JSONL (the same 256
@@ -31,10 +31,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rows", type=int, default=4000)
-    parser.add_argument("--build-dir", default=str(ROOT / ".build" / "debug"))
+    parser.add_argument("--build-dir", default=str(ROOT / ".build" / "debug"), help="where batch-server is")
+    parser.add_argument("--client-dir", help="where batch-server-client is (default: --build-dir)")
     parser.add_argument("--perf-analyzer", default=str(ROOT / "bench" / "tools" / "perf_analyzer" / "run"))
     args = parser.parse_args()
     build = pathlib.Path(args.build_dir)
+    client_build = pathlib.Path(args.client_dir or args.build_dir)
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
         data, _ = make_sets(work)["mixed"]
@@ -62,7 +64,7 @@ def main():
             for label, extra in ((f"batch-server-client --in-flight {args.concurrency}", ["--in-flight", str(args.concurrency)]),
                                  ("batch-server-client (window sized from queue time)", [])):
                 summary = work / "summary.json"
-                subprocess.run([str(build / "batch-server-client"), "run", MODEL, "--input", str(work / "rows.jsonl"),
+                subprocess.run([str(client_build / "batch-server-client"), "run", MODEL, "--input", str(work / "rows.jsonl"),
                                 "--output", str(work / "out.jsonl"), "--restart", "--server", server.address,
                                 "--progress", "off", "--summary-json", str(summary), *extra], check=True, timeout=1800)
                 result = json.loads(summary.read_text())
@@ -70,7 +72,7 @@ def main():
         finally:
             server.kill()
     cpu = cpu_name()
-    print(f"\nCPU: {cpu}; model {MODEL}; mixed 8..128 tokens; build {build.name}\n")
+    print(f"\nCPU: {cpu}; model {MODEL}; mixed 8..128 tokens; server build {build.name}, client build {client_build.name}\n")
     print("| load | setting | inferences/s | vs perf_analyzer |\n|---|---|---|---|")
     for label, setting, rate in rows:
         print(f"| {label} | {setting} | {rate:.1f} | {rate / rows[0][2]:.2f}x |")
@@ -81,7 +83,7 @@ def main():
         if new:
             writer.writerow(["date", "cpu", "build", "load", "setting", "inferences_per_s"])
         for label, setting, rate in rows:
-            writer.writerow([time.strftime("%Y-%m-%d"), cpu, build.name, label, setting, round(rate, 2)])
+            writer.writerow([time.strftime("%Y-%m-%d"), cpu, f"server {build.name}, client {client_build.name}", label, setting, round(rate, 2)])
 
 
 if __name__ == "__main__":

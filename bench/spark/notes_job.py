@@ -38,7 +38,7 @@ def classify_partition(batches, servers, model, in_flight):
             for attempt in range(20):
                 try:
                     pending.append((row_id, client.async_infer(model, [tensor], outputs=[output],
-                                                               callback=lambda r, e, box=results: box.append((r, e)))
+                                                               callback=lambda result, error, box=results: box.append((result, error)))
                                     , results))
                     break
                 except InferenceServerException:
@@ -82,6 +82,10 @@ def main():
     parser.add_argument("--master", default="local[2]")
     args = parser.parse_args()
 
+    import os
+    import sys
+    # Executors run this same interpreter (its packages: pandas, tritonclient) unless told otherwise.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
     spark = SparkSession.builder.master(args.master).appName("batchserver-notes").getOrCreate()
     servers, model, in_flight = args.servers.split(","), args.model, args.in_flight
