@@ -118,6 +118,10 @@ struct Run: AsyncParsableCommand {
         } catch let error as BulkJobError {
             FileHandle.standardError.write(Data("batch-server-client: \(error)\n".utf8))
             throw ExitCode(3)
+        } catch {
+            // Exit 1 means "rows in the errors file": anything else unexpected is 3.
+            FileHandle.standardError.write(Data("batch-server-client: stopped: \(error)\n".utf8))
+            throw ExitCode(3)
         }
         if let summaryJSON {
             let encoder = JSONEncoder()

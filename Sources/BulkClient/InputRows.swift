@@ -98,6 +98,8 @@ public struct JSONLinesReader: RowReader {
     private var file: ChunkedFile
     private let fields: FieldNames
     private var index = 0
+    /// Lines read, blank ones included, for messages.
+    private var lineNumber = 0
 
     public init(path: String, fields: FieldNames) throws {
         file = try ChunkedFile(path: path)
@@ -106,10 +108,11 @@ public struct JSONLinesReader: RowReader {
 
     public mutating func next() throws -> Result<InputRow, RowProblem>? {
         while let line = file.line() {
+            lineNumber += 1
             if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             defer { index += 1 }
             guard let object = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any] else {
-                return .failure(RowProblem(index: index, id: "row \(index + 1)", reason: "line \(index + 1) is not a JSON object"))
+                return .failure(RowProblem(index: index, id: "row \(index + 1)", reason: "line \(lineNumber) is not a JSON object"))
             }
             return RowFields.row(index: index, fields: fields, id: object[fields.id], text: object[fields.text],
                                  inputIDs: object[fields.inputIDs])

@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import GRPCProtobuf
+import SwiftProtobuf
 import TritonProto
 
 /// One endpoint's gRPC client (grpc-swift-2): KServe v2 calls without
@@ -52,26 +53,23 @@ public final class KServeConnection: Sendable {
     }
 
     public func infer(_ request: Inference_ModelInferRequest) async throws -> Inference_ModelInferResponse {
-        try await client.unary(
-            request: ClientRequest(message: request), descriptor: Self.modelInfer,
-            serializer: ProtobufSerializer<Inference_ModelInferRequest>(),
-            deserializer: ProtobufDeserializer<Inference_ModelInferResponse>(), options: options
-        ) { try $0.message }
+        try await unary(Self.modelInfer, request)
     }
 
     public func metadata(model: String) async throws -> Inference_ModelMetadataResponse {
-        try await client.unary(
-            request: ClientRequest(message: Inference_ModelMetadataRequest.with { $0.name = model }), descriptor: Self.modelMetadata,
-            serializer: ProtobufSerializer<Inference_ModelMetadataRequest>(),
-            deserializer: ProtobufDeserializer<Inference_ModelMetadataResponse>(), options: options
-        ) { try $0.message }
+        try await unary(Self.modelMetadata, Inference_ModelMetadataRequest.with { $0.name = model })
     }
 
     public func statistics(model: String) async throws -> Inference_ModelStatisticsResponse {
+        try await unary(Self.modelStatistics, Inference_ModelStatisticsRequest.with { $0.name = model })
+    }
+
+    private func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+        _ method: MethodDescriptor, _ message: Request
+    ) async throws -> Response {
         try await client.unary(
-            request: ClientRequest(message: Inference_ModelStatisticsRequest.with { $0.name = model }), descriptor: Self.modelStatistics,
-            serializer: ProtobufSerializer<Inference_ModelStatisticsRequest>(),
-            deserializer: ProtobufDeserializer<Inference_ModelStatisticsResponse>(), options: options
+            request: ClientRequest(message: message), descriptor: method,
+            serializer: ProtobufSerializer<Request>(), deserializer: ProtobufDeserializer<Response>(), options: options
         ) { try $0.message }
     }
 }

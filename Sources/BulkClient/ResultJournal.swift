@@ -98,6 +98,9 @@ public final class ResultJournal {
         if committed == nil {
             manager.createFile(atPath: paths.journal, contents: Data((header + "\n").utf8))
         }
+        // The new files' names are durable too, not only their contents.
+        Self.syncDirectory(of: paths.journal)
+        if paths.errors != paths.output { Self.syncDirectory(of: paths.errors) }
         guard let journal = FileHandle(forUpdatingAtPath: paths.journal) else {
             throw BulkJobError.output("cannot open journal '\(paths.journal)'")
         }
@@ -151,6 +154,14 @@ public final class ResultJournal {
             throw BulkJobError.output("fsync of the journal failed: \(String(cString: strerror(errno)))")
         }
         uncommitted = 0
+    }
+
+    static func syncDirectory(of path: String) {
+        let directory = (path as NSString).deletingLastPathComponent
+        let descriptor = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
     }
 
     /// The `id` of every line of a JSON-lines file.

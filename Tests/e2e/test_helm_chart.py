@@ -98,6 +98,11 @@ def manifests(helm):
     return rendered
 
 
+def cluster_service(docs):
+    """The ClusterIP Service (beside it, the optional headless one)."""
+    return one([doc for doc in docs if doc["kind"] == "Service" and doc["spec"].get("clusterIP") != "None"], "Service")
+
+
 def one(docs, kind):
     found = [doc for doc in docs if doc["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
@@ -196,10 +201,8 @@ def test_values_that_cannot_work_are_refused(helm, case, tmp_path):
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_resources_refer_to_each_other(manifests, name):
     docs = manifests[name]
-    deployment = one(docs, "Deployment")
-    services = [doc for doc in docs if doc["kind"] == "Service"]
-    service = one([s for s in services if s["spec"].get("clusterIP") != "None"], "Service")
-    for headless in (s for s in services if s["spec"].get("clusterIP") == "None"):
+    deployment, service = one(docs, "Deployment"), cluster_service(docs)
+    for headless in (doc for doc in docs if doc["kind"] == "Service" and doc["spec"].get("clusterIP") == "None"):
         # The bulk client's per-pod name: ready pods only, the gRPC port only.
         assert headless["metadata"]["name"] == service["metadata"]["name"] + "-headless"
         assert headless["spec"]["selector"] == service["spec"]["selector"]
@@ -257,15 +260,7 @@ class ChartServer(RunningServer):
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_deployment_runs_the_real_server(manifests, name, tmp_path):
     docs = manifests[name]
-    deployment = one(docs, "Deployment")
-    services = [doc for doc in docs if doc["kind"] == "Service"]
-    service = one([s for s in services if s["spec"].get("clusterIP") != "None"], "Service")
-    for headless in (s for s in services if s["spec"].get("clusterIP") == "None"):
-        # The bulk client's per-pod name: ready pods only, the gRPC port only.
-        assert headless["metadata"]["name"] == service["metadata"]["name"] + "-headless"
-        assert headless["spec"]["selector"] == service["spec"]["selector"]
-        assert [p["name"] for p in headless["spec"]["ports"]] == ["grpc"]
-        assert not headless["spec"]["publishNotReadyAddresses"]
+    deployment, service = one(docs, "Deployment"), cluster_service(docs)
     pod = deployment["spec"]["template"]["spec"]
     container = next(c for c in pod["containers"] if c["name"] == "batch-server")
     flags = []

@@ -53,8 +53,6 @@ def cpu_name():
     flags = ""
     name = platform.processor()
     for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name") and not name:
-            name = line.split(":", 1)[1].strip()
         if line.startswith("model name"):
             name = line.split(":", 1)[1].strip()
         if line.startswith("flags"):
@@ -111,8 +109,9 @@ class Server:
         return float("nan")
 
     def stats(self):
-        stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}"))
-        model = stub.ModelStatistics(service_pb2.ModelStatisticsRequest(name=MODEL)).model_stats[0]
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            model = stub.ModelStatistics(service_pb2.ModelStatisticsRequest(name=MODEL)).model_stats[0]
         return model.inference_stats.success.count, model.inference_stats.fail.count
 
     @property
