@@ -7,7 +7,7 @@ import PackageDescription
 //   RequestPipeline -> ModelRepository (frontends know only InferenceCore's InferenceServer)
 //   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
 //   BatchServer (executable) wires them together.
-//   BatchServerClient (executable) -> BulkClient -> TritonProto, grpc-swift-2's client.
+//   BatchServerClient (executable) -> BulkClient -> InferenceCore, TritonProto, grpc-swift-2's client.
 let package = Package(
     name: "BatchServer",
     platforms: [.macOS(.v15)],
@@ -191,7 +191,7 @@ let package = Package(
         .target(
             name: "BulkClient",
             dependencies: [
-                "TritonProto",
+                "InferenceCore", "TritonProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

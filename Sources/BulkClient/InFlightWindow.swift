@@ -71,12 +71,6 @@ public struct EndpointPool: Sendable {
         endpoints.indices.filter { endpoints[$0].downUntil <= now }.min { endpoints[$0].inFlight < endpoints[$1].inFlight }
     }
 
-    /// When the next endpoint comes back, if none is healthy now.
-    public func nextRecovery(now: Double) -> Double? {
-        guard pick(now: now) == nil else { return nil }
-        return endpoints.map(\.downUntil).min()
-    }
-
     public mutating func started(_ index: Int) { endpoints[index].inFlight += 1 }
 
     /// An answer came back (a result, or the row's own error): the endpoint is well.

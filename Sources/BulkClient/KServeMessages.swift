@@ -1,4 +1,5 @@
 import Foundation
+import InferenceCore
 import SwiftProtobuf
 import TritonProto
 
@@ -69,11 +70,7 @@ public struct KServeMessages: Sendable {
                 $0.datatype = "BYTES"
                 $0.shape = [1, 1]
             })
-            let utf8 = Array(text.utf8)
-            var bytes = Data()
-            withUnsafeBytes(of: UInt32(utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
-            bytes.append(contentsOf: utf8)
-            request.rawInputContents.append(bytes)
+            request.rawInputContents.append(Data(BytesElements.serialize([Array(text.utf8)])))
         }
         for (position, name) in model.outputs.enumerated() {
             request.outputs.append(.with {
@@ -113,17 +110,7 @@ public struct KServeMessages: Sendable {
         case "INT64": return numbers(Int64.self) { $0 }
         case "INT32": return numbers(Int32.self) { $0 }
         case "BYTES":
-            var elements: [String] = []
-            var offset = 0
-            let bytes = [UInt8](raw)
-            while offset + 4 <= bytes.count {
-                let length = Int(UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24)
-                offset += 4
-                guard offset + length <= bytes.count else { break }
-                elements.append(String(decoding: bytes[offset..<(offset + length)], as: UTF8.self))
-                offset += length
-            }
-            return elements
+            return try BytesElements.parse([UInt8](raw), tensorName: name).map { String(decoding: $0, as: UTF8.self) }
         default:
             throw BulkJobError.server("output '\(name)' has datatype \(datatype), which the bulk client does not write")
         }

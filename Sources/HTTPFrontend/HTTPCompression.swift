@@ -1,4 +1,5 @@
 import CompressNIO
+import Foundation
 import InferenceCore
 import NIOCore
 
@@ -11,7 +12,7 @@ enum HTTPCompression {
     /// pass `limit` bytes (a small body that inflates past the limit is never
     /// allocated whole).
     static func inflate(_ body: ByteBuffer, contentEncoding: String?, limit: Int) throws -> ByteBuffer {
-        guard let encoding = contentEncoding?.trimmingASCIIWhitespace.lowercased(), !encoding.isEmpty, encoding != "identity" else {
+        guard let encoding = contentEncoding?.trimmingCharacters(in: .whitespaces).lowercased(), !encoding.isEmpty, encoding != "identity" else {
             return body
         }
         guard let algorithm = algorithm(encoding) else {
@@ -32,7 +33,7 @@ enum HTTPCompression {
     static func responseEncoding(acceptEncoding: String?) -> String? {
         guard let header = acceptEncoding?.lowercased() else { return nil }
         let accepted = header.split(separator: ",").compactMap { item -> String? in
-            let parts = item.split(separator: ";").map { $0.trimmingASCIIWhitespace }
+            let parts = item.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
             guard let name = parts.first else { return nil }
             // `q=0` (or 0.0, 0.000) refuses an encoding.
             for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
@@ -55,11 +56,5 @@ enum HTTPCompression {
         case "deflate": .zlib()
         default: nil
         }
-    }
-}
-
-extension StringProtocol {
-    var trimmingASCIIWhitespace: String {
-        String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 }

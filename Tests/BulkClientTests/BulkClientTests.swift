@@ -137,7 +137,6 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
         pool.failed(0, now: 0)
         pool.failed(0, now: 0)
         #expect(pool.pick(now: 0.05) == nil)
-        #expect(pool.nextRecovery(now: 0.05) != nil)
         #expect(pool.pick(now: 10) != nil)
         pool.succeeded(1)
         #expect(pool.endpoints[1].consecutiveFailures == 0)

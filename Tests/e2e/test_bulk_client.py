@@ -10,6 +10,7 @@ import pty
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -18,12 +19,10 @@ import tritonclient.grpc as grpcclient
 
 from conftest import BINARY, MODEL_REPOSITORY, RunningServer
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench" / "reliability"))
+from suite import note  # noqa: E402  (the notes the reliability suite sends too)
+
 CLIENT = str(pathlib.Path(BINARY).with_name("batch-server-client"))
-WORDS = "patient reports chest pain after surgery and mild fever resolved with rest".split()
-
-
-def note(i):
-    return " ".join(WORDS[(i + k) % len(WORDS)] for k in range(3 + i % 9))
 
 
 def write_jsonl(path, rows):
