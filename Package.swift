@@ -6,6 +6,7 @@ import PackageDescription
 //   TritonProto    <- ModelRepository, RequestPipeline, GRPCFrontend
 //   RequestPipeline -> ModelRepository (frontends know only InferenceCore's InferenceServer)
 //   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
+//   ONNXRuntimeBackend -> CONNXRuntime (ORT's C API header; the library is opened at run time)
 //   BatchServer (executable) wires them together.
 //   BatchServerClient (executable) -> BulkClient -> InferenceCore, TritonProto, grpc-swift-2's client.
 let package = Package(
@@ -27,6 +28,7 @@ let package = Package(
         .library(name: "GRPCLite", targets: ["GRPCLite"]),
         .library(name: "GRPCFrontend", targets: ["GRPCFrontend"]),
         .library(name: "RequestPipeline", targets: ["RequestPipeline"]),
+        .library(name: "ONNXRuntimeBackend", targets: ["ONNXRuntimeBackend"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -100,6 +102,15 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // ONNX Runtime's C API header (scripts/install-onnxruntime.sh puts it in
+        // vendor/, from Debian 13's libonnxruntime-dev); nothing is linked.
+        .target(name: "CONNXRuntime", exclude: ["vendor"]),
+        // Triton's `onnxruntime` backend: ONNX models on ONNX Runtime, opened at
+        // run time from the onnxruntime wheel's libonnxruntime.so.
+        .target(
+            name: "ONNXRuntimeBackend",
+            dependencies: ["InferenceCore", "CONNXRuntime", .product(name: "Logging", package: "swift-log")]
         ),
         // Triton's example models (simple, simple_int8, simple_string, simple_identity).
         .target(name: "ExampleBackends", dependencies: ["InferenceCore"]),
@@ -176,7 +187,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels",
+                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -211,6 +222,7 @@ let package = Package(
         .testTarget(name: "BulkClientTests", dependencies: ["BulkClient"]),
         .testTarget(name: "GRPCFrontendTests", dependencies: ["GRPCFrontend", "GRPCLite", "InferenceCore"]),
         .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
+        .testTarget(name: "ONNXRuntimeBackendTests", dependencies: ["ONNXRuntimeBackend", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),

@@ -23,7 +23,6 @@ import argparse
 import platform
 import csv
 import json
-import math
 import os
 import pathlib
 import resource
@@ -35,6 +34,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL = ROOT / "model_repository" / "distilbert_sst2" / "1"
+sys.path.insert(0, str(ROOT / "Tests" / "e2e"))  # onnx_models
 
 
 def flops(length, hidden=768, ffn=3072, layers=6):
@@ -43,74 +43,11 @@ def flops(length, hidden=768, ffn=3072, layers=6):
 
 
 def build_onnx(path):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from safetensors.numpy import load_file
-
-    w = load_file(str(MODEL / "model.safetensors"))
-    config = json.loads((MODEL / "config.json").read_text())
-    hidden, heads, layers = config["dim"], config["n_heads"], config["n_layers"]
-    d = hidden // heads
-    nodes, inits = [], []
-    counter = [0]
-
-    def init(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    def node(op, inputs, **attrs):
-        counter[0] += 1
-        out = f"t{counter[0]}"
-        nodes.append(helper.make_node(op, inputs, [out], **attrs))
-        return out
-
-    def linear(x, prefix):
-        return node("Add", [node("MatMul", [x, init(prefix + ".wT", w[prefix + ".weight"].T)]), init(prefix + ".b", w[prefix + ".bias"])])
-
-    def layer_norm(x, prefix):
-        return node("LayerNormalization", [x, init(prefix + ".g", w[prefix + ".weight"]), init(prefix + ".bb", w[prefix + ".bias"])],
-                    axis=-1, epsilon=1e-12)
-
-    p = "distilbert."
-    words = node("Gather", [init("word", w[p + "embeddings.word_embeddings.weight"]), "input_ids"])
-    length = node("Shape", ["input_ids"], start=1, end=2)  # [L], 1-D
-    positions = node("Slice", [init("pos", w[p + "embeddings.position_embeddings.weight"]), init("p0", np.array([0], np.int64)),
-                               length, init("pax", np.array([0], np.int64))])
-    x = node("Add", [words, positions])
-    x = layer_norm(x, p + "embeddings.LayerNorm")
-    mask = node("Cast", ["attention_mask"], to=TensorProto.FLOAT)
-    bias = node("Mul", [node("Sub", [init("onef", np.array(1, np.float32)), mask]), init("neg", np.array(-1e9, np.float32))])
-    bias = node("Unsqueeze", [bias, init("axes12", np.array([1, 2], np.int64))])
-    split_shape = init("split", np.array([0, 0, heads, d], np.int64))
-    merge_shape = init("merge", np.array([0, 0, hidden], np.int64))
-    scale = init("scale", np.array(1 / math.sqrt(d), np.float32))
-    for i in range(layers):
-        l = f"{p}transformer.layer.{i}."
-        q = node("Transpose", [node("Reshape", [linear(x, l + "attention.q_lin"), split_shape])], perm=[0, 2, 1, 3])
-        k = node("Transpose", [node("Reshape", [linear(x, l + "attention.k_lin"), split_shape])], perm=[0, 2, 3, 1])
-        v = node("Transpose", [node("Reshape", [linear(x, l + "attention.v_lin"), split_shape])], perm=[0, 2, 1, 3])
-        scores = node("Add", [node("Mul", [node("MatMul", [q, k]), scale]), bias])
-        context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
-        context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge_shape])
-        x = layer_norm(node("Add", [x, linear(context, l + "attention.out_lin")]), l + "sa_layer_norm")
-        h = linear(x, l + "ffn.lin1")
-        gelu = node("Mul", [node("Mul", [h, init(f"half{i}", np.array(0.5, np.float32))]),
-                            node("Add", [init(f"onep{i}", np.array(1, np.float32)),
-                                         node("Erf", [node("Mul", [h, init(f"rs2{i}", np.array(1 / math.sqrt(2), np.float32))])])])])
-        x = layer_norm(node("Add", [x, linear(gelu, l + "ffn.lin2")]), l + "output_layer_norm")
-    cls = node("Squeeze", [node("Slice", [x, init("s0", np.array([0], np.int64)), init("s1", np.array([1], np.int64)),
-                                          init("sax", np.array([1], np.int64))]), init("sq", np.array([1], np.int64))])
-    pre = node("Relu", [linear(cls, "pre_classifier")])
-    logits = linear(pre, "classifier")
-    nodes[-1].output[0] = "logits"
-    graph = helper.make_graph(
-        nodes, "distilbert",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["B", "L"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["B", "L"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # what ONNX Runtime reads for opset 17
-    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    """The ONNX graph of DistilBERT over MODEL's weights (Tests/e2e/onnx_models.py
+    builds it), with lowercase tensor names and the weights in <path>.data."""
+    from onnx_models import build_distilbert_onnx
+    build_distilbert_onnx(MODEL, pathlib.Path(path), input_names=("input_ids", "attention_mask"), output_name="logits",
+                          external_data=True)
 
 
 def cpu_description():

@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh release
+# The onnxruntime backend's library: the onnxruntime wheel's, in .venv.
+library="$(scripts/install-onnxruntime.sh)"
+[ -f "$library" ] && export BATCHSERVER_ONNXRUNTIME_LIBRARY="${BATCHSERVER_ONNXRUNTIME_LIBRARY:-$library}"
 exec .build/release/batch-server --model-repository model_repository "$@"

@@ -28,6 +28,8 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements-test.txt .venv/.requiremen
   cp requirements-test.txt .venv/.requirements-installed
 fi
 
+echo "setup: ONNX Runtime (C API header for the build, the wheel's library at run time): $(scripts/install-onnxruntime.sh)"
+
 echo "setup: helm for the chart's offline checks: $(scripts/helm-tools.sh)"
 
 echo "setup: encoder model files in model_repository/"

@@ -1,6 +1,7 @@
 import AccessControl
 import ArgumentParser
 import ExampleBackends
+import ONNXRuntimeBackend
 import Foundation
 import GPUKernels
 import GRPCFrontend
@@ -161,11 +162,42 @@ struct BatchServerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "Log line format: default (text) or json (one object per line).")
     var logFormat: LogFormat = .default
 
+    @Flag(name: .customLong("disable-auto-complete-config"),
+          help: "Serve configs as written: no config.pbtxt is completed from its model file (inputs, outputs, max_batch_size) and a model without one fails.")
+    var disableAutoCompleteConfig = false
+
+    @Option(name: .customLong("strict-model-config"),
+            help: "Deprecated spelling of --disable-auto-complete-config (true or false), as in Triton.")
+    var strictModelConfig: Bool?
+
+    @Option(name: .customLong("backend-config"),
+            help: "Triton's backend setting [BACKEND,]default-max-batch-size=N: the max_batch_size auto-complete gives a model that batches (default 4).")
+    var backendConfig: [String] = []
+
+    @Option(name: .customLong("onnxruntime-library"),
+            help: "Path of libonnxruntime.so (the onnxruntime wheel's onnxruntime/capi/libonnxruntime.so.*); also read from $BATCHSERVER_ONNXRUNTIME_LIBRARY. Unset: the dynamic linker's search for libonnxruntime.so.1.")
+    var onnxruntimeLibrary: String?
+
     @Option(name: .customLong("server-name"),
             help: "The name server metadata reports (GET /v2, ServerMetadata); clients written for Triton check for 'triton'.")
     var serverName = "triton"
 
+    /// --disable-auto-complete-config wins over the deprecated --strict-model-config=false, as in Triton.
+    func autoCompleteSettings() throws -> AutoCompleteSettings {
+        var settings = AutoCompleteSettings(enabled: !(disableAutoCompleteConfig || strictModelConfig == true))
+        for entry in backendConfig {
+            let setting = entry.split(separator: ",").last.map(String.init) ?? entry
+            let parts = setting.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[0] == "default-max-batch-size", let size = Int(parts[1]), size >= 0 else {
+                throw ValidationError("--backend-config '\(entry)': only [BACKEND,]default-max-batch-size=N (N >= 0) is understood")
+            }
+            settings.defaultMaxBatchSize = size
+        }
+        return settings
+    }
+
     func validate() throws {
+        _ = try autoCompleteSettings()
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
         where !(0...65535).contains(port) {
             throw ValidationError("--\(name) must be within 0...65535, got \(port)")
@@ -193,10 +225,19 @@ struct BatchServerCommand: AsyncParsableCommand {
         let registry = MetricsExporter.bootstrap()
         let logger = Logger(label: "batch-server")
         let phase = ServerPhase()
+        if let strictModelConfig {
+            logger.warning("'--strict-model-config' has been deprecated! Please use '--disable-auto-complete-config' instead.",
+                           metadata: ["strict_model_config": "\(strictModelConfig)"])
+        }
+        let onnxLibrary = onnxruntimeLibrary ?? ProcessInfo.processInfo.environment["BATCHSERVER_ONNXRUNTIME_LIBRARY"]
         let models = ModelManager(
             repositoryPath: modelRepository,
-            backends: BackendRegistry(ExampleBackends.all + [CUDAEncoderAccelerator.backend(requireGPU: requireGPU, logger: logger)]),
+            backends: BackendRegistry(ExampleBackends.all + [
+                CUDAEncoderAccelerator.backend(requireGPU: requireGPU, logger: logger),
+                ONNXRuntimeBackend(library: onnxLibrary, requireGPU: requireGPU, logger: logger),
+            ]),
             controlMode: modelControlMode,
+            autoComplete: try autoCompleteSettings(),
             logger: logger,
             makeRunner: { [defaultMaxQueueSize] spec, backend in
                 try ModelScheduler.make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)

@@ -1,3 +1,4 @@
+import InferenceCore
 /// The few CUDA, cuBLAS, NVRTC and NVML entry points this module calls,
 /// declared here (no CUDA headers at build time) and resolved with dlsym.
 /// Opaque handles are raw pointers; enums and error codes are Int32 as in C.

@@ -1,3 +1,4 @@
+import InferenceCore
 import CoreMetrics
 
 /// Per-GPU utilization and memory from NVML, under Triton's metric names,

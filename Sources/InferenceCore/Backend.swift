@@ -41,11 +41,43 @@ public protocol ModelBackend: Sendable {
     /// `max_batch_tokens`) and tokenize text inputs (`tokenized`). Errors here
     /// fail the request alone.
     func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws
+    /// The file a version directory holds when config.pbtxt names none
+    /// (Triton's `default_model_filename`), if the backend reads one file.
+    var defaultModelFileName: String? { get }
+    /// The tensors a model file declares, for config auto-complete; nil where
+    /// the backend cannot read them from the file.
+    func signature(ofModelAt path: String) throws -> ModelSignature?
 }
 
 extension ModelBackend {
     public var variableLengthBatching: TokenCost? { nil }
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {}
+    public var defaultModelFileName: String? { nil }
+    public func signature(ofModelAt path: String) throws -> ModelSignature? { nil }
+}
+
+/// A tensor as a model file declares it; -1 marks a dynamic dimension.
+public struct ModelFileTensor: Sendable, Hashable {
+    public var name: String
+    public var dataType: DataType
+    public var shape: [Int]
+
+    public init(name: String, dataType: DataType, shape: [Int]) {
+        self.name = name
+        self.dataType = dataType
+        self.shape = shape
+    }
+}
+
+/// What a model file declares it takes and returns.
+public struct ModelSignature: Sendable, Hashable {
+    public var inputs: [ModelFileTensor]
+    public var outputs: [ModelFileTensor]
+
+    public init(inputs: [ModelFileTensor], outputs: [ModelFileTensor]) {
+        self.inputs = inputs
+        self.outputs = outputs
+    }
 }
 
 /// How a batch's token cost is counted for `max_batch_tokens`.

@@ -136,6 +136,12 @@ public struct ModelSpec: Sendable {
     public var dynamicBatching: DynamicBatchingSpec?
     /// The version directory holding the model's files.
     public var versionPath: String
+    /// config.pbtxt's `default_model_filename`; empty: the backend's default.
+    public var modelFileName: String = ""
+    /// config.pbtxt's `optimization { graph { level } }` (Triton's values), if set.
+    public var graphOptimizationLevel: Int?
+    /// Names in `optimization { execution_accelerators { gpu_execution_accelerator } }`.
+    public var gpuExecutionAccelerators: [String] = []
 
     public init(name: String, version: Int64, platform: String = "", backend: String, maxBatchSize: Int,
                 inputs: [TensorSpec], outputs: [TensorSpec], parameters: [String: String] = [:],

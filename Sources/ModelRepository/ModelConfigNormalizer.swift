@@ -15,15 +15,20 @@ public enum ModelConfigNormalizer {
             config.versionPolicy.latest = latest
         }
         if config.instanceGroup.isEmpty {
-            // No GPU path exists yet in this build, so the default group is one CPU instance.
-            config.instanceGroup = [.with { $0.count = 1; $0.kind = .cpu }]
+            // The default group runs on the CPU: GPU instances are asked for, never assumed.
+            config.instanceGroup = [.with { $0.kind = .cpu }]
         }
         for index in config.instanceGroup.indices {
             if config.instanceGroup[index].name.isEmpty {
                 config.instanceGroup[index].name = "\(config.name)_\(index)"
             }
-            if config.instanceGroup[index].count == 0 { config.instanceGroup[index].count = 1 }
             if config.instanceGroup[index].kind == .auto { config.instanceGroup[index].kind = .cpu }
+            if config.instanceGroup[index].count == 0 {
+                // Triton's default count: 2 CPU instances for the ONNX Runtime
+                // and TensorFlow backends, 1 otherwise.
+                let twoOnCPU = config.backend == "onnxruntime" || config.backend == "tensorflow"
+                config.instanceGroup[index].count = twoOnCPU && config.instanceGroup[index].kind == .cpu ? 2 : 1
+            }
         }
         if case .dynamicBatching(var batching)? = config.schedulingChoice {
             // Triton: an empty preferred list means "the largest batch the model takes".

@@ -69,6 +69,7 @@ public final class ModelManager: Sendable {
     public let repositoryPath: String
     public let controlMode: ModelControlMode
     private let backends: BackendRegistry
+    private let autoComplete: AutoCompleteSettings
     private let makeRunner: RunnerFactory
     private let logger: Logger
     private let state = Mutex(State())
@@ -76,10 +77,12 @@ public final class ModelManager: Sendable {
     private let loading = ModelOperationLocks()
 
     public init(repositoryPath: String, backends: BackendRegistry, controlMode: ModelControlMode = .none,
+                autoComplete: AutoCompleteSettings = AutoCompleteSettings(),
                 logger: Logger, makeRunner: @escaping RunnerFactory) {
         self.repositoryPath = repositoryPath
         self.controlMode = controlMode
         self.backends = backends
+        self.autoComplete = autoComplete
         self.makeRunner = makeRunner
         self.logger = logger
     }
@@ -128,18 +131,40 @@ public final class ModelManager: Sendable {
         let backend: any ModelBackend
         let versions: [Int64]
         do {
-            let parsed = try configOverride ?? ModelConfigFile.load(path: configPath)
-            config = ModelConfigNormalizer.normalize(parsed, directoryName: name)
-            try ModelConfigValidator.validate(config, directoryName: name)
-            guard let known = backends.backend(named: config.backend) else {
-                throw InferenceError.invalidArgument(
-                    "\(configPath): model '\(name)': unknown backend '\(config.backend)'; known backends: \(backends.names.joined(separator: ", "))")
+            var parsed: Inference_ModelConfig
+            if let configOverride {
+                parsed = configOverride
+            } else if FileManager.default.fileExists(atPath: configPath) {
+                parsed = try ModelConfigFile.load(path: configPath)
+            } else if !autoComplete.enabled {
+                throw InferenceError.invalidArgument("failed to open text file for read \(configPath): No such file or directory")
+            } else {
+                // Triton serves a model directory without config.pbtxt when the
+                // backend can complete the config from the model file.
+                parsed = Inference_ModelConfig()
+            }
+            if parsed.name.isEmpty { parsed.name = name }
+            ModelConfigAutoComplete.completeBackendFields(&parsed, modelPath: modelPath)
+            guard let known = backends.backend(named: parsed.backend) else {
+                throw ModelConfigAutoComplete.unknownBackend(parsed, model: name, configPath: configPath, known: backends.names)
             }
             backend = known
-            versions = VersionSelector.select(VersionSelector.availableVersions(modelPath: modelPath), policy: config.versionPolicy)
+            var normalized = ModelConfigNormalizer.normalize(parsed, directoryName: name)
+            versions = VersionSelector.select(VersionSelector.availableVersions(modelPath: modelPath), policy: normalized.versionPolicy)
             guard !versions.isEmpty else {
                 throw InferenceError.invalidArgument("model '\(name)': no version directory matches its version_policy in \(modelPath)")
             }
+            if autoComplete.enabled,
+               let fileName = normalized.defaultModelFilename.isEmpty ? known.defaultModelFileName : normalized.defaultModelFilename {
+                let file = ((modelPath as NSString).appendingPathComponent(String(versions.max()!)) as NSString)
+                    .appendingPathComponent(fileName)
+                if FileManager.default.fileExists(atPath: file), let signature = try known.signature(ofModelAt: file) {
+                    try ModelConfigAutoComplete.completeFromModel(&parsed, signature: signature, settings: autoComplete)
+                    normalized = ModelConfigNormalizer.normalize(parsed, directoryName: name)
+                }
+            }
+            config = normalized
+            try ModelConfigValidator.validate(config, directoryName: name)
         } catch {
             let reason = (error as? InferenceError)?.message ?? "\(error)"
             logger.error("model failed to load", metadata: ["model.name": "\(name)", "reason": "\(reason)"])

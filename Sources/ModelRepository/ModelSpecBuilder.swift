@@ -18,7 +18,7 @@ enum ModelSpecBuilder {
         if case .dynamicBatching(let settings)? = config.schedulingChoice {
             batching = try dynamicBatching(settings, parameters: config.parameters, model: config.name)
         }
-        return ModelSpec(
+        var spec = ModelSpec(
             name: config.name, version: version, platform: config.platform, backend: config.backend,
             maxBatchSize: Int(config.maxBatchSize), inputs: inputs, outputs: outputs,
             parameters: config.parameters.mapValues(\.stringValue),
@@ -27,6 +27,12 @@ enum ModelSpecBuilder {
                                   count: Int(group.count), gpus: group.gpus.map(Int.init))
             },
             dynamicBatching: batching, versionPath: versionPath)
+        spec.modelFileName = config.defaultModelFilename
+        if config.hasOptimization && config.optimization.hasGraph {
+            spec.graphOptimizationLevel = Int(config.optimization.graph.level)
+        }
+        spec.gpuExecutionAccelerators = config.optimization.executionAccelerators.gpuExecutionAccelerator.map(\.name)
+        return spec
     }
 
     static func dynamicBatching(_ settings: Inference_ModelDynamicBatching,

@@ -13,6 +13,9 @@ import requests
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("BATCH_SERVER_BIN", str(ROOT / ".build" / "debug" / "batch-server"))
 MODEL_REPOSITORY = ROOT / "model_repository"
+# ONNX Runtime for the onnxruntime backend: the wheel's library in .venv
+# (scripts/install-onnxruntime.sh). Servers find it through this variable.
+ONNXRUNTIME_LIBRARY = next(iter(sorted(ROOT.glob(".venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.*"))), None)
 
 
 def openssl(*args, cwd):
@@ -39,10 +42,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_environment(onnxruntime=True):
+    """The servers' environment: ours, with the ONNX Runtime library named
+    (or, with onnxruntime=False, with none to be found)."""
+    env = dict(os.environ)
+    env.pop("BATCHSERVER_ONNXRUNTIME_LIBRARY", None)
+    if onnxruntime and ONNXRUNTIME_LIBRARY:
+        env["BATCHSERVER_ONNXRUNTIME_LIBRARY"] = str(ONNXRUNTIME_LIBRARY)
+    elif not onnxruntime:
+        env["BATCHSERVER_ONNXRUNTIME_LIBRARY"] = "/nonexistent/libonnxruntime.so.1"
+    return env
+
+
 class RunningServer:
     """One batch-server process; its log is kept for assertions."""
 
-    def __init__(self, repository, extra_args=(), log_path=None, http_port=None, grpc_port=None):
+    def __init__(self, repository, extra_args=(), log_path=None, http_port=None, grpc_port=None, env=None):
         # Given ports restart a server where clients expect it (a pod coming back).
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
@@ -61,6 +76,7 @@ class RunningServer:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=env if env is not None else server_environment(),
         )
 
     @property
@@ -106,8 +122,8 @@ def start_server(tmp_path):
     """Starts servers on demand; each is stopped (SIGTERM) after the test."""
     servers = []
 
-    def start(repository=MODEL_REPOSITORY, extra_args=()):
-        server = RunningServer(repository, extra_args, log_path=tmp_path / f"server-{len(servers)}.log")
+    def start(repository=MODEL_REPOSITORY, extra_args=(), env=None):
+        server = RunningServer(repository, extra_args, log_path=tmp_path / f"server-{len(servers)}.log", env=env)
         servers.append(server)
         return server.wait_live()
 
