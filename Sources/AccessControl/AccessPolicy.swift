@@ -118,6 +118,8 @@ public enum EndpointGroups {
     public static func forHTTP(path: String) -> EndpointGroup {
         let parts = path.split(separator: "/")
         if path.hasPrefix("/v2/health/") { return .health }
+        // The OpenAI and text-embeddings-inference routes run inferences.
+        if ["/v1/embeddings", "/embed", "/predict", "/tokenize"].contains(path) { return .inference }
         if path == "/metrics" { return .metrics }
         if path.hasPrefix("/v2/systemsharedmemory") || path.hasPrefix("/v2/cudasharedmemory") { return .sharedMemory }
         if path == "/v2/logging" { return .logging }

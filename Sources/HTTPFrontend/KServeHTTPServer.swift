@@ -126,6 +126,7 @@ public struct KServeHTTPServer: Sendable {
             }
         }
         addAdministrationRoutes(to: router)
+        addEmbeddingRoutes(to: router)
     }
 
     /// The request body, inflated where it is compressed, within the size limit.
@@ -199,23 +200,30 @@ struct TritonErrorMiddleware: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let dialect = ErrorDialect.forPath(request.uri.path)
         do {
             return try await next(request, context)
         } catch let error as InferenceError {
             logger.debug("request failed", metadata: [
                 "http.path": "\(request.uri.path)", "error.code": "\(error.code)", "http.status": "\(error.code.httpStatus.code)",
             ])
-            return try json(HTTPResponseBodies.ErrorBody(error: error.message), status: error.code.httpStatus)
+            return try dialect.response(error)
+        } catch let error as RouteError {
+            logger.debug("request failed", metadata: ["http.path": "\(request.uri.path)", "error.kind": "\(error.kind.rawValue)"])
+            return try dialect.response(error)
         } catch let error as HTTPError {
             let message: String = switch error.status {
             case .notFound: "no such route: \(request.method) \(request.uri.path)"
             case .contentTooLarge: "request body is larger than the server's limit"
             default: error.body ?? error.status.reasonPhrase
             }
+            if dialect != .triton, error.status == .contentTooLarge {
+                return try dialect.response(InferenceError.invalidArgument(message))
+            }
             return try json(HTTPResponseBodies.ErrorBody(error: message), status: error.status == .contentTooLarge ? .badRequest : error.status)
         } catch {
             logger.error("unexpected error", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
-            return try json(HTTPResponseBodies.ErrorBody(error: "internal error"), status: .internalServerError)
+            return try dialect.response(InferenceError.internal("internal error"))
         }
     }
 }

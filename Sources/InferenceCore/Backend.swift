@@ -47,6 +47,9 @@ public protocol ModelBackend: Sendable {
     /// The tensors a model file declares, for config auto-complete; nil where
     /// the backend cannot read them from the file.
     func signature(ofModelAt path: String) throws -> ModelSignature?
+    /// The tokenizer the model's text inputs go through, for routes that
+    /// tokenize or count tokens (TEI's /tokenize); nil if it has none.
+    func tokenizer(for spec: ModelSpec) throws -> (any TextTokenizer)?
 }
 
 extension ModelBackend {
@@ -54,6 +57,35 @@ extension ModelBackend {
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {}
     public var defaultModelFileName: String? { nil }
     public func signature(ofModelAt path: String) throws -> ModelSignature? { nil }
+    public func tokenizer(for spec: ModelSpec) throws -> (any TextTokenizer)? { nil }
+}
+
+/// One token of a text as a model's tokenizer cuts it.
+public struct TextToken: Sendable, Hashable {
+    public var id: Int32
+    /// The input's text the token covers, or the token itself where it covers none.
+    public var text: String
+    /// Added by the tokenizer ([CLS], [SEP]), not read from the input.
+    public var special: Bool
+    /// Offsets into the input in Unicode scalars (Rust chars), nil for special tokens.
+    public var start: Int?
+    public var stop: Int?
+
+    public init(id: Int32, text: String, special: Bool, start: Int?, stop: Int?) {
+        self.id = id
+        self.text = text
+        self.special = special
+        self.start = start
+        self.stop = stop
+    }
+}
+
+/// A model's text tokenizer as the server's routes use it.
+public protocol TextTokenizer: Sendable {
+    /// The longest sequence the model takes, special tokens included.
+    var maxTokens: Int { get }
+    /// The tokens of `text`, untruncated.
+    func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken]
 }
 
 /// A tensor as a model file declares it; -1 marks a dynamic dimension.
@@ -114,8 +146,11 @@ public protocol InferenceRunner: Sendable {
     func shutdown() async
     /// Parameters resolved at load (see `ModelInstance.reportedParameters`).
     var reportedParameters: [String: String] { get }
+    /// The model's text tokenizer, if its backend has one.
+    var tokenizer: (any TextTokenizer)? { get }
 }
 
 extension InferenceRunner {
     public var reportedParameters: [String: String] { [:] }
+    public var tokenizer: (any TextTokenizer)? { nil }
 }

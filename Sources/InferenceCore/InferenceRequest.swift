@@ -77,6 +77,9 @@ public struct InferenceResponse: Sendable {
     /// Outputs written into shared memory (their tensors hold no bytes), by
     /// name, with the bytes written.
     public var outputRegions: [String: SharedMemoryReference] = [:]
+    /// Tokens the backend counted in the request's rows before queuing (text
+    /// it tokenized, ids its mask kept); nil where it counts none.
+    public var tokenCount: Int?
 
     public init(id: String, modelName: String, modelVersion: Int64, outputs: [Tensor], timing: RequestTiming = .init()) {
         self.id = id

@@ -92,6 +92,8 @@ public actor ModelScheduler: InferenceRunner {
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
 
+    public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }
+
     public nonisolated func statistics() -> ModelStatistics {
         stats.withLock { $0 }
     }
@@ -102,7 +104,9 @@ public actor ModelScheduler: InferenceRunner {
         var request = request
         // Off the actor: tokenizing a large text request must not hold up the queue.
         try backend?.prepare(&request, spec: spec)
-        return try await schedule(request)
+        var response = try await schedule(request)
+        response.tokenCount = request.rowTokens?.reduce(0, +)
+        return response
     }
 
     private func schedule(_ request: ValidatedRequest) async throws -> InferenceResponse {

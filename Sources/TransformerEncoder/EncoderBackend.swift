@@ -116,12 +116,21 @@ public struct EncoderBackend: ModelBackend {
     /// the scheduler keeps every batch within the budget the instances were
     /// prepared for: TEXT is tokenized here (and not again on the instance),
     /// INPUT_IDS rows count the tokens their mask keeps.
+    public func tokenizer(for spec: ModelSpec) throws -> (any TextTokenizer)? {
+        let facts = try modelFacts.facts(for: spec)
+        return facts.tokenizer.map { EncoderTextTokenizer(tokenizer: $0, maxTokens: facts.config.maxPositions) }
+    }
+
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
         let names = EncoderInputNames(spec)
         let facts = try modelFacts.facts(for: spec)
         if let text = request.request.input(named: names.text) {
             guard let tokenizer = facts.tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
             var rows = TokenRows()
+            // Parameter `truncate: false` (the TEI and OpenAI routes send it)
+            // refuses a text longer than the model instead of cutting it.
+            let truncate = request.request.parameters["truncate"] != .bool(false)
+            let limit = facts.config.maxPositions
             for (index, element) in try text.elements().enumerated() {
                 guard let string = String(validating: element, as: UTF8.self) else {
                     throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
@@ -129,7 +138,12 @@ public struct EncoderBackend: ModelBackend {
                 guard !string.isEmpty else {
                     throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
                 }
-                rows.append(tokenizer.encode(string, maxLength: facts.config.maxPositions))
+                let ids = tokenizer.encode(string, maxLength: truncate ? limit : Int.max)
+                guard ids.count <= limit else {
+                    throw InferenceError.invalidArgument(
+                        "input '\(names.text)' element \(index) must have at most \(limit) tokens, given \(ids.count) (truncate is false)")
+                }
+                rows.append(ids)
             }
             // vocab.txt may hold more entries than the checkpoint's embeddings.
             // The message names the element, never its text or token ids.
@@ -155,6 +169,15 @@ enum ModelFiles {
             let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name))
             return "\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0):\(attributes?[.size] ?? 0)"
         }.joined(separator: ",")
+    }
+}
+
+/// A model's WordPiece tokenizer with its position limit, for the routes.
+struct EncoderTextTokenizer: TextTokenizer {
+    let tokenizer: WordPieceTokenizer
+    let maxTokens: Int
+    func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken] {
+        tokenizer.tokens(text, addSpecialTokens: addSpecialTokens)
     }
 }
 

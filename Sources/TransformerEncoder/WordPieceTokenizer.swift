@@ -144,9 +144,14 @@ public struct WordPieceTokenizer: Sendable {
     // MARK: WordPiece
 
     func wordPieces(_ word: String) -> [Int32] {
-        let scalars = Array(word.unicodeScalars)
-        guard scalars.count <= maxCharactersPerWord else { return [unknownID] }
-        var pieces: [Int32] = []
+        wordPieceSpans(Array(word.unicodeScalars)).map(\.id)
+    }
+
+    /// Greedy longest-match-first pieces of one word, each with the scalars it
+    /// covers; one [UNK] over the whole word where a part matches nothing.
+    func wordPieceSpans(_ scalars: [Unicode.Scalar]) -> [(id: Int32, span: Range<Int>)] {
+        guard scalars.count <= maxCharactersPerWord else { return [(unknownID, 0..<scalars.count)] }
+        var pieces: [(id: Int32, span: Range<Int>)] = []
         var start = 0
         while start < scalars.count {
             var end = scalars.count
@@ -160,10 +165,60 @@ public struct WordPieceTokenizer: Sendable {
                 }
                 end -= 1
             }
-            guard let id = found else { return [unknownID] }
-            pieces.append(id)
+            guard let id = found else { return [(unknownID, 0..<scalars.count)] }
+            pieces.append((id, start..<end))
             start = end
         }
         return pieces
+    }
+
+    // MARK: Tokens with offsets
+
+    /// The tokens of `text` with the input scalars each covers (TEI's
+    /// /tokenize): the same ids `encode` gives, untruncated. Normalization runs
+    /// scalar by scalar so every normalized scalar knows where it came from.
+    public func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken] {
+        let original = Array(text.unicodeScalars)
+        var normalized: [(scalar: Unicode.Scalar, origin: Int)] = []
+        for (index, scalar) in original.enumerated() {
+            if scalar.value == 0 || scalar.value == 0xFFFD || Self.isControl(scalar) { continue }
+            if scalar.properties.isWhitespace {
+                normalized.append((" ", index))
+            } else if Self.isCJK(scalar) {
+                normalized += [(" ", index), (scalar, index), (" ", index)]
+            } else {
+                for part in String(scalar).decomposedStringWithCanonicalMapping.unicodeScalars
+                where part.properties.generalCategory != .nonspacingMark {
+                    for lower in part.properties.lowercaseMapping.unicodeScalars { normalized.append((lower, index)) }
+                }
+            }
+        }
+        var words: [Range<Int>] = []
+        var wordStart: Int?
+        for (index, entry) in normalized.enumerated() {
+            if entry.scalar.properties.isWhitespace || Self.isPunctuation(entry.scalar) {
+                if let start = wordStart { words.append(start..<index) }
+                wordStart = nil
+                if !entry.scalar.properties.isWhitespace { words.append(index..<(index + 1)) }
+            } else if wordStart == nil {
+                wordStart = index
+            }
+        }
+        if let start = wordStart { words.append(start..<normalized.count) }
+
+        var tokens: [TextToken] = []
+        if addSpecialTokens { tokens.append(TextToken(id: classifierID, text: "[CLS]", special: true, start: nil, stop: nil)) }
+        for word in words {
+            let scalars = normalized[word].map(\.scalar)
+            for piece in wordPieceSpans(scalars) {
+                let from = normalized[word.lowerBound + piece.span.lowerBound].origin
+                let to = normalized[word.lowerBound + piece.span.upperBound - 1].origin + 1
+                var covered = String.UnicodeScalarView()
+                covered.append(contentsOf: original[from..<to])
+                tokens.append(TextToken(id: piece.id, text: String(covered), special: false, start: from, stop: to))
+            }
+        }
+        if addSpecialTokens { tokens.append(TextToken(id: separatorID, text: "[SEP]", special: true, start: nil, stop: nil)) }
+        return tokens
     }
 }

@@ -8,6 +8,7 @@ Triton-layout model repository (<repo>/<name>/config.pbtxt, <repo>/<name>/1/mode
   (model_repository/distilbert_sst2/1), with that backend's tensor names
   (INPUT_IDS, ATTENTION_MASK -> LOGITS); optionally int8 by
   onnxruntime.quantization.quantize_dynamic (QInt8 weights).
+- write_string_identity: a STRING Identity (OUTPUT0 = INPUT0, [batch, 1]).
 - build_distilbert_onnx: the graph builder itself (bench/encoder_vs_ort.py uses it).
 - ort_run: the Python reference, onnxruntime on CPU.
 
@@ -82,6 +83,30 @@ def write_simple(repo_dir, name="simple_onnx", full_config=True, backend=False):
                             [("OUTPUT0", "TYPE_INT32", [16]), ("OUTPUT1", "TYPE_INT32", [16])])
     else:
         text = _config_text(name, backend)
+    (model_dir / "config.pbtxt").write_text(text)
+    return model_dir
+
+
+def write_string_identity(repo_dir, name="string_onnx", full_config=True):
+    """Writes <repo_dir>/<name>/1/model.onnx, an Identity on a STRING tensor
+    (INPUT0 -> OUTPUT0, [batch, 1]), and config.pbtxt (max_batch_size 8,
+    TYPE_STRING dims [1]; otherwise name and platform only); returns the model directory."""
+    import onnx
+    from onnx import TensorProto, helper
+    model_dir, version_dir = _model_dirs(repo_dir, name)
+    shape = ["batch", 1]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], "string_identity",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.STRING, shape)],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.STRING, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="batchserver-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(version_dir / "model.onnx"))
+    if full_config:
+        text = _config_text(name, False, 8, [("INPUT0", "TYPE_STRING", [1])], [("OUTPUT0", "TYPE_STRING", [1])])
+    else:
+        text = _config_text(name, False)
     (model_dir / "config.pbtxt").write_text(text)
     return model_dir
 
