@@ -60,11 +60,6 @@ final class ORTRuntime: @unchecked Sendable {
         let key = candidates.joined(separator: "\n")
         return opened.withLock { opened in
             if let known = opened[key] { return known }
-            // One environment per process: reuse any runtime already open.
-            if case .success(let runtime)? = opened.values.first(where: { if case .success = $0 { true } else { false } }) {
-                opened[key] = .success(runtime)
-                return .success(runtime)
-            }
             let result: Result<ORTRuntime, ORTLoadFailure>
             switch DynamicLibrary.open(candidates) {
             case .failure(let failure):
@@ -72,7 +67,12 @@ final class ORTRuntime: @unchecked Sendable {
                     "ONNX Runtime library not found (tried \(candidates.joined(separator: ", ")): \(failure.message)); "
                     + "install the onnxruntime wheel and pass --onnxruntime-library PATH"))
             case .success(let library):
-                do throws(ORTLoadFailure) { result = .success(try ORTRuntime(library: library)) } catch { result = .failure(error) }
+                // One environment per process: a runtime already open serves.
+                if case .success(let runtime)? = opened.values.first(where: { if case .success = $0 { true } else { false } }) {
+                    result = .success(runtime)
+                } else {
+                    do throws(ORTLoadFailure) { result = .success(try ORTRuntime(library: library)) } catch { result = .failure(error) }
+                }
             }
             opened[key] = result
             return result

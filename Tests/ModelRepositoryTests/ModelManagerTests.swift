@@ -142,3 +142,106 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
         #expect(error?.message.hasPrefix("repo/m/config.pbtxt:1:9: syntax error") == true, "\(error?.message ?? "")")
     }
 }
+
+/// A backend that reads a fixed signature from any model file, as the
+/// onnxruntime backend reads one from model.onnx.
+struct SignatureBackend: ModelBackend {
+    let name = "onnxruntime"
+    let signature: ModelSignature
+    var defaultModelFileName: String? { "model.onnx" }
+    func signature(ofModelAt path: String) throws -> ModelSignature? { signature }
+    func validate(_ spec: ModelSpec) throws {}
+    func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance { throw InferenceError.internal("unused") }
+}
+
+@Suite struct ConfigAutoCompleteTests {
+    let batching = ModelSignature(
+        inputs: [ModelFileTensor(name: "IDS", dataType: .int64, shape: [-1, -1]), ModelFileTensor(name: "FLAG", dataType: .bool, shape: [-1])],
+        outputs: [ModelFileTensor(name: "LOGITS", dataType: .fp32, shape: [-1, 2])])
+
+    func manager(_ repository: borrowing TemporaryRepository, signature: ModelSignature, enabled: Bool = true) -> ModelManager {
+        ModelManager(repositoryPath: repository.path, backends: BackendRegistry([SignatureBackend(signature: signature)]),
+                     autoComplete: AutoCompleteSettings(enabled: enabled), logger: Logger(label: "test"),
+                     makeRunner: { _, _ in IdleRunner() })
+    }
+
+    func addONNX(_ repository: borrowing TemporaryRepository, _ name: String, config: String?) throws {
+        try FileManager.default.createDirectory(atPath: "\(repository.path)/\(name)/1", withIntermediateDirectories: true)
+        try Data().write(to: URL(fileURLWithPath: "\(repository.path)/\(name)/1/model.onnx"))
+        if let config { try config.write(toFile: "\(repository.path)/\(name)/config.pbtxt", atomically: true, encoding: .utf8) }
+    }
+
+    @Test func completesAModelWithoutConfigFromItsFile() async throws {
+        let repository = try TemporaryRepository()
+        try addONNX(repository, "bare", config: nil)
+        let manager = manager(repository, signature: batching)
+        try await manager.load("bare")
+        let config = try manager.resolve("bare", version: nil).config
+        #expect(config.backend == "onnxruntime" && config.platform == "onnxruntime_onnx")
+        #expect(config.maxBatchSize == 4)
+        #expect(config.input.map(\.name) == ["IDS", "FLAG"] && config.input[0].dims == [-1] && config.input[0].dataType == .typeInt64)
+        // FLAG is [batch] only: dims [1] with an empty reshape, as Triton writes a scalar.
+        #expect(config.input[1].dims == [1] && config.input[1].hasReshape)
+        #expect(config.output[0].dims == [2])
+        #expect(config.dynamicBatching.preferredBatchSize == [4])
+        // Triton's default for the ONNX Runtime backend on the CPU: two instances.
+        #expect(config.instanceGroup.map(\.count) == [2])
+    }
+
+    @Test func keepsWhatTheConfigSays() async throws {
+        let repository = try TemporaryRepository()
+        try addONNX(repository, "partial", config: """
+            platform: "onnxruntime_onnx"
+            max_batch_size: 16
+            output [ { name: "LOGITS" data_type: TYPE_FP32 dims: [ 2 ] } ]
+            instance_group [ { count: 1 kind: KIND_CPU } ]
+            """)
+        let manager = manager(repository, signature: batching)
+        try await manager.load("partial")
+        let config = try manager.resolve("partial", version: nil).config
+        #expect(config.maxBatchSize == 16 && config.input.count == 2 && config.output.count == 1)
+        #expect(config.instanceGroup.map(\.count) == [1])
+    }
+
+    @Test func aModelThatCannotBatchRefusesMaxBatchSize() async throws {
+        let repository = try TemporaryRepository()
+        let fixed = ModelSignature(inputs: [ModelFileTensor(name: "X", dataType: .fp32, shape: [1, 3])],
+                                   outputs: [ModelFileTensor(name: "Y", dataType: .fp32, shape: [1, 3])])
+        try addONNX(repository, "fixed", config: "platform: \"onnxruntime_onnx\"\nmax_batch_size: 4\n")
+        try addONNX(repository, "fixed_ok", config: "platform: \"onnxruntime_onnx\"\n")
+        let manager = manager(repository, signature: fixed)
+        await #expect(throws: InferenceError.self) { try await manager.load("fixed") }
+        #expect(manager.index().first { $0.name == "fixed" }?.reason.contains(
+            "autofill failed for model 'fixed': model does not support batching while non-zero max_batch_size is specified") == true)
+        try await manager.load("fixed_ok")
+        let config = try manager.resolve("fixed_ok", version: nil).config
+        #expect(config.maxBatchSize == 0 && config.input[0].dims == [1, 3] && config.schedulingChoice == nil)
+    }
+
+    @Test func disabledAutoCompleteNeedsAWholeConfig() async throws {
+        let repository = try TemporaryRepository()
+        try addONNX(repository, "bare", config: nil)
+        try addONNX(repository, "named", config: "platform: \"onnxruntime_onnx\"\n")
+        let manager = manager(repository, signature: batching, enabled: false)
+        await #expect(throws: InferenceError.self) { try await manager.load("bare") }
+        await #expect(throws: InferenceError.self) { try await manager.load("named") }
+        let reasons = Dictionary(uniqueKeysWithValues: manager.index().map { ($0.name, $0.reason) })
+        #expect(reasons["bare"]?.contains("failed to open text file for read \(repository.path)/bare/config.pbtxt: No such file or directory") == true)
+        #expect(reasons["named"]?.contains("input: at least one input is required") == true)
+    }
+
+    @Test func tritonBackendsWeDoNotServeSayWhat() async throws {
+        let repository = try TemporaryRepository()
+        try FileManager.default.createDirectory(atPath: "\(repository.path)/torch/1", withIntermediateDirectories: true)
+        try Data().write(to: URL(fileURLWithPath: "\(repository.path)/torch/1/model.pt"))
+        try FileManager.default.createDirectory(atPath: "\(repository.path)/plan/1", withIntermediateDirectories: true)
+        try "platform: \"tensorrt_plan\"\n".write(toFile: "\(repository.path)/plan/config.pbtxt", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: "\(repository.path)/unknown/1", withIntermediateDirectories: true)
+        let manager = manager(repository, signature: batching)
+        try? await manager.loadAll()
+        let reasons = Dictionary(uniqueKeysWithValues: manager.index().map { ($0.name, $0.reason) })
+        #expect(reasons["torch"]?.contains("backend 'pytorch' (TorchScript models) is not available in BatchServer") == true)
+        #expect(reasons["plan"]?.contains("backend 'tensorrt' (TensorRT plans) is not available in BatchServer") == true)
+        #expect(reasons["unknown"]?.contains("Could not determine backend for model 'unknown'") == true)
+    }
+}

@@ -37,3 +37,21 @@ import Testing
         #expect(BFloat16Bits.round(.nan) & 0x7FC0 == 0x7FC0)
     }
 }
+
+@Suite struct TokenOffsetTests {
+    let tokenizer = try! WordPieceTokenizer(vocabulary: Dictionary(uniqueKeysWithValues: [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "un", "##aff", "##able", ",", "!", "cafe", "的",
+    ].enumerated().map { (Array($0.element.utf8), Int32($0.offset)) }))
+
+    @Test func idsEqualEncodeAndOffsetsPointIntoTheInput() {
+        for text in ["Hello, WORLD!", "unaffable", "Café  au", "hello的world", "xyz hello", "hello\u{0}\u{200B} world\u{7}"] {
+            #expect(tokenizer.tokens(text, addSpecialTokens: true).map(\.id) == tokenizer.encode(text, maxLength: 512))
+        }
+        let tokens = tokenizer.tokens("Café, unaffable", addSpecialTokens: true)
+        #expect(tokens.map(\.text) == ["[CLS]", "Café", ",", "un", "aff", "able", "[SEP]"])
+        #expect(tokens.map(\.start) == [nil, 0, 4, 6, 8, 11, nil])
+        #expect(tokens.map(\.stop) == [nil, 4, 5, 8, 11, 15, nil])
+        #expect(tokens.first?.special == true && tokens[1].special == false)
+        #expect(tokenizer.tokens("hello", addSpecialTokens: false).map(\.id) == [4])
+    }
+}
