@@ -73,7 +73,7 @@ extension KServeHTTPServer {
             let inputs = try TextInputs.parse(fields["inputs"], field: "inputs")
             guard case .texts(let texts) = inputs else { throw RouteError.validation("'inputs' must be a string or a list of strings", param: "inputs") }
             let special = try Self.bool(fields["add_special_tokens"], field: "add_special_tokens") ?? true
-            let (view, _) = try textModel(fields["model"], task: nil)
+            let view = try tokenizingModel(fields["model"])
             guard let tokenizer = view.runner.tokenizer else {
                 throw RouteError(kind: .tokenizer, message: "model '\(view.spec.name)' has no tokenizer: it takes token ids", param: nil)
             }
@@ -107,23 +107,30 @@ extension KServeHTTPServer {
 
     /// TEI's routes name no model: the body's `model` (our extension) or the
     /// one ready model with that task.
-    private func textModel(_ field: JSONValue?, task: TextModelBinding.Task?) throws -> (ModelView, TextModelBinding) {
-        func declared(_ view: ModelView) -> TextModelBinding.Task? { view.spec.parameters["task"].flatMap(TextModelBinding.Task.init) }
-        if case .string(let name)? = field {
-            let view = try server.model(name, version: "")
-            return (view, try TextModelBinding(spec: view.spec, expecting: task ?? declared(view) ?? .embedding))
-        }
+    private func textModel(_ field: JSONValue?, task: TextModelBinding.Task) throws -> (ModelView, TextModelBinding) {
+        let view = try namedOrOnlyModel(field, what: "\(task.rawValue) model") { $0 == task.rawValue }
+        return (view, try TextModelBinding(spec: view.spec, expecting: task))
+    }
+
+    /// /tokenize needs a tokenizer, not a task: a named model may be any.
+    private func tokenizingModel(_ field: JSONValue?) throws -> ModelView {
+        try namedOrOnlyModel(field, what: "model with a task") { $0 != nil }
+    }
+
+    private func namedOrOnlyModel(_ field: JSONValue?, what: String, matches: (String?) -> Bool) throws -> ModelView {
+        if case .string(let name)? = field { return try server.model(name, version: "") }
+        if let field, field.typeName != "null" { throw RouteError.validation("'model' must be a string", param: "model") }
         let candidates = Set(server.repositoryIndex(readyOnly: true).map(\.name)).sorted().compactMap { name -> ModelView? in
-            guard let view = try? server.model(name, version: ""), let kind = declared(view) else { return nil }
-            return task == nil || task == kind ? view : nil
+            guard let view = try? server.model(name, version: ""), matches(view.spec.parameters["task"]) else { return nil }
+            return view
         }
         guard candidates.count == 1, let view = candidates.first else {
-            let what = task.map { "\($0.rawValue) model" } ?? "model with a task"
             throw RouteError.validation(candidates.isEmpty
-                ? "no ready \(what) (config.pbtxt parameters { key: \"task\" … }) is served"
-                : "several \(what)s are served (\(candidates.map(\.spec.name).joined(separator: ", "))): name one in 'model'", param: "model")
+                ? "no ready \(what) is served (config.pbtxt parameters { key: \"task\" … })"
+                : "more than one \(what) is served (\(candidates.map(\.spec.name).joined(separator: ", "))): name one in 'model'",
+                param: "model")
         }
-        return (view, try TextModelBinding(spec: view.spec, expecting: task ?? declared(view)!))
+        return view
     }
 
     /// TEI's /predict `inputs`: a string, [string] (one), or [[string]] (a
@@ -309,6 +316,19 @@ enum ErrorDialect {
             return try json(TEIBodies.Error(error: error.message, error_type: error.kind.rawValue), status: status)
         case .triton:
             return try json(HTTPResponseBodies.ErrorBody(error: error.message), status: .badRequest)
+        }
+    }
+
+    /// A transport-level failure (no such route, body too large) in this dialect.
+    func response(status: HTTPResponse.Status, message: String) throws -> Response {
+        switch self {
+        case .openAI:
+            return try json(OpenAIBodies.Error(error: .init(message: message, type: "invalid_request_error", param: nil, code: nil)),
+                            status: status)
+        case .textEmbeddingsInference:
+            return try json(TEIBodies.Error(error: message, error_type: "Validation"), status: status)
+        case .triton:
+            return try json(HTTPResponseBodies.ErrorBody(error: message), status: status)
         }
     }
 

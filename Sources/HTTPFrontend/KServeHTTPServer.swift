@@ -217,10 +217,9 @@ struct TritonErrorMiddleware: RouterMiddleware {
             case .contentTooLarge: "request body is larger than the server's limit"
             default: error.body ?? error.status.reasonPhrase
             }
-            if dialect != .triton, error.status == .contentTooLarge {
-                return try dialect.response(InferenceError.invalidArgument(message))
-            }
-            return try json(HTTPResponseBodies.ErrorBody(error: message), status: error.status == .contentTooLarge ? .badRequest : error.status)
+            // Triton answers an oversized body 400; TEI 413.
+            let status: HTTPResponse.Status = error.status == .contentTooLarge && dialect != .textEmbeddingsInference ? .badRequest : error.status
+            return try dialect.response(status: status, message: message)
         } catch {
             logger.error("unexpected error", metadata: ["http.path": "\(request.uri.path)", "error": "\(type(of: error))"])
             return try dialect.response(InferenceError.internal("internal error"))
