@@ -15,6 +15,17 @@ public enum ModelConfigValidator {
         guard config.maxBatchSize >= 0 else {
             throw fail("max_batch_size must be >= 0, got \(config.maxBatchSize)")
         }
+        // Served without their semantics these would answer wrongly, so they
+        // fail the model, saying so, until the sequence batcher and decoupled
+        // transactions exist.
+        switch config.schedulingChoice {
+        case .sequenceBatching?: throw fail("sequence_batching is not supported by BatchServer yet")
+        case .ensembleScheduling?: throw fail("ensemble_scheduling is not supported by BatchServer yet")
+        default: break
+        }
+        if config.modelTransactionPolicy.decoupled {
+            throw fail("model_transaction_policy { decoupled: true } is not supported by BatchServer yet")
+        }
         guard !config.input.isEmpty else { throw fail("input: at least one input is required") }
         guard !config.output.isEmpty else { throw fail("output: at least one output is required") }
         var names = Set<String>()

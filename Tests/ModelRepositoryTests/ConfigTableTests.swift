@@ -89,6 +89,11 @@ let configCases: [ConfigCase] = [
     ConfigCase(label: "specific version not present", config: model("version_policy: { specific: { versions: [ 7 ] } }"), expected: "no version directory matches its version_policy"),
     ConfigCase(label: "warmup with an unknown input", config: model("model_warmup [ { name: \"w\" batch_size: 1 inputs { key: \"NOPE\" value: { data_type: TYPE_INT32 dims: [ 16 ] zero_data: true } } } ]"), expected: "warmup sample 'w' failed"),
     ConfigCase(label: "warmup batch without batching", config: model("model_warmup [ { name: \"w\" batch_size: 4 } ]", batch: 0), expected: "model_warmup 'w' batch_size 4 needs a model that batches"),
+    // Sections whose semantics are not built yet fail rather than serve wrongly.
+    ConfigCase(label: "sequence batching", config: model("sequence_batching { max_sequence_idle_microseconds: 1000 }"),
+               expected: "sequence_batching is not supported by BatchServer yet"),
+    ConfigCase(label: "decoupled", config: model("model_transaction_policy { decoupled: true }"),
+               expected: "decoupled: true } is not supported by BatchServer yet"),
 ]
 
 @Suite struct ConfigTableTests {
