@@ -52,7 +52,6 @@ import pathlib
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,6 @@ import onnx_models  # noqa: E402
 
 MODEL_DIR = ROOT / "model_repository" / "distilbert_sst2"
 SHIPPED_CONFIG = MODEL_DIR / "config.pbtxt"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 DELAY_US = 2000
 # (name, backend, precision), in measuring order: each ONNX model right after
 # the encoder model it is compared with.
@@ -76,24 +74,9 @@ MODELS = [("encoder_fp32", "transformer_encoder", "fp32"), ("onnx_fp32", "onnxru
 FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
 
 
-def log(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-def cpu_seconds(pid):
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+# The serving harness's process helpers (bench/serving/run.py).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "serving"))
+from run import cpu_seconds, free_port, get_json, log, memory_kib  # noqa: E402
 
 
 def cpu_description():
@@ -133,7 +116,7 @@ def encoder_config(name, precision, max_batch, instances, threads):
             + f'parameters {{ key: "threads" value: {{ string_value: "{threads}" }} }}\n')
 
 
-def onnx_config(text, max_batch, instances, threads):
+def onnx_config(text, max_batch, instances, threads, share_session=False):
     """write_distilbert's full config with the run's batch size, delay,
     instances and threads."""
     for needle in ("max_batch_size: 8", "dynamic_batching { }"):
@@ -141,10 +124,11 @@ def onnx_config(text, max_batch, instances, threads):
     text = text.replace("max_batch_size: 8", f"max_batch_size: {max_batch}", 1)
     text = text.replace("dynamic_batching { }", f"dynamic_batching {{\n  max_queue_delay_microseconds: {DELAY_US}\n}}", 1)
     return (text.rstrip("\n") + "\n# Written by bench/onnx_vs_encoder.py\n" + common_blocks(instances)
-            + f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{threads}" }} }}\n')
+            + f'parameters {{ key: "intra_op_thread_count" value: {{ string_value: "{threads}" }} }}\n'
+            + ('parameters { key: "share_session_between_instances" value: { string_value: "true" } }\n' if share_session else ""))
 
 
-def build_repository(repo, names, max_batch, instances, threads):
+def build_repository(repo, names, max_batch, instances, threads, share_session=False):
     repo.mkdir(parents=True)
     for name, backend, precision in MODELS:
         if name not in names:
@@ -162,7 +146,7 @@ def build_repository(repo, names, max_batch, instances, threads):
         else:
             model = onnx_models.write_distilbert(repo, name, MODEL_DIR / "1", full_config=True, int8=precision == "int8")
             config = model / "config.pbtxt"
-            config.write_text(onnx_config(config.read_text(), max_batch, instances, threads))
+            config.write_text(onnx_config(config.read_text(), max_batch, instances, threads, share_session))
         log(f"  wrote {name} in {time.monotonic() - started:.1f} s")
 
 
@@ -359,6 +343,8 @@ def main():
     parser.add_argument("--instances", type=int, default=1, help="instance_group count of every model (KIND_CPU)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="threads per instance, both backends (intra_op_thread_count; the encoder's threads)")
+    parser.add_argument("--share-session", action="store_true",
+                        help="ONNX models: share_session_between_instances (one ORT session for all instances)")
     parser.add_argument("--max-batch-size", type=int, default=16, help="max_batch_size of every model")
     parser.add_argument("--length", type=int, default=128, help="tokens per request")
     parser.add_argument("--requests", type=int, default=64, help="entries in the --input-data set")
@@ -419,7 +405,7 @@ def main():
     server = None
     try:
         log("writing the model repository")
-        build_repository(repo, names, args.max_batch_size, args.instances, args.threads)
+        build_repository(repo, names, args.max_batch_size, args.instances, args.threads, args.share_session)
         run["configs"] = {n: (repo / n / "config.pbtxt").read_text() for n in names}
         data = write_inputs(work / f"fixed{args.length}.json", args.length, args.requests)
         env = dict(os.environ)
@@ -454,7 +440,8 @@ def main():
                           "precision_in_effect": run["reported"][name].get("precision_in_effect", precision if backend == "onnxruntime" else ""),
                           "concurrency": c, "inferences_per_s": round(float(row.get("Inferences/Second", "nan")), 2),
                           "p50_ms": ms("p50 latency"), "p95_ms": ms("p95 latency"), "p99_ms": ms("p99 latency"),
-                          "mean_batch": mean_batch, "server_cpu_cores": round(cores, 2), "settled": settled,
+                          "mean_batch": mean_batch, "server_cpu_cores": round(cores, 2),
+                          "server_rss_mib": round(memory_kib(server.pid, "VmRSS") / 1024, 1), "settled": settled,
                           "build": build, "quick": q, "command": shown(command, work)}
                 rows.append(result)
                 log(f"  {name} c={c}: {result['inferences_per_s']} inf/s, p50 {result['p50_ms']} ms, "

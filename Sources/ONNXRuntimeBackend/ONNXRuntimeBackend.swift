@@ -14,6 +14,7 @@ public struct ONNXRuntimeBackend: ModelBackend {
     let requireGPU: Bool
     let logger: Logger
     private let fallbackLogged = LoggedOnce()
+    private let sharedSessions = SharedSessions()
 
     /// `library`: a path given by the operator (`--onnxruntime-library`);
     /// otherwise the dynamic linker's search for ORT's SONAME.
@@ -67,11 +68,20 @@ public struct ONNXRuntimeBackend: ModelBackend {
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
-        var settings = try ORTModelSettings(spec).session
+        let model = try ORTModelSettings(spec)
+        var settings = model.session
         let gpu = Self.gpuDevice(spec, index: index)
         settings.cudaDevice = gpu
         let runtime = try runtime()
-        let session = try ORTSession(runtime: runtime, path: modelFile(spec), settings: settings)
+        let path = try modelFile(spec)
+        // Triton's share_session_between_instances: the instances of one
+        // version and placement run on one session (ORT's Run is thread-safe),
+        // which holds the weights once.
+        let session = model.shareSession
+            ? try sharedSessions.session(key: "\(path)|\(spec.version)|\(settings.hashValue)") {
+                try ORTSession(runtime: runtime, path: path, settings: settings)
+            }
+            : try ORTSession(runtime: runtime, path: path, settings: settings)
         if gpu != nil && !session.onCUDA {
             let reason = "ONNX Runtime \(runtime.version) in \(runtime.libraryName) has no CUDA execution provider"
             if requireGPU {
@@ -107,6 +117,7 @@ public struct ONNXRuntimeBackend: ModelBackend {
 /// and `optimization { graph { level } }`.
 struct ORTModelSettings {
     var session = SessionSettings()
+    var shareSession = false
 
     init(_ spec: ModelSpec) throws {
         func integer(_ key: String) throws -> Int? {
@@ -124,6 +135,15 @@ struct ORTModelSettings {
                     "model '\(spec.name)': Invalid configuration value provided. Expected values for execution_mode are 0 or 1 but got \(mode)")
             }
             session.parallelExecution = mode == "1"
+        }
+        if let share = spec.parameters["share_session_between_instances"] {
+            switch share.lowercased() {
+            case "true", "on", "1": shareSession = true
+            case "false", "off", "0": shareSession = false
+            default:
+                throw InferenceError.invalidArgument(
+                    "model '\(spec.name)': parameters.share_session_between_instances must be true or false, got '\(share)'")
+            }
         }
         if let arena = spec.parameters["enable_mem_arena"] {
             switch arena.lowercased() {
@@ -197,6 +217,22 @@ enum ORTSignatureCheck {
             : "shape \(ShapeMath.format(configured.dims))"
         throw InferenceError.invalidArgument(
             "\(prefix) the model expects \(declared.shape.count) dimensions (shape \(ShapeMath.format(declared.shape))) but the model configuration specifies \(spec.maxBatchSize > 0 ? configured.dims.count + 1 : configured.dims.count) dimensions (\(configuredText))")
+    }
+}
+
+/// Sessions shared by the instances of one model version, held weakly: the
+/// instances keep theirs alive and it is released with the last of them.
+final class SharedSessions: Sendable {
+    private struct Weak: @unchecked Sendable { weak var session: ORTSession? }
+    private let sessions = Mutex<[String: Weak]>([:])
+
+    func session(key: String, make: () throws -> ORTSession) throws -> ORTSession {
+        try sessions.withLock { sessions in
+            if let existing = sessions[key]?.session { return existing }
+            let made = try make()
+            sessions[key] = Weak(session: made)
+            return made
+        }
     }
 }
 

@@ -24,6 +24,8 @@ func item(_ tensors: [Tensor]) throws -> ValidatedRequest {
         #expect(settings.intraOpThreads == 2 && settings.interOpThreads == 1)
         #expect(settings.parallelExecution && !settings.memoryArena)
         #expect(settings.graphOptimizationLevel == 99)
+        #expect(try ORTModelSettings(onnxSpec(parameters: ["share_session_between_instances": "true"])).shareSession)
+        #expect(try !ORTModelSettings(onnxSpec()).shareSession)
     }
 
     @Test func refusesBadValuesWithTritonsText() {
@@ -33,6 +35,7 @@ func item(_ tensors: [Tensor]) throws -> ValidatedRequest {
         }
         #expect(throws: InferenceError.self) { try ORTModelSettings(onnxSpec(parameters: ["intra_op_thread_count": "-1"])) }
         #expect(throws: InferenceError.self) { try ORTModelSettings(onnxSpec(parameters: ["enable_mem_arena": "maybe"])) }
+        #expect(throws: InferenceError.self) { try ORTModelSettings(onnxSpec(parameters: ["share_session_between_instances": "2"])) }
     }
 
     /// Triton's graph levels: -1 basic, 1 extended, 2 disabled, anything else all.

@@ -414,3 +414,11 @@ def test_access_control(start_server, tmp_path):
     assert ok.status_code == 200, ok.text
     assert post(secured, "/tokenize", {"inputs": "hello", "model": MINILM}).status_code == 401
     assert post(secured, "/predict", {"inputs": "hello"}).status_code == 401
+
+
+def test_unknown_v1_route_answers_in_openai_shape(server):
+    response = requests.get(f"{server.base}/v1/embeddings", timeout=10)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert "no such route" in error["message"]

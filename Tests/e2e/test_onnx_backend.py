@@ -98,6 +98,9 @@ def repo(tmp_path_factory):
 
     write_simple_variant(repo, "simple_onnx_threads",
                          extra='parameters { key: "intra_op_thread_count" value { string_value: "1" } }\n')
+    write_simple_variant(repo, "simple_onnx_shared",
+                         extra='instance_group [ { count: 3 kind: KIND_CPU } ]\n'
+                               'parameters { key: "share_session_between_instances" value { string_value: "true" } }\n')
     write_simple_variant(repo, "simple_onnx_exec_mode",
                          extra='parameters { key: "execution_mode" value { string_value: "2" } }\n')
     write_simple_variant(repo, "wrong_dtype", edit=lambda t: t.replace(
@@ -336,6 +339,21 @@ def test_concurrent_single_rows_are_batched(server, repo):
     assert executions < inferences, (executions, inferences)
     want = onnx_models.ort_run(repo / "distilbert_onnx" / "1" / "model.onnx", {"INPUT_IDS": ids, "ATTENTION_MASK": mask})["LOGITS"]
     assert np.max(np.abs(got - want)) < 1e-4
+
+
+def test_instances_sharing_one_session_answer_concurrently(server):
+    config = clients(server)["http"].get_model_config("simple_onnx_shared")
+    assert config["instance_group"][0]["count"] == 3
+    def one(seed):
+        rng = np.random.default_rng(seed)
+        a = rng.integers(-1000, 1000, size=(2, 16), dtype=np.int32)
+        b = rng.integers(-1000, 1000, size=(2, 16), dtype=np.int32)
+        with httpclient.InferenceServerClient(server.http_url) as client:
+            result = client.infer("simple_onnx_shared", make_inputs("http", {"INPUT0": a, "INPUT1": b}))
+        return np.array_equal(result.as_numpy("OUTPUT0"), a + b) and np.array_equal(result.as_numpy("OUTPUT1"), a - b)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert all(pool.map(one, range(24)))
 
 
 # --- 6. Models that fail alone ----------------------------------------------------------------
