@@ -240,7 +240,7 @@ struct BatchServerCommand: AsyncParsableCommand {
             autoComplete: try autoCompleteSettings(),
             logger: logger,
             makeRunner: { [defaultMaxQueueSize] spec, backend in
-                try ModelScheduler.make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+                try ModelScheduler.runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
             })
         try await models.loadAll(only: modelControlMode == .explicit ? loadModel : nil)
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)

@@ -65,5 +65,7 @@ struct ExecutionDelay: Sendable {
 
 /// The backends this module provides.
 public enum ExampleBackends {
-    public static var all: [any ModelBackend] { [AddSubBackend(), IdentityBackend()] }
+    public static var all: [any ModelBackend] {
+        [AddSubBackend(), IdentityBackend(), SequenceAccumulatorBackend.sequence, SequenceAccumulatorBackend.dynaSequence, RepeatBackend()]
+    }
 }

@@ -3,6 +3,7 @@ import GRPCLite
 import InferenceCore
 import Logging
 import SwiftProtobuf
+import Synchronization
 import TritonProto
 
 /// `inference.GRPCInferenceService` and `grpc.health.v1.Health` on GRPCLite,
@@ -145,30 +146,143 @@ public struct KServeGRPCService: Sendable {
     }
 
     /// Every request gets one response or an `error_message`, matched by id;
-    /// a bad request never ends the stream. Requests run concurrently.
+    /// a bad request never ends the stream. Requests run concurrently, except
+    /// those of one sequence (`sequence_id`), which run in the order they
+    /// came, as a sequence's requests must.
     private func streamInfer(_ requests: GRPCRequestStream, _ responses: GRPCResponseWriter) async throws {
-        try await withThrowingDiscardingTaskGroup { group in
+        let lanes = SequenceLanes()
+        try await withThrowingDiscardingTaskGroup { (group: inout ThrowingDiscardingTaskGroup<any Error>) in
             for try await bytes in requests {
-                group.addTask {
-                    var reply = Inference_ModelStreamInferResponse()
-                    do {
-                        let message = try decode(Inference_ModelInferRequest.self, bytes)
-                        do {
-                            reply.inferResponse = GRPCTensorCoding.response(try await infer(message))
-                        } catch {
-                            reply.errorMessage = GRPCStatus(error).message
-                            reply.inferResponse = .with {
-                                $0.id = message.id
-                                $0.modelName = message.modelName
-                                $0.modelVersion = message.modelVersion
-                            }
-                        }
-                    } catch {
-                        reply.errorMessage = GRPCStatus(error).message
-                    }
-                    try await responses.write(try reply.serializedBytes())
+                let message = try? decode(Inference_ModelInferRequest.self, bytes)
+                let work: @Sendable () async throws -> Void = {
+                    try await streamReplies(message) { reply in try await responses.write(try reply.serializedBytes()) }
+                }
+                if let message, let lane = Self.sequenceLane(message) {
+                    let task = lanes.chain(lane, work)
+                    group.addTask { try await task.value }
+                } else {
+                    group.addTask { try await work() }
                 }
             }
+        }
+    }
+
+    /// The replies to one stream message: one for an ordinary model; for a
+    /// decoupled model each response as the model sends it (not final), then,
+    /// if the request set `triton_enable_empty_final_response`, an empty final
+    /// one. A write that fails (the client closed the stream) cancels the
+    /// model's remaining responses.
+    private func streamReplies(_ message: Inference_ModelInferRequest?,
+                               write: (Inference_ModelStreamInferResponse) async throws -> Void) async throws {
+        guard let message, (try? server.model(message.modelName, version: message.modelVersion).spec.decoupled) == true else {
+            try await write(await streamReply(message))
+            return
+        }
+        func failure(_ error: any Error) -> Inference_ModelStreamInferResponse {
+            var reply = Inference_ModelStreamInferResponse()
+            reply.errorMessage = GRPCStatus(error).message
+            reply.inferResponse = .with {
+                $0.id = message.id
+                $0.modelName = message.modelName
+                $0.modelVersion = message.modelVersion
+            }
+            return reply
+        }
+        var emptyFinal = false
+        if let flag = message.parameters["triton_enable_empty_final_response"] {
+            guard case .boolParam(let value)? = flag.parameterChoice else {
+                try await write(failure(InferenceError.invalidArgument(
+                    "invalid value type for 'triton_enable_empty_final_response' parameter, expected bool_param.")))
+                return
+            }
+            emptyFinal = value
+        }
+        let call = InferenceCall(modelName: message.modelName, modelVersion: message.modelVersion, protocolName: "grpc",
+                                 requestBytes: message.rawInputContents.reduce(0) { $0 + $1.count })
+        var version = message.modelVersion
+        do {
+            try await server.inferStream(call, decode: { spec in
+                try GRPCTensorCoding.request(from: message, version: spec.version, model: spec.name)
+            }, each: { response in
+                var reply = Inference_ModelStreamInferResponse()
+                reply.inferResponse = GRPCTensorCoding.response(response)
+                reply.inferResponse.parameters["triton_final_response"] = .with { $0.boolParam = false }
+                version = reply.inferResponse.modelVersion
+                try await write(reply)
+            })
+        } catch let error as InferenceError {
+            try await write(failure(error))
+            return
+        }
+        guard emptyFinal else { return }
+        var final = Inference_ModelStreamInferResponse()
+        final.inferResponse = .with {
+            $0.id = message.id
+            $0.modelName = message.modelName
+            $0.modelVersion = version
+            $0.parameters["triton_final_response"] = .with { $0.boolParam = true }
+        }
+        try await write(final)
+    }
+
+    /// The reply to one stream message; `triton_final_response` marks it the
+    /// request's last (a model that is not decoupled sends one response).
+    private func streamReply(_ message: Inference_ModelInferRequest?) async -> Inference_ModelStreamInferResponse {
+        var reply = Inference_ModelStreamInferResponse()
+        guard let message else {
+            reply.errorMessage = GRPCStatus(.invalidArgument, "malformed \(Inference_ModelInferRequest.protoMessageName) message").message
+            return reply
+        }
+        do {
+            reply.inferResponse = GRPCTensorCoding.response(try await infer(message))
+            reply.inferResponse.parameters["triton_final_response"] = .with { $0.boolParam = true }
+        } catch {
+            reply.errorMessage = GRPCStatus(error).message
+            reply.inferResponse = .with {
+                $0.id = message.id
+                $0.modelName = message.modelName
+                $0.modelVersion = message.modelVersion
+            }
+        }
+        return reply
+    }
+
+    /// Requests of one sequence share a lane: model and correlation id.
+    static func sequenceLane(_ message: Inference_ModelInferRequest) -> String? {
+        guard let id = message.parameters["sequence_id"]?.parameterChoice else { return nil }
+        switch id {
+        case .int64Param(let value): return "\(message.modelName)#\(value)"
+        case .uint64Param(let value): return "\(message.modelName)#\(value)"
+        case .stringParam(let value): return "\(message.modelName)$\(value)"
+        default: return nil
+        }
+    }
+}
+
+/// One stream's sequence lanes: a lane's requests run one after another, in
+/// the order they arrived; a lane is forgotten once its last request is done.
+final class SequenceLanes: Sendable {
+    private struct Lane { let serial: Int; let task: Task<Void, any Error> }
+    private let lanes = Mutex<(serial: Int, byName: [String: Lane])>((0, [:]))
+
+    func chain(_ name: String, _ work: @escaping @Sendable () async throws -> Void) -> Task<Void, any Error> {
+        lanes.withLock { state in
+            state.serial += 1
+            let serial = state.serial
+            let previous = state.byName[name]?.task
+            let task = Task {
+                _ = await previous?.result
+                defer { self.finished(name, serial) }
+                try await work()
+            }
+            state.byName[name] = Lane(serial: serial, task: task)
+            return task
+        }
+    }
+
+    private func finished(_ name: String, _ serial: Int) {
+        lanes.withLock { state in
+            if state.byName[name]?.serial == serial { state.byName[name] = nil }
         }
     }
 }

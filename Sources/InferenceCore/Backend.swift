@@ -25,6 +25,20 @@ extension ModelInstance {
     public var reportedParameters: [String: String] { [:] }
 }
 
+/// An instance of a decoupled model: it answers one request with zero, one
+/// or many responses, each sent through `respond` as it is ready; returning
+/// ends the request. `isCancelled` turns true once the client is gone, so the
+/// model can stop early. Called from the instance's own thread.
+public protocol DecoupledModelInstance: ModelInstance {
+    func execute(_ request: ValidatedRequest, respond: (_ outputs: [Tensor]) -> Void, isCancelled: () -> Bool) throws
+}
+
+extension DecoupledModelInstance {
+    public func execute(_ batch: Batch) throws -> [[Tensor]] {
+        throw InferenceError.internal("a decoupled model runs one request at a time through its response stream")
+    }
+}
+
 /// Builds instances of one kind of model; named by config.pbtxt's `backend`.
 public protocol ModelBackend: Sendable {
     var name: String { get }
@@ -148,9 +162,25 @@ public protocol InferenceRunner: Sendable {
     var reportedParameters: [String: String] { get }
     /// The model's text tokenizer, if its backend has one.
     var tokenizer: (any TextTokenizer)? { get }
+    /// Every response to one request, in order: one for ordinary models,
+    /// zero or more for decoupled ones. Ending the stream early cancels the rest.
+    func inferStream(_ request: ValidatedRequest) -> AsyncThrowingStream<InferenceResponse, any Error>
 }
 
 extension InferenceRunner {
     public var reportedParameters: [String: String] { [:] }
     public var tokenizer: (any TextTokenizer)? { nil }
+    public func inferStream(_ request: ValidatedRequest) -> AsyncThrowingStream<InferenceResponse, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    continuation.yield(try await infer(request))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
 }

@@ -142,6 +142,11 @@ public struct ModelSpec: Sendable {
     public var graphOptimizationLevel: Int?
     /// Names in `optimization { execution_accelerators { gpu_execution_accelerator } }`.
     public var gpuExecutionAccelerators: [String] = []
+    /// `sequence_batching`: set for stateful models (then `dynamicBatching` is nil).
+    public var sequenceBatching: SequenceBatchingSpec?
+    /// `model_transaction_policy { decoupled: true }`: zero, one or many
+    /// responses per request, over ModelStreamInfer only.
+    public var decoupled = false
 
     public init(name: String, version: Int64, platform: String = "", backend: String, maxBatchSize: Int,
                 inputs: [TensorSpec], outputs: [TensorSpec], parameters: [String: String] = [:],

@@ -12,6 +12,12 @@ public struct ValidatedRequest: Sendable {
     /// Token ids the backend produced from text inputs before queuing, one
     /// ragged row per batch row, so the instance does not tokenize again.
     public var tokenized: TokenRows? = nil
+    /// Sequence models: the request's sequence and the batch slot it runs in
+    /// (set by the sequence scheduler; a backend that keeps per-slot state
+    /// keys it by this, as Triton's direct strategy guarantees one sequence
+    /// per slot at a time).
+    public var sequence: SequenceFlags? = nil
+    public var sequenceSlot: Int? = nil
 
     /// Rows `range` of this request: its inputs, token counts and tokens.
     public func rows(_ range: Range<Int>) -> ValidatedRequest {

@@ -26,6 +26,12 @@ public protocol InferenceServer: Sendable {
     func infer<Wire: Sendable>(_ call: InferenceCall, decode: (ModelSpec) throws -> (InferenceRequest, Wire))
         async throws -> (InferenceResponse, Wire)
 
+    /// Every response to one request, each handed to `each` as the model sends
+    /// it (decoupled models send zero or more); the model stays leased until
+    /// the last. An error thrown by `each` (the client went away) cancels the rest.
+    func inferStream(_ call: InferenceCall, decode: (ModelSpec) throws -> InferenceRequest,
+                     each: (InferenceResponse) async throws -> Void) async throws
+
     var systemSharedMemory: any SharedMemoryRegistry { get }
     var cudaSharedMemory: any CUDASharedMemoryRegistry { get }
     var logSettings: any LogSettingsControl { get }
@@ -110,11 +116,11 @@ public struct ModelIndexEntry: Sendable, Hashable {
 }
 
 /// The KServe v2 protocol extensions BatchServer implements, in the order
-/// Triton lists them (perf_analyzer and clients read this list). `sequence`
-/// and `cuda_shared_memory` are absent: not implemented here.
+/// Triton lists them (perf_analyzer and clients read this list).
+/// `cuda_shared_memory` is absent: not implemented here.
 public enum ServerExtensions {
     public static let supported = [
-        "classification", "model_repository", "schedule_policy", "model_configuration", "system_shared_memory",
+        "classification", "sequence", "model_repository", "schedule_policy", "model_configuration", "system_shared_memory",
         "binary_tensor_data", "parameters", "statistics", "trace", "logging",
     ]
 }

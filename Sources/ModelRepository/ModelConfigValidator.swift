@@ -15,16 +15,14 @@ public enum ModelConfigValidator {
         guard config.maxBatchSize >= 0 else {
             throw fail("max_batch_size must be >= 0, got \(config.maxBatchSize)")
         }
-        // Served without their semantics these would answer wrongly, so they
-        // fail the model, saying so, until the sequence batcher and decoupled
-        // transactions exist.
+        // Served without its semantics an ensemble would answer wrongly, so it
+        // fails the model, saying so, until ensembles exist.
         switch config.schedulingChoice {
-        case .sequenceBatching?: throw fail("sequence_batching is not supported by BatchServer yet")
         case .ensembleScheduling?: throw fail("ensemble_scheduling is not supported by BatchServer yet")
         default: break
         }
-        if config.modelTransactionPolicy.decoupled {
-            throw fail("model_transaction_policy { decoupled: true } is not supported by BatchServer yet")
+        if config.modelTransactionPolicy.decoupled, config.schedulingChoice != nil {
+            throw fail("a decoupled model runs each request alone: dynamic_batching and sequence_batching are not supported with decoupled: true")
         }
         guard !config.input.isEmpty else { throw fail("input: at least one input is required") }
         guard !config.output.isEmpty else { throw fail("output: at least one output is required") }

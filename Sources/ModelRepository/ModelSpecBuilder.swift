@@ -28,6 +28,11 @@ enum ModelSpecBuilder {
             },
             dynamicBatching: batching, versionPath: versionPath)
         spec.modelFileName = config.defaultModelFilename
+        spec.decoupled = config.modelTransactionPolicy.decoupled
+        if case .sequenceBatching(let sequence)? = config.schedulingChoice {
+            spec.sequenceBatching = try SequenceBatchingConfig.build(sequence, model: config.name, maxBatchSize: Int(config.maxBatchSize),
+                                                                    modelPath: modelPath)
+        }
         if config.hasOptimization && config.optimization.hasGraph {
             spec.graphOptimizationLevel = Int(config.optimization.graph.level)
         }

@@ -168,10 +168,14 @@ struct ORTModelSettings {
 enum ORTSignatureCheck {
     static func check(_ spec: ModelSpec, inputs: [ModelFileTensor], outputs: [ModelFileTensor]) throws {
         let model = spec.name
-        let required = spec.inputs.filter { !$0.isOptional }.count
-        if required != inputs.count && spec.inputs.count != inputs.count {
+        // Sequence control inputs and implicit state are inputs of the model
+        // too, filled by the server (Triton counts them alike).
+        let filled = (spec.sequenceBatching?.controls.count ?? 0) + (spec.sequenceBatching?.states.count ?? 0)
+        let required = spec.inputs.filter { !$0.isOptional }.count + filled
+        let configured = spec.inputs.count + filled
+        if required != inputs.count && configured != inputs.count {
             throw InferenceError.invalidArgument(
-                "unable to load model '\(model)', configuration expects \(spec.inputs.count) inputs, model provides \(inputs.count)")
+                "unable to load model '\(model)', configuration expects \(configured) inputs, model provides \(inputs.count)")
         }
         for (configured, declared, kind) in try pairs(spec.inputs, inputs, kind: "input")
                                           + pairs(spec.outputs, outputs, kind: "output") {

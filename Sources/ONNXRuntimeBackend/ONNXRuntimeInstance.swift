@@ -11,7 +11,8 @@ final class ONNXRuntimeInstance: ModelInstance, @unchecked Sendable {
     init(spec: ModelSpec, session: ORTSession) {
         self.spec = spec
         self.session = session
-        outputNames = spec.outputs.map(\.name)
+        // Implicit state outputs run too: the sequence scheduler feeds them back.
+        outputNames = spec.outputs.map(\.name) + (spec.sequenceBatching?.states.map(\.outputName) ?? [])
     }
 
     var reportedParameters: [String: String] {

@@ -76,6 +76,7 @@ public final class InferencePipeline: InferenceServer {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
         let (response, wire, batchSize, spec) = try await models.withModel(call.modelName, version: call.modelVersion) { model in
+            if model.spec.decoupled { throw Self.decoupledRefusal(call.protocolName) }
             var (request, wire) = try decode(model.spec)
             // The regions stay mapped while this request holds them, even if
             // a client unregisters them meanwhile.
@@ -126,6 +127,38 @@ public final class InferencePipeline: InferenceServer {
             "compute_us": "\(response.timing.computeInfer.nanosecondsClamped / 1000)",
         ])
         return (response, wire)
+    }
+
+    public func inferStream(_ call: InferenceCall, decode: (ModelSpec) throws -> InferenceRequest,
+                            each: (InferenceResponse) async throws -> Void) async throws {
+        guard phase.current == .serving else {
+            throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
+        }
+        try await models.withModel(call.modelName, version: call.modelVersion) { model in
+            let request = try decode(model.spec)
+            guard request.inputRegions.isEmpty, !request.requestedOutputs.contains(where: { $0.region != nil }) else {
+                throw InferenceError.unsupported("model '\(model.spec.name)': shared memory is not supported on a response stream of a decoupled model")
+            }
+            let validated = try model.spec.validate(request)
+            var responses = 0
+            // Leaving this loop early (an error from `each`) ends the stream,
+            // which cancels the model's remaining responses.
+            for try await response in model.runner.inferStream(validated) {
+                try await each(response)
+                responses += 1
+            }
+            logger.debug("inference", metadata: [
+                "request.id": "\(request.id)", "model.name": "\(model.spec.name)", "model.version": "\(model.spec.version)",
+                "responses": "\(responses)", "request.bytes": "\(call.requestBytes)", "protocol": "\(call.protocolName)",
+            ])
+        }
+    }
+
+    /// Triton's answer to a decoupled model called without a response stream.
+    static func decoupledRefusal(_ protocolName: String) -> InferenceError {
+        protocolName == "grpc"
+            ? .unsupported("ModelInfer RPC doesn't support models with decoupled transaction policy")
+            : .unsupported("HTTP end point doesn't support models with decoupled transaction policy")
     }
 
     static func view(_ model: LoadedModel) -> ModelView {

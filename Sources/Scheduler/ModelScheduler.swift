@@ -90,6 +90,25 @@ public actor ModelScheduler: InferenceRunner {
         return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
     }
 
+    /// The runner a model's config asks for: the sequence batcher for
+    /// `sequence_batching`, else this scheduler (dynamic batching or none).
+    public static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0) throws -> any InferenceRunner {
+        if spec.decoupled {
+            let instances = try (0..<max(spec.instanceCount, 1)).map { index -> any DecoupledModelInstance in
+                guard let instance = try backend.makeInstance(for: spec, index: index) as? any DecoupledModelInstance else {
+                    throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(backend.name)' cannot serve decoupled models")
+                }
+                return instance
+            }
+            return DecoupledScheduler(spec: spec, instances: instances)
+        }
+        guard let sequence = spec.sequenceBatching else {
+            return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+        }
+        let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
+        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend)
+    }
+
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
 
     public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }

@@ -91,10 +91,18 @@ let configCases: [ConfigCase] = [
     ConfigCase(label: "warmup with an unknown input", config: model("model_warmup [ { name: \"w\" batch_size: 1 inputs { key: \"NOPE\" value: { data_type: TYPE_INT32 dims: [ 16 ] zero_data: true } } } ]"), expected: "warmup sample 'w' failed"),
     ConfigCase(label: "warmup batch without batching", config: model("model_warmup [ { name: \"w\" batch_size: 4 } ]", batch: 0), expected: "model_warmup 'w' batch_size 4 needs a model that batches"),
     // Sections whose semantics are not built yet fail rather than serve wrongly.
-    ConfigCase(label: "sequence batching", config: model("sequence_batching { max_sequence_idle_microseconds: 1000 }"),
-               expected: "sequence_batching is not supported by BatchServer yet"),
-    ConfigCase(label: "decoupled", config: model("model_transaction_policy { decoupled: true }"),
-               expected: "decoupled: true } is not supported by BatchServer yet"),
+    ConfigCase(label: "sequence batching", config: model("""
+        sequence_batching { max_sequence_idle_microseconds: 1000
+          control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ] }
+        """), expected: nil),
+    ConfigCase(label: "sequence control without values", config: model("""
+        sequence_batching { control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START } ] } ] }
+        """), expected: "sequence_batching.control_input 'START' must set exactly one of int32_false_true"),
+    ConfigCase(label: "sequence CORRID of a float type", config: model("""
+        sequence_batching { control_input [ { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_FP32 } ] } ] }
+        """), expected: "CONTROL_SEQUENCE_CORRID needs data_type"),
+    ConfigCase(label: "decoupled with dynamic batching", config: model("model_transaction_policy { decoupled: true }\ndynamic_batching { }"),
+               expected: "dynamic_batching and sequence_batching are not supported with decoupled: true"),
 ]
 
 @Suite struct ConfigTableTests {

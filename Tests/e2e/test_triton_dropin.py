@@ -77,7 +77,7 @@ def test_server_metadata_names_triton_and_lists_what_is_implemented(server):
     assert http["version"] == grpc_metadata.version
     assert http["extensions"] == list(grpc_metadata.extensions)
     assert {"system_shared_memory", "logging", "trace", "classification", "binary_tensor_data"} <= set(http["extensions"])
-    assert "cuda_shared_memory" not in http["extensions"] and "sequence" not in http["extensions"]
+    assert "cuda_shared_memory" not in http["extensions"] and "sequence" in http["extensions"]
 
 
 def test_server_name_flag(start_server):

@@ -1,0 +1,283 @@
+import Foundation
+import InferenceCore
+import Synchronization
+
+/// Runs a `sequence_batching` model: requests tied by a correlation id go to
+/// their sequence's slot (`SequencePolicy` decides), get the control inputs
+/// and implicit state the config names, and run in order, one at a time per
+/// sequence. A sequence idle past `max_sequence_idle_microseconds` is
+/// released; its next request needs START again.
+public actor SequenceScheduler: InferenceRunner {
+    struct Pending {
+        let request: ValidatedRequest
+        let continuation: CheckedContinuation<InferenceResponse, any Error>
+    }
+    typealias Policy = SequencePolicy<Pending>
+
+    public nonisolated let spec: ModelSpec
+    private let sequence: SequenceBatchingSpec
+    private let backend: (any ModelBackend)?
+    private let instances: [any ModelInstance]
+    private let executors: [InstanceExecutor]
+    private let clock: any SchedulerClock
+    private var policy: Policy
+    private var busy: Set<Int> = []
+    private var nextSerial: UInt64 = 0
+    /// Implicit state of each running sequence, by the policy's sequence id.
+    private var states: [Int: [Tensor]] = [:]
+    private var timer: Task<Void, Never>?
+    private var timerDeadline: ContinuousClock.Instant?
+    private var draining = false
+    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private let stats = Mutex(ModelStatistics())
+    private let metrics: ModelMetrics
+
+    public init(spec: ModelSpec, sequence: SequenceBatchingSpec, instances: [any ModelInstance],
+                backend: (any ModelBackend)? = nil, clock: any SchedulerClock = SystemSchedulerClock()) {
+        precondition(!instances.isEmpty, "a model needs at least one instance")
+        self.spec = spec
+        self.sequence = sequence
+        self.backend = backend
+        self.instances = instances
+        self.clock = clock
+        executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
+        policy = Policy(strategy: sequence.strategy, instances: instances.count, maxBatchSize: spec.maxBatchSize,
+                        idleTimeout: sequence.maxSequenceIdle)
+        metrics = ModelMetrics(model: spec.name, version: spec.version)
+    }
+
+    public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
+    public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }
+    public nonisolated func statistics() -> ModelStatistics { stats.withLock { $0 } }
+
+    /// Requests queued or waiting in the backlog (tests watch it instead of sleeping).
+    public var queuedCount: Int { policy.queuedCount }
+
+    // MARK: Requests
+
+    public nonisolated func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
+        var request = request
+        request.sequence = try SequenceFlags.of(request.request, spec: spec, sequence: sequence)
+        if spec.maxBatchSize > 0 && request.batchSize != 1 {
+            throw InferenceError.invalidArgument(
+                "inference request to model '\(spec.name)' must specify batch-size 1 due to requirements of sequence batcher")
+        }
+        try backend?.prepare(&request, spec: spec)
+        return try await enqueue(request)
+    }
+
+    private func enqueue(_ request: ValidatedRequest) async throws -> InferenceResponse {
+        guard !draining else {
+            throw InferenceError.unavailable("Server is stopping, scheduler for model has stopped accepting new inference requests")
+        }
+        let now = clock.now
+        // Release what went idle first, so a late request after the timeout
+        // finds its sequence gone, as Triton's reaper would have left it.
+        _ = policy.expireIdle(now: now)
+        dropFinishedStates()
+        return try await withCheckedThrowingContinuation { continuation in
+            let serial = nextSerial
+            nextSerial += 1
+            do {
+                try policy.submit(Policy.Request(serial: serial, flags: request.sequence!, arrival: now,
+                                                 payload: Pending(request: request, continuation: continuation)),
+                                  now: now, model: spec.name)
+            } catch {
+                fail(continuation, error)
+                return
+            }
+            pump()
+        }
+    }
+
+    // MARK: The loop
+
+    private func pump() {
+        let now = clock.now
+        _ = policy.expireIdle(now: now)
+        dropFinishedStates()
+        var wakeAt = policy.nextIdleDeadline
+        for instance in instances.indices where !busy.contains(instance) {
+            switch policy.decide(instance: instance, now: now) {
+            case .dispatch(let serials):
+                let taken = policy.take(serials)
+                guard !taken.isEmpty else { continue }
+                busy.insert(instance)
+                Task { await self.execute(taken, on: instance) }
+            case .wait(let until):
+                wakeAt = [wakeAt, until].compactMap { $0 }.min()
+            case .idle:
+                break
+            }
+        }
+        if let wakeAt { wake(at: wakeAt) }
+        resumeDrainWaitersIfIdle()
+    }
+
+    private func wake(at instant: ContinuousClock.Instant) {
+        if let current = timerDeadline, current <= instant, timer != nil { return }
+        timer?.cancel()
+        timerDeadline = instant
+        let clock = self.clock
+        timer = Task {
+            try? await clock.sleep(until: instant)
+            guard !Task.isCancelled else { return }
+            await self.timerFired(instant)
+        }
+    }
+
+    private func timerFired(_ instant: ContinuousClock.Instant) {
+        if timerDeadline == instant {
+            timerDeadline = nil
+            timer = nil
+        }
+        pump()
+    }
+
+    /// The request as the backend sees it: control inputs and state added.
+    private func withControls(_ pending: Pending, sequenceID: Int, slot: Policy.Slot) -> ValidatedRequest {
+        var request = pending.request
+        let flags = request.sequence!
+        let batched = spec.maxBatchSize > 0
+        for control in sequence.controls {
+            switch control.kind {
+            case .start: request.request.inputs.append(control.tensor(flag: flags.start, batched: batched))
+            case .end: request.request.inputs.append(control.tensor(flag: flags.end, batched: batched))
+            case .ready: request.request.inputs.append(control.tensor(flag: true, batched: batched))
+            case .correlationID: request.request.inputs.append(control.tensor(correlation: flags.correlation, batched: batched))
+            }
+        }
+        if flags.start || states[sequenceID] == nil {
+            states[sequenceID] = sequence.states.map { state in
+                Tensor(name: state.inputName, dataType: state.dataType, shape: (batched ? [1] : []) + state.dims, bytes: state.initialBytes)
+            }
+        }
+        request.request.inputs.append(contentsOf: states[sequenceID] ?? [])
+        request.sequenceSlot = slot.index
+        return request
+    }
+
+    private func execute(_ taken: [(request: Policy.Request, slot: Policy.Slot, sequence: Int)], on instance: Int) async {
+        let started = clock.now
+        let items = taken.map { withControls($0.request.payload, sequenceID: $0.sequence, slot: $0.slot) }
+        let model = instances[instance]
+        let batch = Batch(items: items)
+        let result: Result<[[Tensor]], any Error>
+        do {
+            result = .success(try await executors[instance].run { try model.execute(batch) })
+        } catch {
+            result = .failure(error)
+        }
+        let computed = clock.now
+        finish(taken, result: result, batchSize: batch.batchSize, started: started, computed: computed)
+        busy.remove(instance)
+        pump()
+    }
+
+    private func finish(_ taken: [(request: Policy.Request, slot: Policy.Slot, sequence: Int)], result: Result<[[Tensor]], any Error>,
+                        batchSize: Int, started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
+        let outputs: [[Tensor]]
+        switch result {
+        case .success(let value) where value.count == taken.count:
+            outputs = value
+        case .success(let value):
+            outputs = []
+            let error = InferenceError.internal("backend '\(spec.backend)' returned \(value.count) results for a batch of \(taken.count) requests")
+            for item in taken { fail(item.request.payload.continuation, error) }
+        case .failure(let error):
+            outputs = []
+            let wrapped = error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
+            for item in taken { fail(item.request.payload.continuation, wrapped) }
+        }
+        if !outputs.isEmpty { recordExecution(batchSize: batchSize, infer: computed - started) }
+        for (index, item) in taken.enumerated() {
+            defer { policy.finished(sequence: item.sequence, now: computed) }
+            guard index < outputs.count else { continue }
+            let tensors = outputs[index]
+            // Implicit state: this request's state outputs are the next one's inputs.
+            if !sequence.states.isEmpty {
+                states[item.sequence] = sequence.states.map { state in
+                    var next = tensors.first { $0.name == state.outputName }
+                        ?? Tensor(name: state.inputName, dataType: state.dataType,
+                                  shape: (spec.maxBatchSize > 0 ? [1] : []) + state.dims, bytes: state.initialBytes)
+                    next.name = state.inputName
+                    return next
+                }
+            }
+            let request = item.request.payload.request
+            var timing = RequestTiming()
+            timing.queue = started - item.request.arrival
+            timing.computeInfer = computed - started
+            do {
+                let wanted = request.outputs.map(\.name).compactMap { name in tensors.first { $0.name == name } }
+                let answered = try wanted.map { tensor -> Tensor in
+                    guard let count = request.outputs.first(where: { $0.name == tensor.name })?.classificationCount else { return tensor }
+                    let labels = spec.outputs.first { $0.name == tensor.name }?.labels ?? []
+                    return try Classification.topClasses(tensor, count: count, labels: labels, batched: spec.maxBatchSize > 0)
+                }
+                var response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
+                                                 outputs: answered, timing: timing)
+                response.tokenCount = request.rowTokens?.reduce(0, +)
+                let total = clock.now - item.request.arrival
+                metrics.recordSuccess(total: total, timing: timing)
+                stats.withLock { stats in
+                    stats.success.record(total)
+                    stats.queue.record(timing.queue)
+                    stats.computeInfer.record(timing.computeInfer)
+                }
+                item.request.payload.continuation.resume(returning: response)
+            } catch {
+                fail(item.request.payload.continuation, error)
+            }
+        }
+        dropFinishedStates()
+    }
+
+    private func recordExecution(batchSize: Int, infer: Duration) {
+        metrics.recordExecution(rows: batchSize, batchTokens: batchSize, realTokens: batchSize)
+        let epochMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+        stats.withLock { stats in
+            stats.executionCount += 1
+            stats.inferenceCount += UInt64(batchSize)
+            stats.lastInferenceMilliseconds = epochMilliseconds
+            var perSize = stats.batches[batchSize] ?? BatchStatistics(batchSize: batchSize)
+            perSize.computeInput.record(.zero)
+            perSize.computeInfer.record(infer)
+            perSize.computeOutput.record(.zero)
+            stats.batches[batchSize] = perSize
+        }
+    }
+
+    private func fail(_ continuation: CheckedContinuation<InferenceResponse, any Error>, _ error: any Error) {
+        metrics.recordFailure(.other)
+        stats.withLock { stats in
+            stats.fail.record(.zero)
+            stats.failures[.other, default: 0] += 1
+        }
+        continuation.resume(throwing: error)
+    }
+
+    /// State of sequences the policy no longer holds (ended or idle) is dropped.
+    private func dropFinishedStates() {
+        guard !states.isEmpty else { return }
+        states = states.filter { policy.sequences[$0.key] != nil }
+    }
+
+    // MARK: Shutdown
+
+    public func shutdown() async {
+        draining = true
+        pump()
+        if !(policy.isEmpty && busy.isEmpty) {
+            await withCheckedContinuation { drainWaiters.append($0) }
+        }
+        timer?.cancel()
+        for executor in executors { executor.stop() }
+    }
+
+    private func resumeDrainWaitersIfIdle() {
+        guard draining, policy.isEmpty, busy.isEmpty else { return }
+        for waiter in drainWaiters { waiter.resume() }
+        drainWaiters.removeAll()
+    }
+}
