@@ -14,7 +14,7 @@ public enum ModelConfigNormalizer {
             latest.numVersions = 1
             config.versionPolicy.latest = latest
         }
-        if config.instanceGroup.isEmpty {
+        if config.instanceGroup.isEmpty && config.platform != "ensemble" {
             // The default group runs on the CPU: GPU instances are asked for, never assumed.
             config.instanceGroup = [.with { $0.kind = .cpu }]
         }

@@ -15,12 +15,6 @@ public enum ModelConfigValidator {
         guard config.maxBatchSize >= 0 else {
             throw fail("max_batch_size must be >= 0, got \(config.maxBatchSize)")
         }
-        // Served without its semantics an ensemble would answer wrongly, so it
-        // fails the model, saying so, until ensembles exist.
-        switch config.schedulingChoice {
-        case .ensembleScheduling?: throw fail("ensemble_scheduling is not supported by BatchServer yet")
-        default: break
-        }
         if config.modelTransactionPolicy.decoupled, config.schedulingChoice != nil {
             throw fail("a decoupled model runs each request alone: dynamic_batching and sequence_batching are not supported with decoupled: true")
         }

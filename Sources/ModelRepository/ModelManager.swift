@@ -128,7 +128,8 @@ public final class ModelManager: Sendable {
         let configPath = (modelPath as NSString).appendingPathComponent(ModelConfigFile.fileName)
         let fingerprint = RepositoryScan.fingerprint(modelPath)
         let config: Inference_ModelConfig
-        let backend: any ModelBackend
+        let backend: (any ModelBackend)?
+        let ensemble: [EnsembleStep]?
         let versions: [Int64]
         do {
             var parsed: Inference_ModelConfig
@@ -145,7 +146,9 @@ public final class ModelManager: Sendable {
             }
             if parsed.name.isEmpty { parsed.name = name }
             ModelConfigAutoComplete.completeBackendFields(&parsed, modelPath: modelPath)
-            guard let known = backends.backend(named: parsed.backend) else {
+            ensemble = try EnsembleConfig.steps(parsed)
+            let known = backends.backend(named: parsed.backend)
+            guard known != nil || ensemble != nil else {
                 throw ModelConfigAutoComplete.unknownBackend(parsed, model: name, configPath: configPath, known: backends.names)
             }
             backend = known
@@ -154,7 +157,7 @@ public final class ModelManager: Sendable {
             guard !versions.isEmpty else {
                 throw InferenceError.invalidArgument("model '\(name)': no version directory matches its version_policy in \(modelPath)")
             }
-            if autoComplete.enabled,
+            if autoComplete.enabled, let known,
                let fileName = normalized.defaultModelFilename.isEmpty ? known.defaultModelFileName : normalized.defaultModelFilename {
                 let file = ((modelPath as NSString).appendingPathComponent(String(versions.max()!)) as NSString)
                     .appendingPathComponent(fileName)
@@ -182,7 +185,7 @@ public final class ModelManager: Sendable {
         }
         var loaded: [Int64: VersionEntry] = [:]
         for version in versions {
-            loaded[version] = await loadVersion(version, of: name, config: config, backend: backend, modelPath: modelPath)
+            loaded[version] = await loadVersion(version, of: name, config: config, backend: backend, ensemble: ensemble, modelPath: modelPath)
         }
         let anyReady = loaded.values.contains { $0.state == .ready }
         let retired: [LoadedModel] = state.withLock { state in
@@ -205,11 +208,26 @@ public final class ModelManager: Sendable {
     }
 
     private func loadVersion(_ version: Int64, of name: String, config: Inference_ModelConfig,
-                             backend: any ModelBackend, modelPath: String) async -> VersionEntry {
+                             backend: (any ModelBackend)?, ensemble: [EnsembleStep]?, modelPath: String) async -> VersionEntry {
         do {
             let spec = try ModelSpecBuilder.build(config: config, version: version, modelPath: modelPath)
-            try backend.validate(spec)
-            let runner = try makeRunner(spec, backend)
+            let runner: any InferenceRunner
+            if let ensemble {
+                runner = EnsembleRunner(spec: spec, steps: ensemble) { [weak self] step, request in
+                    guard let self else { throw InferenceError.unavailable("the server is shutting down") }
+                    return try await self.withModel(step.modelName, version: step.modelVersion.map(String.init)) { model in
+                        if model.spec.decoupled {
+                            throw InferenceError.unsupported("model '\(model.spec.name)' is decoupled; decoupled steps are not supported")
+                        }
+                        return try await model.runner.infer(try model.spec.validate(request))
+                    }
+                }
+            } else if let backend {
+                try backend.validate(spec)
+                runner = try makeRunner(spec, backend)
+            } else {
+                throw InferenceError.internal("model '\(name)' has neither a backend nor ensemble steps")
+            }
             do {
                 try await ModelWarmupRunner.run(config.modelWarmup, spec: spec, runner: runner, modelPath: modelPath)
             } catch {

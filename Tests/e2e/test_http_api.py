@@ -156,7 +156,7 @@ def test_statistics_count_inferences(client):
 
 
 SEQUENCE_AND_DECOUPLED = {"simple_sequence", "simple_dyna_sequence", "simple_string_dyna_sequence", "repeat_int32",
-                          "custom_identity_int32"}
+                          "custom_identity_int32", "sst2_softmax", "sst2_text_classifier"}
 
 
 def test_repository_index(client):
