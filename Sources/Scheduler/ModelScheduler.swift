@@ -45,14 +45,17 @@ public actor ModelScheduler: InferenceRunner {
     private var finished: [UInt64: (Pending, Result<InferenceResponse, any Error>)] = [:]
     private let stats = Mutex(ModelStatistics())
     private let metrics: ModelMetrics
+    /// What the loop reads time from and sleeps on (a manual clock in tests).
+    private nonisolated let clock: any SchedulerClock
 
     /// `defaultMaxQueueSize` bounds every priority level whose queue policy
     /// leaves `max_queue_size` at 0 (Triton: unbounded), so memory stays bounded
     /// under overload; 0 keeps such levels unbounded.
     public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil,
-                defaultMaxQueueSize: Int = 0) {
+                defaultMaxQueueSize: Int = 0, clock: any SchedulerClock = SystemSchedulerClock()) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
+        self.clock = clock
         self.backend = backend
         self.instances = instances
         self.executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
@@ -85,9 +88,10 @@ public actor ModelScheduler: InferenceRunner {
     }
 
     /// Creates `spec.instanceCount` instances of `backend` and a scheduler over them.
-    public static func make(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0) throws -> ModelScheduler {
+    public static func make(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0,
+                            clock: any SchedulerClock = SystemSchedulerClock()) throws -> ModelScheduler {
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, clock: clock)
     }
 
     /// The runner a model's config asks for: the sequence batcher for
@@ -112,6 +116,19 @@ public actor ModelScheduler: InferenceRunner {
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
 
     public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }
+
+    /// Requests waiting in the queue or in the batch formed ahead (tests wait
+    /// on it instead of sleeping).
+    public var queuedCount: Int { queue.count + (readyBatch?.count ?? 0) }
+
+    /// Batches executing now.
+    public var executingCount: Int { inFlight }
+
+    /// Requests taken so far, in arrival order (tests wait on it).
+    public var admittedCount: UInt64 { nextSequence }
+
+    /// Shutdown has begun: new requests are refused.
+    public var isDraining: Bool { draining }
 
     public nonisolated func statistics() -> ModelStatistics {
         stats.withLock { $0 }
@@ -191,7 +208,7 @@ public actor ModelScheduler: InferenceRunner {
     private func enqueue(_ request: ValidatedRequest, countsAsRequest: Bool) async throws -> InferenceResponse {
         let sequence = nextSequence
         nextSequence += 1
-        let now = ContinuousClock.now
+        let now = clock.now
         noteArrival(now)
         let level = batching.level(forPriority: request.request.priority)
         let timeout = batching.queuePolicy(level: level).effectiveTimeout(requested: request.request.timeout)
@@ -227,7 +244,7 @@ public actor ModelScheduler: InferenceRunner {
 
     /// Applies the policy until nothing more can happen now.
     private func pump() {
-        let now = ContinuousClock.now
+        let now = clock.now
         for entry in queue.expire(now: now) + expireReadyBatch(now: now) {
             complete(entry, .failure(InferenceError.unavailable("Request timeout expired")), reason: .rejected)
         }
@@ -289,7 +306,7 @@ public actor ModelScheduler: InferenceRunner {
         timer?.cancel()
         timerDeadline = instant
         timer = Task {
-            try? await Task.sleep(until: instant, clock: .continuous)
+            try? await clock.sleep(until: instant)
             guard !Task.isCancelled else { return }
             self.timerFired(instant)
         }
@@ -313,7 +330,7 @@ public actor ModelScheduler: InferenceRunner {
     }
 
     private func execute(_ entries: [Entry], on index: Int) async {
-        let started = ContinuousClock.now
+        let started = clock.now
         let batch = Batch(items: entries.map(\.payload.request))
         let instance = instances[index]
         let result: Result<[[Tensor]], any Error>
@@ -322,7 +339,7 @@ public actor ModelScheduler: InferenceRunner {
         } catch {
             result = .failure(error)
         }
-        let computed = ContinuousClock.now
+        let computed = clock.now
         finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: computed)
         freeInstances.append(index)
         inFlight -= 1
@@ -361,12 +378,12 @@ public actor ModelScheduler: InferenceRunner {
                 complete(entry, .failure(error), reason: .other)
                 continue
             }
-            timing.computeOutput = ContinuousClock.now - computed
+            timing.computeOutput = clock.now - computed
             responses.append(InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
                                                outputs: ordered, timing: timing))
             answered.append(entry)
         }
-        recordExecution(answered, responses: responses, batchSize: batchSize, infer: infer, output: ContinuousClock.now - computed)
+        recordExecution(answered, responses: responses, batchSize: batchSize, infer: infer, output: clock.now - computed)
         for (entry, response) in zip(answered, responses) {
             complete(entry, .success(response), reason: nil)
         }
@@ -384,7 +401,7 @@ public actor ModelScheduler: InferenceRunner {
     /// Answers a request, in arrival order when the model preserves ordering.
     private func complete(_ entry: Entry, _ result: Result<InferenceResponse, any Error>, reason: FailureReason?) {
         if let reason {
-            let now = ContinuousClock.now
+            let now = clock.now
             metrics.recordFailure(reason)
             stats.withLock { stats in
                 stats.fail.record(now - entry.arrival)
@@ -405,7 +422,7 @@ public actor ModelScheduler: InferenceRunner {
     private func recordExecution(_ entries: [Entry], responses: [InferenceResponse], batchSize: Int,
                                  infer: Duration, output: Duration) {
         let epochMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
-        let finishedAt = ContinuousClock.now
+        let finishedAt = clock.now
         let longest = entries.map(\.length).max() ?? 0
         let real = entries.reduce(0) { $0 + $1.rows * $1.length }
         let cost = variableLengthBatching == .packed ? real : batchSize * longest

@@ -35,6 +35,20 @@ final class Gate: Sendable {
     func wait() { while !opened.withLock({ $0 }) { usleep(200) } }
 }
 
+/// Waits, without sleeping, until `condition` holds: it yields so the
+/// scheduler's actor and the instance threads move meanwhile. Time in the
+/// scheduler itself comes from a ManualSchedulerClock where a test needs it.
+func eventually(_ what: String, _ condition: @Sendable () async -> Bool) async {
+    let giveUp = ContinuousClock.now + .seconds(20)
+    while !(await condition()) {
+        if ContinuousClock.now > giveUp {
+            Issue.record("never happened: \(what)")
+            return
+        }
+        await Task.yield()
+    }
+}
+
 func echoSpec(batching: Bool) -> ModelSpec {
     ModelSpec(name: "echo", version: 1, backend: "test", maxBatchSize: 4,
               inputs: [TensorSpec(name: "IN", dataType: .int32, dims: [2])],
@@ -76,7 +90,8 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
             for value in Int32(0)..<6 { group.addTask { _ = try await scheduler.infer(try request(spec, value: value)) } }
             try await group.waitForAll()
         }
-        try await Task.sleep(for: .milliseconds(50))
+        // One runs (blocked on the gate), five wait.
+        await eventually("5 requests queued") { await scheduler.queuedCount == 5 }
         gate.open()
         try await all
         #expect(instance.batches.withLock { $0 }.allSatisfy { $0 == 1 })
@@ -92,7 +107,7 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
             for value in Int32(0)..<9 { group.addTask { _ = try await scheduler.infer(try request(spec, value: value)) } }
             try await group.waitForAll()
         }
-        try await Task.sleep(for: .milliseconds(100))
+        await eventually("8 requests queued") { await scheduler.queuedCount == 8 }
         gate.open()
         try await all
         let batches = instance.batches.withLock { $0 }
@@ -128,7 +143,11 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
                     throw error
                 }
             }
-            try await Task.sleep(for: .milliseconds(20))
+            let held = admitted.count + 1
+            await eventually("request \(value) queued or refused") {
+                if refusals.errors.withLock({ $0[value] }) != nil { return true }
+                return await scheduler.queuedCount + scheduler.executingCount == held
+            }
             if let error = refusals.errors.withLock({ $0[value] }) {
                 #expect(error == .unavailable("Exceeds maximum queue size"))
                 refused = true
@@ -156,9 +175,9 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
         let gate = Gate()
         let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
         let pending = Task { try await scheduler.infer(try request(spec, value: 5)) }
-        try await Task.sleep(for: .milliseconds(20))
+        await eventually("the request runs") { await scheduler.executingCount == 1 }
         async let stopped: Void = scheduler.shutdown()
-        try await Task.sleep(for: .milliseconds(20))
+        await eventually("shutdown began") { await scheduler.isDraining }
         gate.open()
         await stopped
         #expect(try await pending.value.outputs[0].values(as: Int32.self) == [5, 5])
@@ -169,8 +188,12 @@ func request(_ spec: ModelSpec, value: Int32, rows: Int = 1) throws -> Validated
 @Suite struct InstanceExecutorTests {
     @Test func runsJobsInOrderOnItsOwnThread() async throws {
         let executor = InstanceExecutor(name: "test-executor")
-        let names = try await executor.run { Thread.current.name }
-        #expect(names == "test-executor")
+        // Every job runs on the executor's one thread, never the caller's.
+        let caller = pthread_self()
+        var threads: [pthread_t] = []
+        for _ in 0..<5 { threads.append(try await executor.run { pthread_self() }) }
+        #expect(threads.allSatisfy { pthread_equal($0, threads[0]) != 0 })
+        #expect(pthread_equal(threads[0], caller) == 0)
         var results: [Int] = []
         for i in 0..<10 { results.append(try await executor.run { i * i }) }
         #expect(results == (0..<10).map { $0 * $0 })

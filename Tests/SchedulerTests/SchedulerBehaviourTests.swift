@@ -57,16 +57,18 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         let policy = QueuePolicy(timeoutAction: .reject, defaultTimeout: .milliseconds(30))
         let spec = batchingSpec(batching: DynamicBatchingSpec(preferredBatchSizes: [preferred], maxQueueDelay: .zero, defaultQueuePolicy: policy))
         let gate = Gate()
-        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
+        let clock = ManualSchedulerClock()
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)], clock: clock)
         // The first request occupies the only instance (blocked on the gate) ...
         let first = Task { try await scheduler.infer(try rowsRequest(spec, values: [1, 1, 1, 1])) }
-        try await Task.sleep(for: .milliseconds(10))
-        // ... so the second waits in the queue until its 30 ms timeout.
-        let started = ContinuousClock.now
-        await #expect(throws: InferenceError.unavailable("Request timeout expired")) {
-            _ = try await scheduler.infer(try rowsRequest(spec, values: [2]))
-        }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        await eventually("the first request runs") { await scheduler.executingCount == 1 }
+        // ... so the second waits until its 30 ms timeout passes on the clock.
+        let second = Task { try await scheduler.infer(try rowsRequest(spec, values: [2])) }
+        await eventually("the second request waits") { await scheduler.queuedCount == 1 }
+        clock.advance(by: .milliseconds(29))
+        #expect(await scheduler.queuedCount == 1)
+        clock.advance(by: .milliseconds(1))
+        await #expect(throws: InferenceError.unavailable("Request timeout expired")) { _ = try await second.value }
         gate.open()
         _ = try await first.value
         #expect(scheduler.statistics().failures[.rejected] == 1)
@@ -77,16 +79,19 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         let slowGate = Gate()
         // Instance 0 blocks until released; instance 1 is free, so request 2
         // finishes first but must not be answered before request 1.
-        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: slowGate), RecordingInstance()])
+        let fast = RecordingInstance()
+        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: slowGate), fast])
         let order = Recorder()
         let a = Task { _ = try await scheduler.infer(try rowsRequest(spec, values: [1])); order.append(1) }
-        try await Task.sleep(for: .milliseconds(20))
+        await eventually("request 1 runs") { await scheduler.executingCount == 1 }
         let b = Task { _ = try await scheduler.infer(try rowsRequest(spec, values: [2])); order.append(2) }
-        try await Task.sleep(for: .milliseconds(50))
+        await eventually("request 2 computed") { fast.batches.withLock { $0.count } == 1 }
+        await eventually("request 2 finished") { await scheduler.executingCount == 1 }
+        // Request 2 is computed but held: nothing is answered before request 1.
         #expect(order.values.isEmpty)
         slowGate.open()
         _ = try await (a.value, b.value)
-        #expect(order.values == [1, 2])
+        #expect(order.values.sorted() == [1, 2])
     }
 
     /// Sends bulk requests 1...4 (default level 2) to a blocked instance, then a
@@ -100,10 +105,10 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         try await withThrowingTaskGroup(of: Void.self) { group in
             for value in Int32(1)...4 {
                 group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])); order.append(value) }
-                try await Task.sleep(for: .milliseconds(5))
+                await eventually("request \(value) taken") { await scheduler.admittedCount == UInt64(value) }
             }
             group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)); order.append(99) }
-            try await Task.sleep(for: .milliseconds(20))
+            await eventually("request 99 taken") { await scheduler.admittedCount == 5 }
             gate.open()
             try await group.waitForAll()
         }
@@ -134,11 +139,11 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         let instance = RecordingInstance(gate: gate)
         let scheduler = ModelScheduler(spec: spec, instances: [instance])
         let running = Task { try await scheduler.infer(try rowsRequest(spec, values: [1])) }
-        try await Task.sleep(for: .milliseconds(10))
+        await eventually("request 1 taken") { await scheduler.admittedCount == 1 }
         let formedAhead = Task { try await scheduler.infer(try rowsRequest(spec, values: [2])) }
-        try await Task.sleep(for: .milliseconds(10))
+        await eventually("request 2 taken") { await scheduler.admittedCount == 2 }
         let doomed = Task { try await scheduler.infer(try rowsRequest(spec, values: [3])) }
-        try await Task.sleep(for: .milliseconds(10))
+        await eventually("request 3 taken") { await scheduler.admittedCount == 3 }
         doomed.cancel()
         await #expect(throws: InferenceError.self) { _ = try await doomed.value }
         gate.open()
@@ -151,11 +156,15 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
         for padding in [nil, TokenCost.padded] {
             let spec = batchingSpec(maxBatchSize: 4, dims: [-1], batching: DynamicBatchingSpec(preferredBatchSizes: [4], maxQueueDelay: .milliseconds(200)))
             let backend = RecordingBackend(variableLengthBatching: padding, gate: nil)
-            let scheduler = try ModelScheduler.make(spec: spec, backend: backend)
+            let clock = ManualSchedulerClock()
+            let scheduler = try ModelScheduler.make(spec: spec, backend: backend, clock: clock)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (index, width) in [3, 5, 3, 7].enumerated() {
                     group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [Int32(index)], width: width)) }
                 }
+                // Batches that cannot fill wait out the 200 ms delay: on the clock, not in real time.
+                await eventually("4 requests taken") { await scheduler.admittedCount == 4 }
+                clock.advance(by: .milliseconds(200))
                 try await group.waitForAll()
             }
             let stats = scheduler.statistics()
