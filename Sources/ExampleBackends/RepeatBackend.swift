@@ -40,6 +40,10 @@ final class RepeatInstance: DecoupledModelInstance {
         let values = try input.values(as: Int32.self)
         let delays = try delay.values(as: UInt32.self)
         let wait = try request.request.input(named: "WAIT")?.values(as: UInt32.self).first ?? 0
+        // A test model: a request may not hold its instance for hours.
+        guard delays.allSatisfy({ $0 <= 60_000 }), wait <= 60_000 else {
+            throw InferenceError.invalidArgument("repeat: DELAY and WAIT values must be at most 60000 ms")
+        }
         for (index, value) in values.enumerated() {
             // Sleep in short steps so a cancelled request stops promptly.
             let due = ContinuousClock.now + .milliseconds(Int64(delays[index]))

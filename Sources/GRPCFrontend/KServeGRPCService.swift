@@ -159,7 +159,8 @@ public struct KServeGRPCService: Sendable {
                 }
                 if let message, let lane = Self.sequenceLane(message) {
                     let task = lanes.chain(lane, work)
-                    group.addTask { try await task.value }
+                    // The lane's task is unstructured: cancel it with the stream.
+                    group.addTask { try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() } }
                 } else {
                     group.addTask { try await work() }
                 }
@@ -178,16 +179,7 @@ public struct KServeGRPCService: Sendable {
             try await write(await streamReply(message))
             return
         }
-        func failure(_ error: any Error) -> Inference_ModelStreamInferResponse {
-            var reply = Inference_ModelStreamInferResponse()
-            reply.errorMessage = GRPCStatus(error).message
-            reply.inferResponse = .with {
-                $0.id = message.id
-                $0.modelName = message.modelName
-                $0.modelVersion = message.modelVersion
-            }
-            return reply
-        }
+        func failure(_ error: any Error) -> Inference_ModelStreamInferResponse { Self.errorReply(error, to: message) }
         var emptyFinal = false
         if let flag = message.parameters["triton_enable_empty_final_response"] {
             guard case .boolParam(let value)? = flag.parameterChoice else {
@@ -210,7 +202,11 @@ public struct KServeGRPCService: Sendable {
                 version = reply.inferResponse.modelVersion
                 try await write(reply)
             })
-        } catch let error as InferenceError {
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // Any failure of this request is its own error reply; only a failed
+            // write (the client is gone) ends the stream, from the write below.
             try await write(failure(error))
             return
         }
@@ -237,12 +233,19 @@ public struct KServeGRPCService: Sendable {
             reply.inferResponse = GRPCTensorCoding.response(try await infer(message))
             reply.inferResponse.parameters["triton_final_response"] = .with { $0.boolParam = true }
         } catch {
-            reply.errorMessage = GRPCStatus(error).message
-            reply.inferResponse = .with {
-                $0.id = message.id
-                $0.modelName = message.modelName
-                $0.modelVersion = message.modelVersion
-            }
+            return Self.errorReply(error, to: message)
+        }
+        return reply
+    }
+
+    /// A stream reply carrying an error, matched to its request by id.
+    static func errorReply(_ error: any Error, to message: Inference_ModelInferRequest) -> Inference_ModelStreamInferResponse {
+        var reply = Inference_ModelStreamInferResponse()
+        reply.errorMessage = GRPCStatus(error).message
+        reply.inferResponse = .with {
+            $0.id = message.id
+            $0.modelName = message.modelName
+            $0.modelVersion = message.modelVersion
         }
         return reply
     }
@@ -273,6 +276,7 @@ final class SequenceLanes: Sendable {
             let task = Task {
                 _ = await previous?.result
                 defer { self.finished(name, serial) }
+                try Task.checkCancellation()
                 try await work()
             }
             state.byName[name] = Lane(serial: serial, task: task)

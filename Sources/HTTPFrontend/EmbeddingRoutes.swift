@@ -72,6 +72,10 @@ extension KServeHTTPServer {
             let fields = try JSONValue.object(from: body, what: "tokenize request")
             let inputs = try TextInputs.parse(fields["inputs"], field: "inputs")
             guard case .texts(let texts) = inputs else { throw RouteError.validation("'inputs' must be a string or a list of strings", param: "inputs") }
+            // The answer is some 15 times the text: keep it bounded.
+            guard texts.count <= TextModelBinding.maxInputs, texts.reduce(0, { $0 + $1.utf8.count }) <= 4 << 20 else {
+                throw RouteError.validation("at most \(TextModelBinding.maxInputs) inputs and 4 MiB of text per tokenize request", param: "inputs")
+            }
             let special = try Self.bool(fields["add_special_tokens"], field: "add_special_tokens") ?? true
             let view = try tokenizingModel(fields["model"])
             guard let tokenizer = view.runner.tokenizer else {

@@ -44,7 +44,16 @@ struct TextModelBinding: Sendable {
 
     /// The InferenceRequests for `inputs`: one of all rows where the model
     /// batches (the scheduler splits it past max_batch_size), else one per input.
+    /// OpenAI's limit on inputs per request; token rows of models without a
+    /// tokenizer are held to `defaultMaxTokens`, so padding stays bounded.
+    static let maxInputs = 2048
+    static let defaultMaxTokens = 8192
+
     func requests(for inputs: TextInputs, truncate: Bool, maxTokens: Int?) throws -> [InferenceRequest] {
+        guard inputs.count <= Self.maxInputs else {
+            throw RouteError.validation("at most \(Self.maxInputs) inputs per request, got \(inputs.count)")
+        }
+        let maxTokens = maxTokens ?? Self.defaultMaxTokens
         let batched = spec.maxBatchSize > 0
         func request(_ tensors: [Tensor]) -> InferenceRequest {
             var request = InferenceRequest(modelName: spec.name, modelVersion: spec.version, inputs: tensors,
@@ -68,7 +77,7 @@ struct TextModelBinding: Sendable {
             guard let ids else {
                 throw RouteError.validation("model '\(spec.name)' takes text, not token ids")
             }
-            if let maxTokens, let long = rows.firstIndex(where: { $0.count > maxTokens }) {
+            if let long = rows.firstIndex(where: { $0.count > maxTokens }) {
                 guard truncate else {
                     throw RouteError.validation("`inputs` must have less than \(maxTokens) tokens. Given: \(rows[long].count)")
                 }

@@ -55,6 +55,21 @@ enum EnsembleConfig {
         for tensor in read where !available.contains(tensor) {
             throw InferenceError.invalidArgument("ensemble tensor '\(tensor)' of ensemble '\(name)' is read by a step but neither an ensemble input nor written by a step")
         }
+        for (index, step) in steps.enumerated() where step.modelName == name {
+            throw InferenceError.invalidArgument("step \(index) of ensemble '\(name)' names the ensemble itself")
+        }
+        // The steps must run in some order: walk them as the runner will.
+        var produced = Set(config.input.map(\.name))
+        var pending = Array(steps.indices)
+        while !pending.isEmpty {
+            let ready = pending.filter { steps[$0].inputMap.values.allSatisfy(produced.contains) }
+            guard !ready.isEmpty else {
+                throw InferenceError.invalidArgument(
+                    "ensemble '\(name)' has a cycle: steps \(pending.map(String.init).joined(separator: ", ")) each wait for another's output")
+            }
+            for index in ready { produced.formUnion(steps[index].outputMap.values) }
+            pending.removeAll { ready.contains($0) }
+        }
         return steps
     }
 }

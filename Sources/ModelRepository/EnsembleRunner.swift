@@ -26,7 +26,19 @@ final class EnsembleRunner: InferenceRunner {
     func statistics() -> ModelStatistics { stats.withLock { $0 } }
     func shutdown() async {}
 
+    /// How many ensembles the current request is inside: an ensemble that
+    /// reaches itself through others stops here instead of recursing forever.
+    @TaskLocal static var depth = 0
+    static let maxDepth = 8
+
     func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
+        guard Self.depth < Self.maxDepth else {
+            throw InferenceError.invalidArgument("ensemble '\(spec.name)' is nested more than \(Self.maxDepth) deep (does it contain itself?)")
+        }
+        return try await Self.$depth.withValue(Self.depth + 1) { try await runCounted(request) }
+    }
+
+    private func runCounted(_ request: ValidatedRequest) async throws -> InferenceResponse {
         let started = ContinuousClock.now
         do {
             let response = try await run(request)

@@ -66,7 +66,13 @@ enum SequenceBatchingConfig {
                 throw fail("state '\(state.inputName)': dims must be positive, got \(ShapeMath.format(dims))")
             }
             guard state.initialState.count <= 1 else { throw fail("state '\(state.inputName)': at most one initial_state") }
-            let count = dims.reduce(1, *)
+            let (count, overflow) = dims.reduce((1, false)) { product, dim in
+                let (value, over) = product.0.multipliedReportingOverflow(by: dim)
+                return (value, product.1 || over)
+            }
+            guard !overflow, count * max(type.elementByteSize ?? 8, 1) <= 64 << 20 else {
+                throw fail("state '\(state.inputName)': dims \(ShapeMath.format(dims)) make a state larger than 64 MiB")
+            }
             var bytes = [UInt8](repeating: 0, count: count * (type.elementByteSize ?? 0))
             if type == .bytes { bytes = BytesElements.serialize(Array(repeating: [], count: count)) }
             if let initial = state.initialState.first, case .dataFile(let file)? = initial.stateData {

@@ -78,7 +78,7 @@ public struct ONNXRuntimeBackend: ModelBackend {
         // version and placement run on one session (ORT's Run is thread-safe),
         // which holds the weights once.
         let session = model.shareSession
-            ? try sharedSessions.session(key: "\(path)|\(spec.version)|\(settings.hashValue)") {
+            ? try sharedSessions.session(key: "\(path)|\(Self.fingerprint(path))|\(spec.version)|\(settings.hashValue)") {
                 try ORTSession(runtime: runtime, path: path, settings: settings)
             }
             : try ORTSession(runtime: runtime, path: path, settings: settings)
@@ -95,6 +95,14 @@ public struct ONNXRuntimeBackend: ModelBackend {
         }
         try ORTSignatureCheck.check(spec, inputs: session.inputs, outputs: session.outputs)
         return ONNXRuntimeInstance(spec: spec, session: session)
+    }
+
+    /// A model file's size and modification time: a file replaced in place
+    /// and reloaded gets a new shared session, not the old one.
+    static func fingerprint(_ path: String) -> String {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        return "\(attributes?[.size] ?? 0)@\(modified)"
     }
 
     /// The CUDA device of instance `index`, if its group is KIND_GPU: the
@@ -122,8 +130,8 @@ struct ORTModelSettings {
     init(_ spec: ModelSpec) throws {
         func integer(_ key: String) throws -> Int? {
             guard let text = spec.parameters[key] else { return nil }
-            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), value >= 0 else {
-                throw InferenceError.invalidArgument("model '\(spec.name)': parameters.\(key) must be an integer >= 0, got '\(text)'")
+            guard let value = Int(text.trimmingCharacters(in: .whitespaces)), (0...4096).contains(value) else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': parameters.\(key) must be an integer within 0...4096, got '\(text)'")
             }
             return value
         }

@@ -35,9 +35,10 @@ final class ORTRuntime: @unchecked Sendable {
         var env: OpaquePointer?
         var allocator: UnsafeMutablePointer<OrtAllocator>?
         var memory: OpaquePointer?
-        // ORT prints its own log lines to stderr; errors only, which name nodes
-        // and files, never tensor contents.
-        if let status = api.pointee.CreateEnv(ORT_LOGGING_LEVEL_ERROR, "batch-server", &env) {
+        // ORT prints its own log lines to stderr, and its error lines can quote
+        // values from a failing node (a token id out of range): fatal only.
+        // The errors themselves reach the client through the call's status.
+        if let status = api.pointee.CreateEnv(ORT_LOGGING_LEVEL_FATAL, "batch-server", &env) {
             throw ORTLoadFailure("ONNX Runtime \(version): CreateEnv failed: \(Self.consume(status, api: api).message)")
         }
         if let status = api.pointee.GetAllocatorWithDefaultOptions(&allocator) {

@@ -167,8 +167,8 @@ final class ORTSession: @unchecked Sendable {
             }
             try runtime.check(api.CreateTensorAsOrtValue(runtime.allocator, shape, shape.count, ONNX_TENSOR_ELEMENT_DATA_TYPE_STRING, &value),
                               "ONNX Runtime: input '\(tensor.name)'")
-            let texts = elements.map { String(decoding: $0, as: UTF8.self) }
-            let status = withCStrings(texts) { api.FillStringTensor(value, $0, texts.count) }
+            // The bytes as given (not decoded as UTF-8), each NUL-terminated.
+            let status = withCStrings(elements) { api.FillStringTensor(value, $0, elements.count) }
             if let status {
                 api.ReleaseValue(value)
                 throw ORTRuntime.consume(status, api: runtime.api).inferenceError(context: "ONNX Runtime: input '\(tensor.name)'")
@@ -219,9 +219,20 @@ final class ORTSession: @unchecked Sendable {
 
 /// Calls `body` with NUL-terminated copies of `strings`, as `const char* const*`.
 func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-    let copies = strings.map { strdup($0) }
-    defer { for copy in copies { free(copy) } }
-    let pointers = copies.map { UnsafePointer<CChar>($0) }
+    withCStrings(strings.map { Array($0.utf8) }, body)
+}
+
+/// The same for raw byte strings (none may hold a NUL: callers check).
+func withCStrings<R>(_ strings: [[UInt8]], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let copies: [UnsafeMutablePointer<CChar>] = strings.map { bytes in
+        let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+        for (index, byte) in bytes.enumerated() { copy[index] = CChar(bitPattern: byte) }
+        copy[bytes.count] = 0
+        return copy
+    }
+    defer { for copy in copies { copy.deallocate() } }
+    // One slot at least: an empty list still passes a valid pointer.
+    let pointers: [UnsafePointer<CChar>?] = copies.isEmpty ? [nil] : copies.map { UnsafePointer<CChar>($0) }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 

@@ -24,9 +24,14 @@ public actor DecoupledScheduler: InferenceRunner {
     private var draining = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     private let stats = Mutex(ModelStatistics())
+    /// Requests that may wait for an instance (0: unbounded).
+    private let maxQueued: Int
+    /// The cancellation flags of the requests running, by instance.
+    private var running: [Int: CancellationFlag] = [:]
 
-    public init(spec: ModelSpec, instances: [any DecoupledModelInstance]) {
+    public init(spec: ModelSpec, instances: [any DecoupledModelInstance], maxQueueSize: Int = 0) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
+        maxQueued = max(maxQueueSize, 0)
         self.spec = spec
         self.instances = instances
         executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
@@ -55,6 +60,10 @@ public actor DecoupledScheduler: InferenceRunner {
             pending.stream.finish(throwing: InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading"))
             return
         }
+        if maxQueued > 0 && queue.count >= maxQueued {
+            pending.stream.finish(throwing: InferenceError.unavailable("Exceeds maximum queue size"))
+            return
+        }
         queue.append(pending)
         pump()
     }
@@ -67,6 +76,7 @@ public actor DecoupledScheduler: InferenceRunner {
                 free.append(index)
                 continue
             }
+            running[index] = next.cancelled
             Task { await self.execute(next, on: index) }
         }
         if draining, queue.isEmpty, free.count == instances.count {
@@ -115,12 +125,20 @@ public actor DecoupledScheduler: InferenceRunner {
         case .success: pending.stream.finish()
         case .failure(let error): pending.stream.finish(throwing: error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)"))
         }
+        running[index] = nil
         free.append(index)
         pump()
     }
 
+    /// Stops taking requests; queued ones are refused and running ones
+    /// cancelled (a response stream could otherwise hold the unload for as
+    /// long as a client's request asks).
     public func shutdown() async {
         draining = true
+        while let queued = queue.popFirst() {
+            queued.stream.finish(throwing: InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading"))
+        }
+        for flag in running.values { flag.set() }
         if !(queue.isEmpty && free.count == instances.count) {
             await withCheckedContinuation { drainWaiters.append($0) }
         }

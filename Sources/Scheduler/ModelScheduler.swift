@@ -104,13 +104,13 @@ public actor ModelScheduler: InferenceRunner {
                 }
                 return instance
             }
-            return DecoupledScheduler(spec: spec, instances: instances)
+            return DecoupledScheduler(spec: spec, instances: instances, maxQueueSize: defaultMaxQueueSize)
         }
         guard let sequence = spec.sequenceBatching else {
             return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
         }
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend)
+        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend, maxQueueSize: defaultMaxQueueSize)
     }
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }

@@ -71,15 +71,11 @@ struct SequencePolicy<Payload> {
     // MARK: Requests in
 
     /// Takes a request into its sequence; throws Triton's error for one that
-    /// continues no open sequence. A START on an open sequence ends the old one
-    /// early, as Triton does (the old one's queued requests still run).
+    /// continues no open sequence. A START on an open sequence restarts it in
+    /// its slot, behind its queued requests, as Triton does (the START flag
+    /// tells the model, and the implicit state, to begin again).
     mutating func submit(_ request: Request, now: ContinuousClock.Instant, model: String) throws {
         let correlation = request.flags.correlation
-        if request.flags.start, let existing = open[correlation] {
-            sequences[existing]?.closed = true
-            open[correlation] = nil
-            releaseIfDone(existing)
-        }
         let id: Int
         if let existing = open[correlation] {
             id = existing

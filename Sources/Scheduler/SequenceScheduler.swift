@@ -31,9 +31,12 @@ public actor SequenceScheduler: InferenceRunner {
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
     private let stats = Mutex(ModelStatistics())
     private let metrics: ModelMetrics
+    /// Requests that may wait, in slots and the backlog (0: unbounded).
+    private let maxQueued: Int
 
     public init(spec: ModelSpec, sequence: SequenceBatchingSpec, instances: [any ModelInstance],
-                backend: (any ModelBackend)? = nil, clock: any SchedulerClock = SystemSchedulerClock()) {
+                backend: (any ModelBackend)? = nil, maxQueueSize: Int = 0, clock: any SchedulerClock = SystemSchedulerClock()) {
+        self.maxQueued = max(maxQueueSize, 0)
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.sequence = sequence
@@ -75,6 +78,9 @@ public actor SequenceScheduler: InferenceRunner {
         // finds its sequence gone, as Triton's reaper would have left it.
         _ = policy.expireIdle(now: now)
         dropFinishedStates()
+        if maxQueued > 0 && policy.queuedCount >= maxQueued {
+            throw InferenceError.unavailable("Exceeds maximum queue size")
+        }
         return try await withCheckedThrowingContinuation { continuation in
             let serial = nextSerial
             nextSerial += 1

@@ -60,6 +60,17 @@ let embeddingSpec = ModelSpec(
         #expect(throws: RouteError.self) { try binding.requests(for: .tokens([[1, 2, 3, 4]]), truncate: false, maxTokens: 3) }
     }
 
+    @Test func limitsInputsAndRowLengths() throws {
+        let binding = try TextModelBinding(spec: embeddingSpec, expecting: .embedding)
+        #expect(throws: RouteError.self) { try binding.requests(for: .texts(Array(repeating: "x", count: 2049)), truncate: true, maxTokens: 512) }
+        // Without a tokenizer's limit, rows are held to 8192 tokens.
+        #expect(throws: RouteError.self) {
+            try binding.requests(for: .tokens([Array(repeating: 1, count: 8193)]), truncate: false, maxTokens: nil)
+        }
+        #expect(try binding.requests(for: .tokens([Array(repeating: 1, count: 9000)]), truncate: true, maxTokens: nil)[0]
+            .input(named: "INPUT_IDS")?.shape == [1, 8192])
+    }
+
     @Test func aModelMustSayItsTask() {
         var spec = embeddingSpec
         #expect(throws: RouteError.self) { try TextModelBinding(spec: spec, expecting: .classification) }

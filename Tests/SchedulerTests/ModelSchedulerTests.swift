@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import InferenceCore
 import Synchronization
@@ -28,11 +29,19 @@ final class Refusals: Sendable {
     let errors = Mutex<[Int32: InferenceError]>([:])
 }
 
-/// A one-shot latch a test opens to let blocked executions proceed.
+/// A one-shot latch a test opens to let blocked executions proceed (they
+/// block on it, nothing polls).
 final class Gate: Sendable {
+    private let group = DispatchGroup()
     private let opened = Mutex(false)
-    func open() { opened.withLock { $0 = true } }
-    func wait() { while !opened.withLock({ $0 }) { usleep(200) } }
+    init() { group.enter() }
+    // A group may not be freed while entered.
+    deinit { open() }
+    func open() {
+        let first = opened.withLock { opened in defer { opened = true }; return !opened }
+        if first { group.leave() }
+    }
+    func wait() { group.wait() }
 }
 
 /// Waits, without sleeping, until `condition` holds: it yields so the

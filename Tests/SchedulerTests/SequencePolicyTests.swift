@@ -61,6 +61,16 @@ import Testing
         #expect(throws: InferenceError.self) { try policy.submit(request(8, end: true), now: at(0), model: "m") }
     }
 
+    @Test mutating func aStartOnAnOpenSequenceRestartsItInItsSlot() throws {
+        var policy = Policy(strategy: .direct, instances: 2, maxBatchSize: 1, idleTimeout: .seconds(1))
+        try policy.submit(request(1, start: true), now: at(0), model: "m")
+        let slot = policy.sequences.values.first?.slot
+        try policy.submit(request(1, start: true), now: at(1), model: "m")
+        // Same sequence, same slot, queued behind its first request: never two at once.
+        #expect(policy.sequences.count == 1 && policy.sequences.values.first?.slot == slot)
+        #expect(policy.sequences.values.first?.pending.count == 2)
+    }
+
     @Test mutating func anIdleSequenceIsReleasedAndItsSlotReused() throws {
         var policy = Policy(strategy: .direct, instances: 1, maxBatchSize: 1, idleTimeout: .milliseconds(100))
         try policy.submit(request(1, start: true), now: at(0), model: "m")

@@ -89,6 +89,12 @@ def write_bad_ensembles(repo):
              io='input [ { name: "IN" data_type: TYPE_STRING dims: [ 16 ] } ]\n'
                 'output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "NEVER" data_type: TYPE_INT32 dims: [ 1 ] } ]\n')
     ensemble("with_instances", step % "simple" + '\ninstance_group [ { count: 1 } ]')
+    ensemble("itself", step % "itself")
+    ensemble("cycle", 'ensemble_scheduling { step [ '
+             '{ model_name: "simple" input_map { key: "INPUT0" value: "IN" } input_map { key: "INPUT1" value: "b" } '
+             'output_map { key: "OUTPUT0" value: "a" } }, '
+             '{ model_name: "simple" input_map { key: "INPUT0" value: "a" } input_map { key: "INPUT1" value: "a" } '
+             'output_map { key: "OUTPUT0" value: "b" } output_map { key: "OUTPUT1" value: "OUT" } } ] }')
 
 
 def test_bad_ensembles_fail_alone_with_tritons_texts(start_server, tmp_path):
@@ -102,6 +108,8 @@ def test_bad_ensembles_fail_alone_with_tritons_texts(start_server, tmp_path):
     assert "ensemble input 'EXTRA' for ensemble unused_input' is not used" in reasons["unused_input"]
     assert "output 'NEVER' for ensemble 'unwritten_output' is not written" in reasons["unwritten_output"]
     assert "instance group should not be specified for ensemble 'with_instances'" in reasons["with_instances"]
+    assert "step 0 of ensemble 'itself' names the ensemble itself" in reasons["itself"]
+    assert "ensemble 'cycle' has a cycle: steps 0, 1" in reasons["cycle"]
     assert index["simple"]["state"] == "READY"
     with httpclient.InferenceServerClient(running.http_url) as client:
         t = httpclient.InferInput("IN", [1, 16], "BYTES")
