@@ -308,3 +308,29 @@ def test_implicit_state_carries_a_running_sum_on_an_onnx_model(start_server, tmp
     assert not errors, errors
     stats = httpclient.InferenceServerClient(running.http_url).get_inference_statistics("running_sum")["model_stats"][0]
     assert stats["inference_count"] == 24
+
+
+def test_interleaved_sequences_over_grpc_asyncio_stream(server):
+    sequences = [(8801, [0] + VALUES), (8802, [100] + [-v for v in VALUES])]
+
+    async def run():
+        async with grpcaio.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as client:
+            async def requests_iterator():
+                for step in range(8):
+                    for cid, inputs in sequences:
+                        yield {"model_name": "simple_dyna_sequence", "inputs": tensor(grpcclient, inputs[step]),
+                               "request_id": f"{cid}:{step}", "sequence_id": cid,
+                               "sequence_start": step == 0, "sequence_end": step == 7}
+            got = {cid: [] for cid, _ in sequences}
+            async for result, error in client.stream_infer(requests_iterator()):
+                assert error is None, error
+                cid, step = result.get_response().id.split(":")
+                got[int(cid)].append((int(step), int(result.as_numpy("OUTPUT")[0][0])))
+                if sum(len(v) for v in got.values()) == 16:
+                    break
+            return got
+
+    got = asyncio.run(run())
+    for cid, inputs in sequences:
+        assert [s for s, _ in got[cid]] == list(range(8))
+        assert [v for _, v in got[cid]] == expected(inputs[0], inputs[1:], cid, True)
