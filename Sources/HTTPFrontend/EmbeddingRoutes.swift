@@ -106,7 +106,8 @@ extension KServeHTTPServer {
         case .tokens(let rows): rows.reduce(0) { $0 + min($1.count, view.runner.tokenizer?.maxTokens ?? $1.count) }
         case .texts: responses.reduce(0) { $0 + ($1.tokenCount ?? 0) }
         }
-        return (try binding.vectors(responses), tokens)
+        let lengths: [Int]? = if case .tokens(let rows) = inputs { rows.map(\.count) } else { nil }
+        return (try binding.vectors(responses, lengths: lengths), tokens)
     }
 
     /// TEI's routes name no model: the body's `model` (our extension) or the

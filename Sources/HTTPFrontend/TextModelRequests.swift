@@ -16,7 +16,9 @@ struct TextModelBinding: Sendable {
     /// Integer inputs that take token ids and their attention mask.
     let ids: TensorSpec?
     let mask: TensorSpec?
-    /// The FP32 embedding or the logits.
+    let tokenTypes: TensorSpec?
+    /// The FP32 embedding or the logits; an output of token states
+    /// (dims [-1, hidden]) is mean-pooled over each row's tokens.
     let output: TensorSpec
 
     init(spec: ModelSpec, expecting expected: Task) throws {
@@ -35,6 +37,8 @@ struct TextModelBinding: Sendable {
         ids = spec.inputs.first { $0.name == spec.parameters["ids_input"] }
             ?? spec.inputs.first { integer.contains($0.dataType) && ["INPUT_IDS", "input_ids"].contains($0.name) }
         mask = spec.inputs.first { integer.contains($0.dataType) && ["ATTENTION_MASK", "attention_mask"].contains($0.name) }
+        // BERT exports take segment ids too: one segment, zeros.
+        tokenTypes = spec.inputs.first { integer.contains($0.dataType) && ["TOKEN_TYPE_IDS", "token_type_ids"].contains($0.name) }
         guard let output = spec.outputs.first(where: { $0.name == spec.parameters["output"] })
             ?? spec.outputs.first(where: { $0.dataType == .fp32 }) else {
             throw RouteError.validation("model '\(spec.name)' has no FP32 output to read an \(task.rawValue) from")
@@ -90,6 +94,9 @@ struct TextModelBinding: Sendable {
                 let maskValues = rows.flatMap { Array(repeating: Int64(1), count: $0.count) + Array(repeating: 0, count: length - $0.count) }
                 var result = [Self.integerTensor(ids.name, ids.dataType, shape, padded)]
                 if let mask { result.append(Self.integerTensor(mask.name, mask.dataType, shape, maskValues)) }
+                if let tokenTypes {
+                    result.append(Self.integerTensor(tokenTypes.name, tokenTypes.dataType, shape, Array(repeating: 0, count: padded.count)))
+                }
                 return result
             }
             if batched { return [request(tensors(rows, batch: true))] }
@@ -102,17 +109,34 @@ struct TextModelBinding: Sendable {
                        : Tensor(name: name, shape: shape, values: values)
     }
 
-    /// The output's rows as float vectors, in input order.
-    func vectors(_ responses: [InferenceResponse]) throws -> [[Float]] {
-        try responses.flatMap { response -> [[Float]] in
+    /// The output's rows as float vectors, in input order. Token states
+    /// ([rows, length, hidden]) are averaged over each row's first
+    /// `lengths[row]` positions (its real tokens; all where unknown), as
+    /// sentence-transformers pools them.
+    func vectors(_ responses: [InferenceResponse], lengths: [Int]? = nil) throws -> [[Float]] {
+        var row = 0
+        return try responses.flatMap { response -> [[Float]] in
             guard let tensor = response.outputs.first(where: { $0.name == output.name }) else {
                 throw InferenceError.internal("model '\(spec.name)' returned no '\(output.name)'")
             }
             let values = try tensor.values(as: Float.self)
-            let rows = spec.maxBatchSize > 0 ? (tensor.shape.first ?? 1) : 1
+            let batched = spec.maxBatchSize > 0
+            let rows = batched ? (tensor.shape.first ?? 1) : 1
             guard rows > 0 else { return [] }
             let width = values.count / rows
-            return (0..<rows).map { Array(values[($0 * width)..<(($0 + 1) * width)]) }
+            let perRow = Array(tensor.shape.dropFirst(batched ? 1 : 0))
+            return (0..<rows).map { index in
+                defer { row += 1 }
+                let slice = Array(values[(index * width)..<((index + 1) * width)])
+                guard perRow.count == 2, let hidden = perRow.last, hidden > 0 else { return slice }
+                let positions = min(lengths?[safe: row] ?? perRow[0], perRow[0])
+                guard positions > 0 else { return Array(repeating: 0, count: hidden) }
+                var mean = [Float](repeating: 0, count: hidden)
+                for position in 0..<positions {
+                    for h in 0..<hidden { mean[h] += slice[position * hidden + h] }
+                }
+                return mean.map { $0 / Float(positions) }
+            }
         }
     }
 
@@ -221,4 +245,8 @@ struct RouteError: Error, Sendable {
 
     static func validation(_ message: String, param: String? = nil) -> RouteError { .init(kind: .validation, message: message, param: param) }
     static func empty(_ message: String, param: String? = nil) -> RouteError { .init(kind: .empty, message: message, param: param) }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }

@@ -86,6 +86,28 @@ let embeddingSpec = ModelSpec(
     }
 }
 
+@Suite struct TokenStatePoolingTests {
+    /// An ONNX export of a BERT encoder: ids, mask and segment ids in, token states out.
+    let exported = ModelSpec(
+        name: "bert_onnx", version: 1, backend: "onnxruntime", maxBatchSize: 8,
+        inputs: [TensorSpec(name: "input_ids", dataType: .int64, dims: [-1]),
+                 TensorSpec(name: "attention_mask", dataType: .int64, dims: [-1]),
+                 TensorSpec(name: "token_type_ids", dataType: .int64, dims: [-1])],
+        outputs: [TensorSpec(name: "last_hidden_state", dataType: .fp32, dims: [-1, 2])],
+        parameters: ["task": "embedding"])
+
+    @Test func sendsZeroSegmentIdsAndPoolsOverRealTokens() throws {
+        let binding = try TextModelBinding(spec: exported, expecting: .embedding)
+        let request = try binding.requests(for: .tokens([[5, 6], [7]]), truncate: true, maxTokens: nil)[0]
+        #expect(try request.input(named: "token_type_ids")?.values(as: Int64.self) == [0, 0, 0, 0])
+        // Row 0: two real tokens; row 1: one, then padding whose state must not count.
+        let states: [Float] = [1, 2, 3, 4, /* row 1 */ 10, 20, 99, 99]
+        let response = InferenceResponse(id: "", modelName: "bert_onnx", modelVersion: 1,
+                                         outputs: [Tensor(name: "last_hidden_state", shape: [2, 2, 2], values: states)])
+        #expect(try binding.vectors([response], lengths: [2, 1]) == [[2, 3], [10, 20]])
+    }
+}
+
 @Suite struct EmbeddingMathTests {
     @Test func base64IsLittleEndianFloat32() {
         // 1.0f is 0x3F800000: bytes 00 00 80 3F.

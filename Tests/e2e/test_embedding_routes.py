@@ -422,3 +422,39 @@ def test_unknown_v1_route_answers_in_openai_shape(server):
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert "no such route" in error["message"]
+
+
+
+def test_an_onnx_bert_export_serves_embeddings_from_token_ids(start_server, tmp_path):
+    """input_ids / attention_mask / token_type_ids in, token states out: the
+    route sends zero segment ids and mean-pools the states over real tokens."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    table = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["states"]),
+         helper.make_node("Cast", ["token_type_ids"], ["types"], to=TensorProto.FLOAT),
+         helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
+         helper.make_node("Unsqueeze", ["types", "axis"], ["types3"]),
+         helper.make_node("Unsqueeze", ["maskf", "axis"], ["mask3"]),
+         helper.make_node("Mul", ["types3", "mask3"], ["zero"]),
+         helper.make_node("Add", ["states", "zero"], ["last_hidden_state"])],
+        "bert_like",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("input_ids", "attention_mask", "token_type_ids")],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", 4])],
+        initializer=[numpy_helper.from_array(table, "table"), numpy_helper.from_array(np.array([2], dtype=np.int64), "axis")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    (tmp_path / "repo" / "bert_like" / "1").mkdir(parents=True)
+    onnx.save(model, str(tmp_path / "repo" / "bert_like" / "1" / "model.onnx"))
+    (tmp_path / "repo" / "bert_like" / "config.pbtxt").write_text(
+        'platform: "onnxruntime_onnx"\nparameters { key: "task" value { string_value: "embedding" } }\n')
+    running = start_server(tmp_path / "repo")
+    rows = [[1, 2, 3], [4, 5]]
+    client = openai.OpenAI(base_url=f"{running.base}/v1", api_key="unused")
+    got = [d.embedding for d in client.embeddings.create(model="bert_like", input=rows).data]
+    for row, vector in zip(rows, got):
+        mean = table[row].mean(axis=0)
+        assert np.allclose(vector, mean / np.linalg.norm(mean), atol=1e-6)
+    assert np.allclose(requests.post(f"{running.base}/embed", json={"inputs": rows[1], "normalize": False}, timeout=10).json()[0],
+                       table[rows[1]].mean(axis=0), atol=1e-6)
