@@ -51,12 +51,10 @@ import os
 import pathlib
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Tests" / "e2e"))  # onnx_models
@@ -76,6 +74,7 @@ FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "am
 
 # The serving harness's process helpers (bench/serving/run.py).
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "serving"))
+import run  # noqa: E402
 from run import cpu_seconds, free_port, get_json, log, memory_kib  # noqa: E402
 
 
@@ -152,41 +151,18 @@ def build_repository(repo, names, max_batch, instances, threads, share_session=F
 
 # ---------------------------------------------------------------- server
 
-class Server:
+class Server(run.Server):
+    """One batch-server on free loopback ports serving `models` (explicit
+    model control), ready when they all are (strict readiness)."""
+
     def __init__(self, binary, repository, models, env, log_path):
-        self.http, self.grpc = free_port(), free_port()
-        self.log_path = log_path
-        self.log = open(log_path, "w")
+        http, grpc = free_port(), free_port()
         command = [binary, "--model-repository", str(repository), "--host", "127.0.0.1",
-                   "--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(free_port()),
+                   "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(free_port()),
                    "--model-control-mode", "explicit"]
         for m in models:
             command += ["--load-model", m]
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 600
-        pending = list(models)
-        while pending and time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"batch-server exited with {self.process.returncode} before it was ready "
-                                   f"(see {log_path}):\n{pathlib.Path(log_path).read_text()[-3000:]}")
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.http}/v2/models/{pending[0]}/ready", timeout=1).status == 200:
-                    pending.pop(0)
-                    continue
-            except OSError:
-                pass
-            time.sleep(0.3)
-        if pending:
-            self.stop()
-            raise RuntimeError(f"batch-server did not make {pending} ready (see {log_path})")
-
-    @property
-    def pid(self):
-        return self.process.pid
-
-    @property
-    def url(self):
-        return f"127.0.0.1:{self.grpc}"
+        super().__init__("batch-server", command, http, grpc, env=env, log_path=log_path)
 
     def reported(self, model):
         """What the model says it runs: the parameters of its config as the server reports them."""
@@ -198,22 +174,12 @@ class Server:
         except (OSError, ValueError, KeyError):
             return {}
 
-    def stats(self, model):
+    def counts(self, model):
         try:
             s = get_json(f"http://127.0.0.1:{self.http}/v2/models/{model}/stats")["model_stats"][0]
             return int(s["inference_count"]), int(s["execution_count"])
         except (OSError, KeyError, IndexError, ValueError):
             return None
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 # ---------------------------------------------------------------- perf_analyzer
@@ -422,13 +388,13 @@ def main():
         for name, backend, precision in MODELS:
             if name not in names:
                 continue
-            pa.warm_up(name, server.url, data)
+            pa.warm_up(name, server.url("grpc"), data)
             for c in concurrency:
-                before_cpu, before_wall, before = cpu_seconds(server.pid), time.monotonic(), server.stats(name)
-                row, command, settled = pa.measure(name, server.url, data, c)
+                before_cpu, before_wall, before = cpu_seconds(server.pid), time.monotonic(), server.counts(name)
+                row, command, settled = pa.measure(name, server.url("grpc"), data, c)
                 wall = time.monotonic() - before_wall
                 cores = (cpu_seconds(server.pid) - before_cpu) / wall
-                after = server.stats(name)
+                after = server.counts(name)
                 row = row or {}
                 mean_batch = ""
                 if before and after and after[1] > before[1]:

@@ -1,4 +1,3 @@
-import Foundation
 import InferenceCore
 
 /// Softmax over the last dimension of one FP32 input: logits to
@@ -30,13 +29,8 @@ final class SoftmaxInstance: ModelInstance {
                 throw InferenceError.invalidArgument("model '\(spec.name)': input '\(spec.inputs[0].name)' is required")
             }
             let logits = try input.values(as: Float.self)
-            var probabilities = [Float](repeating: 0, count: logits.count)
-            for row in stride(from: 0, to: logits.count, by: width) {
-                let slice = logits[row..<(row + width)]
-                let top = slice.max() ?? 0
-                let exps = slice.map { Foundation.exp($0 - top) }
-                let sum = exps.reduce(0, +)
-                for (offset, value) in exps.enumerated() { probabilities[row + offset] = value / sum }
+            let probabilities = stride(from: 0, to: logits.count, by: width).flatMap { row in
+                Softmax.probabilities(logits[row..<(row + width)])
             }
             return [Tensor(name: spec.outputs[0].name, shape: input.shape, values: probabilities)]
         }

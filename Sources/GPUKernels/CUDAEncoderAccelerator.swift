@@ -69,12 +69,6 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
     }
 }
 
-/// Remembers keys across calls: true the first time a key is seen.
-final class OnceKeys: Sendable {
-    private let seen = Mutex<Set<String>>([])
-    func first(_ key: String) -> Bool { seen.withLock { $0.insert(key).inserted } }
-}
-
 /// One GPU instance: packs the batch, runs it on the instance's stream, splits the outputs.
 final class CUDAEncoderInstance: ModelInstance, @unchecked Sendable {
     let model: EncoderModel

@@ -61,7 +61,7 @@ extension KServeHTTPServer {
             let result = try await run(binding, view: view, inputs: .texts(texts),
                                        truncate: try Self.bool(fields["truncate"], field: "truncate") ?? false, bytes: body.readableBytes)
             let predictions = result.vectors.map { logits in
-                (raw ? logits : EmbeddingMath.softmax(logits)).enumerated()
+                (raw ? logits : Softmax.probabilities(logits)).enumerated()
                     .map { TEIBodies.Prediction(score: $0.element, label: binding.label($0.offset)) }
                     .sorted { $0.score > $1.score }
             }

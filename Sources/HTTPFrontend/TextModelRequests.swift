@@ -215,13 +215,6 @@ enum EmbeddingMath {
         return norm > 0 ? vector.map { $0 / norm } : vector
     }
 
-    static func softmax(_ logits: [Float]) -> [Float] {
-        guard let top = logits.max() else { return [] }
-        let exps = logits.map { Foundation.exp($0 - top) }
-        let sum = exps.reduce(0, +)
-        return exps.map { $0 / sum }
-    }
-
     /// OpenAI's `encoding_format: base64`: the float32 values little-endian.
     static func base64(_ vector: [Float]) -> String {
         var bytes: [UInt8] = []

@@ -13,7 +13,7 @@ public struct ONNXRuntimeBackend: ModelBackend {
     let libraryCandidates: [String]
     let requireGPU: Bool
     let logger: Logger
-    private let fallbackLogged = LoggedOnce()
+    private let fallbackLogged = OnceKeys()
     private let sharedSessions = SharedSessions()
 
     /// `library`: a path given by the operator (`--onnxruntime-library`);
@@ -248,8 +248,3 @@ final class SharedSessions: Sendable {
     }
 }
 
-/// Keys seen before: true the first time each is offered.
-final class LoggedOnce: Sendable {
-    private let seen = Mutex<Set<String>>([])
-    func first(_ key: String) -> Bool { seen.withLock { $0.insert(key).inserted } }
-}

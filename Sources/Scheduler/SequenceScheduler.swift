@@ -75,9 +75,9 @@ public actor SequenceScheduler: InferenceRunner {
         }
         let now = clock.now
         // Release what went idle first, so a late request after the timeout
-        // finds its sequence gone, as Triton's reaper would have left it.
+        // finds its sequence gone, as Triton's reaper would have left it
+        // (their states go in the pump that follows).
         _ = policy.expireIdle(now: now)
-        dropFinishedStates()
         if maxQueued > 0 && policy.queuedCount >= maxQueued {
             throw InferenceError.unavailable("Exceeds maximum queue size")
         }

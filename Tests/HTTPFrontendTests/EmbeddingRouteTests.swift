@@ -118,7 +118,7 @@ let embeddingSpec = ModelSpec(
         let unit = EmbeddingMath.normalized([3, 4])
         #expect(abs(unit[0] - 0.6) < 1e-6 && abs(unit[1] - 0.8) < 1e-6)
         #expect(EmbeddingMath.normalized([0, 0]) == [0, 0])
-        let probabilities = EmbeddingMath.softmax([1000, 1000])
+        let probabilities = Softmax.probabilities([Float(1000), 1000])
         #expect(probabilities == [0.5, 0.5])
     }
 }
