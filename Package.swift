@@ -47,6 +47,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
     ],
     targets: [
         // The vocabulary every layer shares: datatypes, tensors, requests,
@@ -114,6 +115,15 @@ let package = Package(
         ),
         // Triton's example models (simple, simple_int8, simple_string, simple_identity).
         .target(name: "ExampleBackends", dependencies: ["InferenceCore"]),
+        // PHI de-identification: recognizers (patterns, dates, context words,
+        // names, addresses), the span resolver, the operators (keyed hash,
+        // date shift, AES-GCM) and the `phi_deidentifier` backend.
+        .target(
+            name: "Deidentifier",
+            dependencies: ["InferenceCore", .product(name: "Crypto", package: "swift-crypto")],
+            // Scanning text is loops over scalars: optimize it even in debug builds.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
         // KServe v2 HTTP/REST, as Triton speaks it.
         .target(
             name: "HTTPFrontend",
@@ -187,7 +197,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend",
+                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -223,6 +233,7 @@ let package = Package(
         .testTarget(name: "GRPCFrontendTests", dependencies: ["GRPCFrontend", "GRPCLite", "InferenceCore"]),
         .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
         .testTarget(name: "ONNXRuntimeBackendTests", dependencies: ["ONNXRuntimeBackend", "InferenceCore"]),
+        .testTarget(name: "DeidentifierTests", dependencies: ["Deidentifier", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),

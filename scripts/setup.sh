@@ -14,6 +14,8 @@ python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 [ -f /usr/include/oneapi/dnnl/dnnl.h ] || need_apt+=(libdnnl-dev)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)   # the TLS tests make their certificates
+# The de-identifier's safe list of common English words.
+[ -f /usr/share/dict/american-english ] || need_apt+=(wamerican)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq

@@ -22,6 +22,9 @@ public enum EndpointGroup: String, Sendable, CaseIterable, Codable {
     case trace
     /// The Prometheus endpoint.
     case metrics
+    /// Re-identification: restoring encrypted identifiers (POST /deanonymize).
+    /// Granted apart from `inference`, to the few who may see patient data again.
+    case reidentify
 }
 
 /// Bearer-token access control shared by every endpoint. Tokens come from a
@@ -119,7 +122,8 @@ public enum EndpointGroups {
         let parts = path.split(separator: "/")
         if path.hasPrefix("/v2/health/") { return .health }
         // The OpenAI and text-embeddings-inference routes run inferences.
-        if ["/v1/embeddings", "/embed", "/predict", "/tokenize"].contains(path) { return .inference }
+        if ["/v1/embeddings", "/embed", "/predict", "/tokenize", "/analyze", "/anonymize"].contains(path) { return .inference }
+        if path == "/deanonymize" { return .reidentify }
         if path == "/metrics" { return .metrics }
         if path.hasPrefix("/v2/systemsharedmemory") || path.hasPrefix("/v2/cudasharedmemory") { return .sharedMemory }
         if path == "/v2/logging" { return .logging }

@@ -1,5 +1,6 @@
 import AccessControl
 import ArgumentParser
+import Deidentifier
 import ExampleBackends
 import ONNXRuntimeBackend
 import Foundation
@@ -178,6 +179,10 @@ struct BatchServerCommand: AsyncParsableCommand {
             help: "Path of libonnxruntime.so (the onnxruntime wheel's onnxruntime/capi/libonnxruntime.so.*); also read from $BATCHSERVER_ONNXRUNTIME_LIBRARY. Unset: the dynamic linker's search for libonnxruntime.so.1.")
     var onnxruntimeLibrary: String?
 
+    @Option(name: .customLong("deidentifier-model"),
+            help: "The model the Presidio routes (/analyze, /anonymize, /deanonymize) run: a phi_deidentifier model of the repository.")
+    var deidentifierModel = "phi_deidentifier"
+
     @Option(name: .customLong("server-name"),
             help: "The name server metadata reports (GET /v2, ServerMetadata); clients written for Triton check for 'triton'.")
     var serverName = "triton"
@@ -235,6 +240,7 @@ struct BatchServerCommand: AsyncParsableCommand {
             backends: BackendRegistry(ExampleBackends.all + [
                 CUDAEncoderAccelerator.backend(requireGPU: requireGPU, logger: logger),
                 ONNXRuntimeBackend(library: onnxLibrary, requireGPU: requireGPU, logger: logger),
+                PHIDeidentifierBackend(),
             ]),
             controlMode: modelControlMode,
             autoComplete: try autoCompleteSettings(),
@@ -273,7 +279,7 @@ struct BatchServerCommand: AsyncParsableCommand {
                 configuration: .init(host: host, port: httpPort, maxRequestBytes: httpMaxInputSize,
                                      tls: try tlsConfiguration(enabled: httpUseSSL, mutual: httpUseSSLMutual, certificate: httpServerCert,
                                                                key: httpServerKey, clientCA: httpRootCert, flag: "http"),
-                                     idleTimeout: Self.timeout(seconds: httpIdleTimeoutSecs)),
+                                     idleTimeout: Self.timeout(seconds: httpIdleTimeoutSecs), deidentifierModel: deidentifierModel),
                 server: server, access: access, audit: audit, logger: logger)
             services.append(.init(service: try http.makeApplication()))
         }

@@ -4,7 +4,7 @@ import NIOCore
 
 /// A parsed JSON value that keeps integers, unsigned integers, floating
 /// numbers and booleans apart, which tensor decoding needs.
-indirect enum JSONValue: Sendable, Decodable {
+indirect enum JSONValue: Sendable, Decodable, Equatable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -55,5 +55,35 @@ extension JSONValue {
         }
         guard case .object = value else { throw InferenceError.invalidArgument("\(what) must be a JSON object") }
         return value
+    }
+}
+
+extension JSONValue {
+    /// The value of a JSON number, whatever its decoded kind.
+    var number: Double? {
+        switch self {
+        case .int(let v): Double(v)
+        case .uint(let v): Double(v)
+        case .double(let v): v
+        default: nil
+        }
+    }
+
+    /// Compact JSON text of the value, to hand a sub-document on as a parameter.
+    func jsonText() throws -> String {
+        func any(_ value: JSONValue) -> Any {
+            switch value {
+            case .null: NSNull()
+            case .bool(let v): v
+            case .int(let v): v
+            case .uint(let v): v
+            case .double(let v): v
+            case .string(let v): v
+            case .array(let items): items.map(any)
+            case .object(let members): members.mapValues(any)
+            }
+        }
+        let data = try JSONSerialization.data(withJSONObject: any(self), options: [.fragmentsAllowed])
+        return String(decoding: data, as: UTF8.self)
     }
 }

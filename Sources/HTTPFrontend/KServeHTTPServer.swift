@@ -21,9 +21,12 @@ public struct HTTPFrontendConfiguration: Sendable {
     /// long while it is not waiting on a response is closed: idle keep-alive
     /// connections, and clients that trickle headers or bodies (slowloris).
     public var idleTimeout: Duration?
+    /// The model the Presidio routes (/analyze, /anonymize, /deanonymize) run.
+    public var deidentifierModel: String
 
     public init(host: String = "0.0.0.0", port: Int = 8000, maxRequestBytes: Int = 64 << 20, tls: TLSConfiguration? = nil,
-                idleTimeout: Duration? = .seconds(60)) {
+                idleTimeout: Duration? = .seconds(60), deidentifierModel: String = "phi_deidentifier") {
+        self.deidentifierModel = deidentifierModel
         self.tls = tls
         self.idleTimeout = idleTimeout
         self.host = host
@@ -127,6 +130,7 @@ public struct KServeHTTPServer: Sendable {
         }
         addAdministrationRoutes(to: router)
         addEmbeddingRoutes(to: router)
+        addPresidioRoutes(to: router)
     }
 
     /// The request body, inflated where it is compressed, within the size limit.

@@ -47,12 +47,17 @@ public struct InferenceCall: Sendable {
     public var protocolName: String
     /// Size of the request on the wire after decompression, for the log line.
     public var requestBytes: Int
+    /// Whether the caller was granted re-identification (the `reidentify`
+    /// endpoint group): only /deanonymize sets it.
+    public var grantsReidentification: Bool
 
-    public init(modelName: String, modelVersion: String, protocolName: String, requestBytes: Int = 0) {
+    public init(modelName: String, modelVersion: String, protocolName: String, requestBytes: Int = 0,
+                grantsReidentification: Bool = false) {
         self.modelName = modelName
         self.modelVersion = modelVersion
         self.protocolName = protocolName
         self.requestBytes = requestBytes
+        self.grantsReidentification = grantsReidentification
     }
 }
 

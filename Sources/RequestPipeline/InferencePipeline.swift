@@ -5,9 +5,12 @@ import ModelRepository
 import SwiftProtobuf
 import TritonProto
 
-/// The one request pipeline both frontends call: phase check, model lease,
-/// the frontend's decode, shared-memory inputs, validation, scheduling,
-/// shared-memory outputs and the log line, written once.
+/// The one request pipeline both frontends call, written once, in this order:
+/// phase check → model lease → the frontend's decode → shared-memory inputs →
+/// re-identification grant → PHI redaction of text inputs (`PHIRedaction`) →
+/// validation → scheduling (the backend's prepare, the batch) →
+/// shared-memory outputs → the log line. Coming steps go here: a response
+/// cache lookup after redaction, trace events around each step.
 public final class InferencePipeline: InferenceServer {
     public let identity: ServerIdentity
     private let models: ModelManager
@@ -15,6 +18,7 @@ public final class InferencePipeline: InferenceServer {
     private let ready: @Sendable () -> Bool
     private let logger: Logger
     private let regions: SystemSharedMemory
+    private let redaction: PHIRedaction
     public let cudaSharedMemory: any CUDASharedMemoryRegistry
     public let logSettings: any LogSettingsControl
     public let traceSettings: any TraceSettingsControl
@@ -29,6 +33,7 @@ public final class InferencePipeline: InferenceServer {
         self.logSettings = logSettings
         self.traceSettings = TraceSettingsStore(knownModel: { name in (try? models.resolve(name, version: nil)) != nil })
         self.regions = systemSharedMemory
+        self.redaction = PHIRedaction(models: models, logger: logger)
         self.cudaSharedMemory = cudaSharedMemory
         self.logger = logger
     }
@@ -99,6 +104,8 @@ public final class InferencePipeline: InferenceServer {
                 guard let reference = output.region else { return nil }
                 return (output.name, reference, try regions.region(for: reference))
             }
+            try PHIRedaction.checkGrant(request, call: call)
+            request = try await redaction.redact(request, for: model.spec)
             let validated = try model.spec.validate(request)
             var response = try await model.runner.infer(validated)
             // Every output is checked against its region before any is written.
@@ -135,7 +142,9 @@ public final class InferencePipeline: InferenceServer {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
         try await models.withModel(call.modelName, version: call.modelVersion) { model in
-            let request = try decode(model.spec)
+            var request = try decode(model.spec)
+            try PHIRedaction.checkGrant(request, call: call)
+            request = try await redaction.redact(request, for: model.spec)
             guard request.inputRegions.isEmpty, !request.requestedOutputs.contains(where: { $0.region != nil }) else {
                 throw InferenceError.unsupported("model '\(model.spec.name)': shared memory is not supported on a response stream of a decoupled model")
             }

@@ -95,9 +95,7 @@ public struct EncoderBackend: ModelBackend {
         let began = ContinuousClock.now
         let (model, weights) = try EncoderModel.load(spec: spec)
         let cpu = PrecisionChoice.CPU.current
-        let choice = try PrecisionChoice.resolve(spec.parameters["precision"], cpu: cpu) {
-            (try? MatmulProbe.bf16FasterThanFP32()) ?? false
-        }
+        let choice = try PrecisionChoice.resolve(spec.parameters["precision"], cpu: cpu)
         let budget = Self.tokenBudget(spec, maxPositions: model.config.maxPositions)
         let encoder = try PreparedEncoder(config: model.config, weights: weights, precision: choice.precision, maxTokens: budget)
         logger.info("encoder prepared", metadata: [

@@ -46,11 +46,4 @@ public enum MatmulProbe {
         }
         return (fastest, primitive.implementation)
     }
-
-    /// Whether one FFN-shaped product (256 x 768 x 3072) runs faster in bf16 than in fp32 here (~20 ms).
-    static func bf16FasterThanFP32() throws -> Bool {
-        let bf16 = try bestSeconds(.bf16, rows: 256, k: 768, n: 3072).seconds
-        let fp32 = try bestSeconds(.fp32, rows: 256, k: 768, n: 3072).seconds
-        return bf16 < fp32
-    }
 }

@@ -166,24 +166,22 @@ enum TinyEncoder {
     static let amx = CPU(amx: true, bf16: true, vnni: true), bf16Only = CPU(amx: false, bf16: true, vnni: true)
     static let vnni = CPU(amx: false, bf16: false, vnni: true), avx2 = CPU(amx: false, bf16: false, vnni: false)
 
-    @Test func autoPicksBF16OnAMXMeasuresWithoutAMXAndFP32Elsewhere() throws {
-        var measured = 0
-        let probe = { () -> Bool in measured += 1; return false }
-        #expect(try PrecisionChoice.resolve(nil, cpu: Self.amx, bf16Faster: probe).precision == .bf16)
-        #expect(try PrecisionChoice.resolve("auto", cpu: Self.vnni, bf16Faster: probe).precision == .fp32)
-        #expect(try PrecisionChoice.resolve("auto", cpu: Self.avx2, bf16Faster: probe).precision == .fp32)
-        #expect(measured == 0)
-        #expect(try PrecisionChoice.resolve("auto", cpu: Self.bf16Only, bf16Faster: probe).precision == .fp32)
-        #expect(try PrecisionChoice.resolve("auto", cpu: Self.bf16Only, bf16Faster: { true }).precision == .bf16)
-        #expect(measured == 1)
+    /// `auto` is a table over the CPU's features and nothing else: no timing at load.
+    @Test(arguments: [
+        (PrecisionChoiceTests.amx, EncoderPrecision.bf16), (PrecisionChoiceTests.bf16Only, .bf16),
+        (PrecisionChoiceTests.vnni, .fp32), (PrecisionChoiceTests.avx2, .fp32),
+    ])
+    func autoIsAPureFunctionOfTheCPU(cpu: CPU, expected: EncoderPrecision) throws {
+        #expect(try PrecisionChoice.resolve(nil, cpu: cpu).precision == expected)
+        #expect(try PrecisionChoice.resolve("auto", cpu: cpu) == PrecisionChoice.resolve("auto", cpu: cpu))
     }
 
     @Test func explicitChoicesAndTheBF16Fallback() throws {
-        #expect(try PrecisionChoice.resolve("int8", cpu: Self.avx2, bf16Faster: { true }).precision == .int8)
-        #expect(try PrecisionChoice.resolve("fp32", cpu: Self.amx, bf16Faster: { true }).precision == .fp32)
-        let fallback = try PrecisionChoice.resolve("bf16", cpu: Self.vnni, bf16Faster: { true })
+        #expect(try PrecisionChoice.resolve("int8", cpu: Self.avx2).precision == .int8)
+        #expect(try PrecisionChoice.resolve("fp32", cpu: Self.amx).precision == .fp32)
+        let fallback = try PrecisionChoice.resolve("bf16", cpu: Self.vnni)
         #expect(fallback.precision == .fp32)
         #expect(fallback.reason.contains("no bf16 dot products"))
-        #expect(throws: InferenceError.self) { try PrecisionChoice.resolve("fp16", cpu: Self.amx, bf16Faster: { true }) }
+        #expect(throws: InferenceError.self) { try PrecisionChoice.resolve("fp16", cpu: Self.amx) }
     }
 }

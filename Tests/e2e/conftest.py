@@ -1,10 +1,13 @@
 """Fixtures that run the real batch-server binary on free loopback ports."""
 
+import atexit
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -12,7 +15,39 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.environ.get("BATCH_SERVER_BIN", str(ROOT / ".build" / "debug" / "batch-server"))
-MODEL_REPOSITORY = ROOT / "model_repository"
+SHIPPED_REPOSITORY = ROOT / "model_repository"
+FP32_PIN = 'parameters { key: "precision" value: { string_value: "fp32" } }\n'
+
+
+def pin_fp32(config: str) -> str:
+    """An encoder model's config with its precision pinned to fp32 where it
+    names none: `auto` serves bf16 on CPUs with AMX or AVX512_BF16, and the
+    tests that hold numbers to fp32's tolerance must get fp32 everywhere."""
+    if 'backend: "transformer_encoder"' in config and '"precision"' not in config:
+        return config + FP32_PIN
+    return config
+
+
+def pinned_repository(source: pathlib.Path) -> pathlib.Path:
+    """A copy of `source` whose encoder configs are pinned to fp32; every
+    other file and directory is a symbolic link to the original."""
+    target = pathlib.Path(tempfile.mkdtemp(prefix="batchserver-repo-"))
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
+    for model in sorted(source.iterdir()):
+        config = model / "config.pbtxt"
+        if not config.is_file() or pin_fp32(config.read_text()) == config.read_text():
+            (target / model.name).symlink_to(model)
+            continue
+        (target / model.name).mkdir()
+        for entry in model.iterdir():
+            if entry.name != "config.pbtxt":
+                (target / model.name / entry.name).symlink_to(entry)
+        (target / model.name / "config.pbtxt").write_text(pin_fp32(config.read_text()))
+    return target
+
+
+# The shipped repository as the tests serve it: encoders at fp32 on every CPU.
+MODEL_REPOSITORY = pinned_repository(SHIPPED_REPOSITORY)
 # ONNX Runtime for the onnxruntime backend: the wheel's library in .venv
 # (scripts/install-onnxruntime.sh). Servers find it through this variable.
 ONNXRUNTIME_LIBRARY = next(iter(sorted(ROOT.glob(".venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.*"))), None)

@@ -16,7 +16,7 @@ import requests
 import tritonclient.http as httpclient
 from tokenizers import BertWordPieceTokenizer
 
-from conftest import MODEL_REPOSITORY
+from conftest import MODEL_REPOSITORY, SHIPPED_REPOSITORY
 from encoder_reference import Encoder
 from test_encoder import MINILM, SST2, ids_inputs, random_rows, relative_error
 
@@ -28,9 +28,9 @@ def variant(repo, name, source, precision=None, extra=""):
     """A model directory `name` serving `source`'s files (linked, not copied) at `precision`."""
     version = repo / name / "1"
     version.mkdir(parents=True)
-    for f in (MODEL_REPOSITORY / source / "1").iterdir():
+    for f in (SHIPPED_REPOSITORY / source / "1").iterdir():
         (version / f.name).symlink_to(f)
-    config = (MODEL_REPOSITORY / source / "config.pbtxt").read_text().replace(f'name: "{source}"', f'name: "{name}"')
+    config = (SHIPPED_REPOSITORY / source / "config.pbtxt").read_text().replace(f'name: "{source}"', f'name: "{name}"')
     config = config.replace('label_filename: "labels.txt"', "")
     if precision:
         config += f'parameters {{ key: "precision" value: {{ string_value: "{precision}" }} }}\n'
