@@ -47,7 +47,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
-        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         // The vocabulary every layer shares: datatypes, tensors, requests,
@@ -120,7 +120,10 @@ let package = Package(
         // date shift, AES-GCM) and the `phi_deidentifier` backend.
         .target(
             name: "Deidentifier",
-            dependencies: ["InferenceCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "InferenceCore", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
             // Scanning text is loops over scalars: optimize it even in debug builds.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),

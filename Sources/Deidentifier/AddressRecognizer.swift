@@ -112,7 +112,9 @@ enum AddressRecognizer {
         let t = text.tokens
         for i in t.indices {
             // "Springfield, IL 62704" / "Lake Forest, Illinois": the city before a state.
-            if text.isSymbol(i, ","), let stateLast = isStateAt(text, i + 1) {
+            // ", MD" and ", PA" after a name are credentials, not states, unless a ZIP code follows.
+            if text.isSymbol(i, ","), let stateLast = isStateAt(text, i + 1),
+               !(["md", "pa"].contains(t[i + 1].lower) && zipCode(text, stateLast + 1) == nil) {
                 var first = i - 1
                 var count = 0
                 while first >= 0, count < 3, t[first].kind == .letters, t[first].capitalized,

@@ -42,10 +42,15 @@ public struct DeidentificationKey: Sendable {
 
     /// The same value (after case and space folding) gives the same hex
     /// pseudonym under one key, and an unrelated one under another.
-    public func pseudonym(of value: String, type: EntityType) -> String {
+    public func pseudonym(of value: String, type: String) -> String {
         let folded = value.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        let mac = HMAC<SHA256>.authenticationCode(for: Array("\(type.rawValue):\(folded)".utf8), using: pseudonym)
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return Array(HMAC<SHA256>.authenticationCode(for: Array("\(type):\(folded)".utf8), using: pseudonym)).hex
+    }
+
+    /// The SHA-512 form of `pseudonym(of:type:)`.
+    public func pseudonym512(of value: String, type: String) -> String {
+        let folded = value.lowercased().split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        return Array(HMAC<SHA512>.authenticationCode(for: Array("\(type):\(folded)".utf8), using: pseudonym)).hex
     }
 
     /// Days to move a patient's dates back: 1…365, the same for every date of one patient key.

@@ -85,7 +85,8 @@ public enum SpanResolver {
         let ranked = spans.sorted {
             if $0.score != $1.score { return $0.score > $1.score }
             if $0.length != $1.length { return $0.length > $1.length }
-            return $0.start < $1.start
+            if $0.start != $1.start { return $0.start < $1.start }
+            return $0.type < $1.type   // a fixed order, so equal claims resolve the same way every time
         }
         var kept: [DetectedEntity] = []
         for span in ranked where span.length > 0 {

@@ -50,13 +50,14 @@ public struct PHIDeidentifierBackend: ModelBackend {
         }
         let settings = try DeidentifierSettings(spec: spec, loadFiles: false)
         let options = try RequestOptions(request.request.parameters, settings: settings, model: spec.name)
-        if options.needsKey && spec.parameters["key_file"] == nil {
-            throw InferenceError.invalidArgument("model '\(spec.name)': hash, encrypt, date_shift and deanonymize need the model's key file (parameters.key_file)")
+        let elements = try text.elements()
+        if options.analyzerResults != nil || options.deanonymize != nil {
+            guard request.batchSize == 1, elements.count == 1 else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': 'analyzer_results' and 'deanonymize' apply to a request of one text")
+            }
         }
-        let texts = try text.elements().count
-        if options.analyzerResults != nil || options.deanonymize != nil, request.batchSize != 1 || texts != 1 {
-            throw InferenceError.invalidArgument("model '\(spec.name)': 'analyzer_results' and 'deanonymize' apply to a request of one text")
-        }
+        let length = elements.first.map { String(decoding: $0, as: UTF8.self).unicodeScalars.count } ?? 0
+        try options.check(textLength: length, hasKey: spec.parameters["key_file"] != nil, model: spec.name)
     }
 }
 
@@ -95,18 +96,28 @@ final class PHIDeidentifierInstance: ModelInstance {
 
     func run(_ text: String, _ options: RequestOptions) throws -> (String, [UInt8]) {
         var anonymizer = settings.anonymizer
-        if let operators = options.operators {
-            anonymizer.operators = operators.perType
-            anonymizer.defaultOperator = operators.fallback ?? settings.anonymizer.defaultOperator
-        }
         if let style = options.tagStyle { anonymizer.tagStyle = style }
-        if let items = options.deanonymize {
-            let (restored, placed) = try Deanonymizer.restore(text, items: items, key: settings.key, model: spec.name)
-            return (restored, EntityJSON.encode(items: placed))
+        do {
+            if let spans = options.deanonymize {
+                let table = options.deanonymizers ?? OperatorTable(fallback: .decrypt(key: nil), deanonymizer: true)
+                let (restored, items) = try anonymizer.deanonymize(text, spans: spans, operators: table)
+                return (restored, SpanJSON.encode(items: items))
+            }
+            let spans = try options.analyzerResults ?? detect(text, options)
+            if options.analyzeOnly { return ("", SpanJSON.encode(spans: spans)) }
+            let (output, items) = try anonymizer.anonymize(text, spans: spans, operators: options.operators ?? settings.operators,
+                                                           patientKey: options.patientKey)
+            return (output, SpanJSON.encode(items: items))
+        } catch let error as DeidentificationError {
+            throw InferenceError.invalidArgument("model '\(spec.name)': \(error.message)")
         }
-        let found = options.analyzerResults ?? settings.analyzer.analyze(text, entities: options.entities, threshold: options.threshold)
-        let (output, items) = try anonymizer.anonymize(text, entities: found, patientKey: options.patientKey)
-        return (output, EntityJSON.encode(items: items))
+    }
+
+    func detect(_ text: String, _ options: RequestOptions) throws -> [AnonymizeSpan] {
+        let found = settings.analyzer.analyze(text, entities: options.entities, threshold: options.threshold)
+        guard !options.allowList.isEmpty || !options.allowListRegex.isEmpty else { return found.map(AnonymizeSpan.init) }
+        let scalars = Array(text.unicodeScalars)
+        return found.filter { !options.allows(String(String.UnicodeScalarView(scalars[$0.start..<$0.end]))) }.map(AnonymizeSpan.init)
     }
 }
 
@@ -116,6 +127,8 @@ struct DeidentifierSettings: Sendable {
     var threshold: Double
     var analyzer: PHIAnalyzer
     var anonymizer: Anonymizer
+    /// The config's operators: `operator` for every type, `operator_<TYPE>` for one.
+    var operators: OperatorTable
     var key: DeidentificationKey?
 
     init(spec: ModelSpec, loadFiles: Bool) throws {
@@ -126,18 +139,19 @@ struct DeidentifierSettings: Sendable {
         guard let style = TagStyle(rawValue: p["tag_style"] ?? "brackets") else {
             throw fail("parameters.tag_style must be brackets or presidio")
         }
-        func op(_ key: String) throws -> AnonymizeOperator? {
-            guard let name = p[key] else { return nil }
-            do { return try AnonymizeOperator.parse(["type": name], field: "parameters.\(key)") }
-            catch let error as DeidentificationError { throw fail(error.message) }
+        var configs: [String: [String: Any]] = [:]
+        for type in EntityType.allCases { if let name = p["operator_\(type.rawValue)"] { configs[type.rawValue] = ["type": name] } }
+        let fallback: AnonymizeOperator
+        do { fallback = try AnonymizeOperator.parse(["type": p["operator"] ?? "replace"]) }
+        catch let error as DeidentificationError { throw fail("parameters.operator: \(error.message)") }
+        operators = OperatorTable(configs: configs, fallback: fallback)
+        for type in configs.keys {
+            do { _ = try operators.operatorFor(type) } catch let error as DeidentificationError { throw fail("parameters.operator_\(type): \(error.message)") }
         }
-        var perType: [EntityType: AnonymizeOperator] = [:]
-        for type in EntityType.allCases { perType[type] = try op("operator_\(type.rawValue)") }
-        anonymizer = Anonymizer(operators: perType, defaultOperator: try op("operator") ?? .replace(nil), tagStyle: style)
+        anonymizer = Anonymizer(tagStyle: style)
         analyzer = PHIAnalyzer(lexicon: Lexicon())
         key = nil
-        let needsKey = ([anonymizer.defaultOperator] + perType.values).contains { [.hash(sha512: false), .hash(sha512: true), .encrypt, .dateShift].contains($0) }
-        if needsKey && p["key_file"] == nil { throw fail("operators hash, encrypt and date_shift need parameters.key_file") }
+        if operators.mentionsServerKey && p["key_file"] == nil { throw fail("operators hash, encrypt and date_shift need parameters.key_file") }
         guard loadFiles else { return }
         func path(_ key: String) -> String? {
             guard let name = p[key] else { return nil }

@@ -9,6 +9,43 @@ enum PatternRecognizers {
         ipAddresses(text, &found)
         phonesAndSSNs(text, &found)
         vins(text, &found)
+        cards(text, &found)
+    }
+
+    // MARK: payment cards
+
+    /// 13 to 19 digits, in groups split by single spaces or hyphens, passing the Luhn check.
+    static func cards(_ text: ScannedText, _ found: inout [DetectedEntity]) {
+        let t = text.tokens
+        var i = 0
+        while i < t.count {
+            guard t[i].kind == .digits, !(i > 0 && text.touchesPrevious(i) && t[i - 1].kind != .symbol) else { i += 1; continue }
+            var digits = t[i].lower, last = i
+            // Groups joined by hyphens, or separated by one space.
+            while digits.count < 19 {
+                if text.isSymbol(last + 1, "-"), text.touchesPrevious(last + 1), text.touchesPrevious(last + 2), last + 2 < t.count, t[last + 2].kind == .digits {
+                    digits += t[last + 2].lower; last += 2
+                } else if last + 1 < t.count, t[last + 1].kind == .digits, t[last + 1].start == t[last].end + 1 {
+                    digits += t[last + 1].lower; last += 1
+                } else { break }
+            }
+            if (13...19).contains(digits.count), luhn(digits) {
+                found.append(DetectedEntity(type: .creditCard, start: t[i].start, end: t[last].end, score: 1.0, recognizer: .pattern))
+                i = last + 1
+            } else {
+                i += 1
+            }
+        }
+    }
+
+    static func luhn(_ digits: String) -> Bool {
+        var sum = 0
+        for (index, character) in digits.reversed().enumerated() {
+            guard var d = character.wholeNumberValue else { return false }
+            if index % 2 == 1 { d *= 2; if d > 9 { d -= 9 } }
+            sum += d
+        }
+        return sum % 10 == 0
     }
 
     // MARK: email

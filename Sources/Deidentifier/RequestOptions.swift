@@ -22,47 +22,22 @@ public enum EntityNames {
     }
 }
 
-/// Presidio's anonymizers map parsed: operators per type and a DEFAULT.
-public struct OperatorTable: Sendable {
-    public var perType: [EntityType: AnonymizeOperator] = [:]
-    public var fallback: AnonymizeOperator?
-
-    public init(json: String, field: String) throws {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
-            throw InferenceError.invalidArgument("\(field) must be a JSON object of operators by entity type")
-        }
-        for (name, value) in object {
-            guard let config = value as? [String: Any] else { throw InferenceError.invalidArgument("\(field).\(name.prefix(40)) must be an object") }
-            let op: AnonymizeOperator
-            do { op = try AnonymizeOperator.parse(config, field: "\(field).\(name.prefix(40))") }
-            catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
-            if name == "DEFAULT" { fallback = op; continue }
-            guard let type = EntityType(rawValue: name) else {
-                throw InferenceError.invalidArgument("\(field): unknown entity type '\(name.prefix(40))'")
-            }
-            perType[type] = op
-        }
-    }
-
-    var usesKey: Bool {
-        (Array(perType.values) + [fallback].compactMap { $0 }).contains { op in
-            switch op {
-            case .hash, .encrypt, .dateShift: true
-            default: false
-            }
-        }
-    }
-}
-
-/// One request's de-identification parameters, checked.
+/// One request's de-identification parameters, checked. Every failure is an
+/// INVALID_ARGUMENT whose text names the parameter (Presidio's texts where
+/// the Presidio routes pass the parameter on), never the request's text.
 struct RequestOptions {
     var entities: Set<EntityType>
     var threshold: Double
     var operators: OperatorTable?
-    var analyzerResults: [DetectedEntity]?
+    var analyzerResults: [AnonymizeSpan]?
     var patientKey: String?
-    var deanonymize: [DeanonymizeItem]?
+    var deanonymize: [AnonymizeSpan]?
+    var deanonymizers: OperatorTable?
     var tagStyle: TagStyle?
+    var allowList: [String]
+    var allowListRegex: [NSRegularExpression]
+    /// Spans only: DEIDENTIFIED_TEXT comes back empty (the Presidio analyzer route).
+    var analyzeOnly: Bool
 
     /// The request parameter that asks for re-identification; the request
     /// pipeline refuses it to callers without the re-identification grant.
@@ -76,6 +51,9 @@ struct RequestOptions {
             default: throw InferenceError.invalidArgument("model '\(model)': parameter '\(key)' must be a string")
             }
         }
+        func invalid<T>(_ body: () throws -> T) throws -> T {
+            do { return try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
+        }
         entities = try string("entities").map { try EntityNames.parse($0, field: "parameter 'entities'") } ?? settings.entities
         switch parameters["score_threshold"] {
         case nil: threshold = settings.threshold
@@ -84,22 +62,81 @@ struct RequestOptions {
         case .int64(let value)?: threshold = try EntityNames.threshold(String(value), field: "parameter 'score_threshold'")
         default: throw InferenceError.invalidArgument("model '\(model)': parameter 'score_threshold' must be a number from 0 to 1")
         }
-        operators = try string("operators").map { try OperatorTable(json: $0, field: "parameter 'operators'") }
-        analyzerResults = try string("analyzer_results").map { try EntityJSON.decodeSpans($0, field: "parameter 'analyzer_results'") }
+        let fallback = settings.operators.fallback
+        operators = try string("operators").map { json in try invalid { try OperatorTable(json: json, fallback: fallback) } }
+        analyzerResults = try string("analyzer_results").map { json in try invalid { try SpanJSON.decode(json, scoreRequired: true) } }
         patientKey = try string("patient_key")
+        deanonymize = try string(Self.deanonymizeParameter).map { json in try invalid { try SpanJSON.decode(json, scoreRequired: false) } }
+        deanonymizers = try string("deanonymizers").map { json in
+            try invalid { try OperatorTable(json: json, fallback: .decrypt(key: nil), deanonymizer: true) }
+        }
         tagStyle = try string("tag_style").map { name in
             guard let style = TagStyle(rawValue: name) else { throw InferenceError.invalidArgument("model '\(model)': parameter 'tag_style' must be brackets or presidio") }
             return style
         }
-        deanonymize = try string(Self.deanonymizeParameter).map { try DeanonymizeItem.decode($0, field: "parameter 'deanonymize'") }
+        allowList = []
+        allowListRegex = []
+        if let json = try string("allow_list") {
+            guard let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String] else {
+                throw InferenceError.invalidArgument("parameter 'allow_list' must be a JSON list of strings")
+            }
+            switch try string("allow_list_match") ?? "exact" {
+            case "exact": allowList = list
+            case "regex":
+                allowListRegex = try list.map { pattern in
+                    guard let expression = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive, .dotMatchesLineSeparators, .anchorsMatchLines]) else {
+                        throw InferenceError.invalidArgument("allow_list: an entry is not a valid regular expression")
+                    }
+                    return expression
+                }
+            default: throw InferenceError.invalidArgument("allow_list_match must either be set to 'exact' or 'regex'.")
+            }
+        }
+        switch parameters["analyze_only"] {
+        case nil: analyzeOnly = false
+        case .bool(let flag)?: analyzeOnly = flag
+        default: throw InferenceError.invalidArgument("model '\(model)': parameter 'analyze_only' must be a boolean")
+        }
     }
 
-    var needsKey: Bool { (operators?.usesKey ?? false) || deanonymize != nil }
+    /// Checks what can be checked before queuing, so a bad request fails alone.
+    func check(textLength: Int, hasKey: Bool, model: String) throws {
+        func invalid(_ body: () throws -> Void) throws {
+            do { try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
+        }
+        var used: [AnonymizeOperator] = []
+        if let spans = analyzerResults {
+            // Presidio's rule: only the operators of types that have a span are checked.
+            try invalid { try Anonymizer.checkBounds(spans, length: textLength) }
+            let table = operators ?? OperatorTable()
+            try invalid { used = try Set(spans.map(\.type)).map { try table.operatorFor($0) } }
+        } else if let operators {
+            try invalid { used = try EntityType.allCases.map { try operators.operatorFor($0.rawValue) } }
+        }
+        if let spans = deanonymize {
+            try invalid { try Anonymizer.checkBounds(spans, length: textLength) }
+            let table = deanonymizers ?? OperatorTable(fallback: .decrypt(key: nil), deanonymizer: true)
+            try invalid { used += try Set(spans.map(\.type)).map { try table.operatorFor($0) } }
+        }
+        if !hasKey, used.contains(where: \.usesServerKey) {
+            throw InferenceError.invalidArgument("model '\(model)': hashing without a salt, encrypting or decrypting without a key, and date_shift need the model's key file (parameters.key_file)")
+        }
+        if used.contains(.dateShift), patientKey?.isEmpty ?? true {
+            throw InferenceError.invalidArgument("operator 'date_shift' needs the request parameter 'patient_key'")
+        }
+    }
+
+    /// Whether `span` of `text` is on the request's allow list.
+    func allows(_ value: String) -> Bool {
+        if allowList.contains(value) { return true }
+        let range = NSRange(location: 0, length: value.utf16.count)
+        return allowListRegex.contains { $0.firstMatch(in: value, range: range) != nil }
+    }
 }
 
-/// The ENTITIES output and the spans requests send, as JSON.
-enum EntityJSON {
-    /// At most this many spans in one request's `analyzer_results`.
+/// Spans as JSON: the ENTITIES output, and the spans requests send.
+enum SpanJSON {
+    /// At most this many spans in one request.
     static let maxSpans = 10_000
 
     static func encode(items: [AnonymizedItem]) -> [UInt8] {
@@ -107,73 +144,45 @@ enum EntityJSON {
         for (k, item) in items.enumerated() {
             if k > 0 { out += "," }
             let s = item.source
-            out += "{\"entity_type\":\"\(s.type.rawValue)\",\"start\":\(s.start),\"end\":\(s.end),\"score\":\(s.score),"
-            out += "\"recognizer\":\"\(s.recognizer.rawValue)\",\"operator\":\"\(item.operatorName)\",\"new_start\":\(item.start),\"new_end\":\(item.end)}"
+            out += "{\"entity_type\":\(quoted(s.type)),\"start\":\(s.start),\"end\":\(s.end),\"score\":\(s.score.map { "\($0)" } ?? "null"),"
+            out += "\"recognizer\":\(s.recognizer.map(quoted) ?? "null"),\"operator\":\"\(item.operatorName)\",\"new_start\":\(item.start),\"new_end\":\(item.end)}"
         }
         return Array((out + "]").utf8)
     }
 
-    static func decodeSpans(_ json: String, field: String) throws -> [DetectedEntity] {
-        guard let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else {
-            throw InferenceError.invalidArgument("\(field) must be a JSON list of {entity_type, start, end, score}")
-        }
-        guard list.count <= maxSpans else { throw InferenceError.invalidArgument("\(field): at most \(maxSpans) spans, got \(list.count)") }
-        return try list.enumerated().map { index, span in
-            guard let name = span["entity_type"] as? String, let start = span["start"] as? Int, let end = span["end"] as? Int, start >= 0, end >= start else {
-                throw InferenceError.invalidArgument("\(field)[\(index)] needs entity_type, start and end (0 <= start <= end)")
-            }
-            let type = EntityType(rawValue: name) ?? .custom
-            return DetectedEntity(type: type, start: start, end: end, score: span["score"] as? Double ?? 1.0, recognizer: .pattern)
-        }
+    /// The analyzer's findings alone (no operator applied).
+    static func encode(spans: [AnonymizeSpan]) -> [UInt8] {
+        encode(items: spans.map { AnonymizedItem(start: $0.start, end: $0.end, operatorName: "none", source: $0) })
     }
-}
 
-/// A span of an anonymized text to restore (Presidio's deanonymize items).
-struct DeanonymizeItem {
-    var start: Int
-    var end: Int
-    var type: String
-
-    static func decode(_ json: String, field: String) throws -> [DeanonymizeItem] {
-        guard let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else {
-            throw InferenceError.invalidArgument("\(field) must be a JSON list of {start, end, entity_type}")
-        }
-        guard list.count <= EntityJSON.maxSpans else { throw InferenceError.invalidArgument("\(field): at most \(EntityJSON.maxSpans) items") }
-        return try list.enumerated().map { index, item in
-            guard let start = item["start"] as? Int, let end = item["end"] as? Int, start >= 0, end >= start else {
-                throw InferenceError.invalidArgument("\(field)[\(index)] needs start and end (0 <= start <= end)")
-            }
-            return DeanonymizeItem(start: start, end: end, type: item["entity_type"] as? String ?? "")
-        }
+    static func quoted(_ text: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])) ?? Data("\"\"".utf8)
+        return String(decoding: data, as: UTF8.self)
     }
-}
 
-/// Restores encrypted spans of an anonymized text.
-enum Deanonymizer {
-    /// The restored text, and where each restored value now lies (operator `decrypt`).
-    static func restore(_ text: String, items: [DeanonymizeItem], key: DeidentificationKey?, model: String) throws -> (String, [AnonymizedItem]) {
-        guard let key else { throw InferenceError.invalidArgument("model '\(model)': deanonymize needs the model's key file (parameters.key_file)") }
-        let scalars = Array(text.unicodeScalars)
-        var output = String.UnicodeScalarView()
-        var cursor = 0
-        var restored: [AnonymizedItem] = []
-        for (index, item) in items.sorted(by: { $0.start < $1.start }).enumerated() {
-            guard item.start >= cursor, item.end <= scalars.count else {
-                throw InferenceError.invalidArgument("deanonymize item \(index): span \(item.start)..<\(item.end) overlaps another or lies outside the text")
-            }
-            output.append(contentsOf: scalars[cursor..<item.start])
-            let value = String(String.UnicodeScalarView(scalars[item.start..<item.end]))
-            let plain: String
-            do { plain = try key.decrypt(value) }
-            catch { throw InferenceError.invalidArgument("deanonymize item \(index): the span is not a value this server encrypted") }
-            let start = output.count
-            output.append(contentsOf: plain.unicodeScalars)
-            let type = EntityType(rawValue: item.type) ?? .custom
-            restored.append(AnonymizedItem(type: type, start: start, end: output.count, operatorName: "decrypt",
-                                           source: DetectedEntity(type: type, start: item.start, end: item.end, score: 1.0, recognizer: .pattern)))
-            cursor = item.end
+    /// Presidio's analyzer results (or anonymizer results), with Presidio's texts.
+    static func decode(_ json: String, scoreRequired: Bool) throws -> [AnonymizeSpan] {
+        guard let list = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [Any] else {
+            throw DeidentificationError.invalid("Invalid input, analyzer_results must be a list")
         }
-        output.append(contentsOf: scalars[cursor...])
-        return (String(output), restored)
+        guard list.count <= maxSpans else { throw DeidentificationError.invalid("Invalid input, at most \(maxSpans) results per request, got \(list.count)") }
+        return try list.map { element in
+            guard let span = element as? [String: Any] else { throw DeidentificationError.invalid("Invalid input, each result must be an object") }
+            guard let type = span["entity_type"] as? String else { throw DeidentificationError.invalid("Invalid input, result must contain entity_type") }
+            func index(_ name: String) throws -> Int {
+                guard let value = span[name] else { throw DeidentificationError.invalid("Invalid input, result must contain \(name)") }
+                guard let number = value as? NSNumber, !JSONKind.isBoolean(number), number.doubleValue == number.doubleValue.rounded() else {
+                    let kind = value is String ? "string" : (value is NSNumber ? "boolean" : "object")
+                    throw DeidentificationError.invalid("Invalid parameter value for \(name). Expecting 'number', but got '\(kind)'.")
+                }
+                return number.intValue
+            }
+            let start = try index("start"), end = try index("end")
+            let score = span["score"] as? Double ?? (span["score"] as? NSNumber)?.doubleValue
+            if scoreRequired && (span["score"] == nil || span["score"] is NSNull) {
+                throw DeidentificationError.invalid("Invalid input, analyzer result must contain score")
+            }
+            return AnonymizeSpan(type: type, start: start, end: end, score: score)
+        }
     }
 }

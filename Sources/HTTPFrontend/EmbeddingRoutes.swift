@@ -299,9 +299,12 @@ enum TEIBodies {
 /// The error body each API's clients read, chosen by route.
 enum ErrorDialect {
     case triton, openAI, textEmbeddingsInference
+    /// Presidio's anonymizer: `{"error": …}`, invalid input answered 422.
+    case presidioAnonymizer
 
     static func forPath(_ path: String) -> ErrorDialect {
         if path.hasPrefix("/v1/") { return .openAI }
+        if path == "/anonymize" || path == "/deanonymize" { return .presidioAnonymizer }
         if ["/embed", "/predict", "/tokenize"].contains(path) { return .textEmbeddingsInference }
         return .triton
     }
@@ -319,7 +322,7 @@ enum ErrorDialect {
             case .backend: .init(code: 424)
             }
             return try json(TEIBodies.Error(error: error.message, error_type: error.kind.rawValue), status: status)
-        case .triton:
+        case .triton, .presidioAnonymizer:
             return try json(HTTPResponseBodies.ErrorBody(error: error.message), status: .badRequest)
         }
     }
@@ -332,7 +335,7 @@ enum ErrorDialect {
                             status: status)
         case .textEmbeddingsInference:
             return try json(TEIBodies.Error(error: message, error_type: "Validation"), status: status)
-        case .triton:
+        case .triton, .presidioAnonymizer:
             return try json(HTTPResponseBodies.ErrorBody(error: message), status: status)
         }
     }
@@ -362,6 +365,9 @@ enum ErrorDialect {
             return try json(TEIBodies.Error(error: error.message, error_type: type), status: teiStatus)
         case .triton:
             return try json(HTTPResponseBodies.ErrorBody(error: error.message), status: status)
+        case .presidioAnonymizer:
+            return try json(HTTPResponseBodies.ErrorBody(error: error.message),
+                            status: error.code == .invalidArgument ? .unprocessableContent : status)
         }
     }
 }

@@ -16,79 +16,102 @@ extension KServeHTTPServer {
         let model = configuration.deidentifierModel
         router.get("/supportedentities") { request, _ in
             try Self.requireEnglish(request.uri.queryParameters.get("language") ?? "en")
-            return try json(PresidioBodies.entityNames)
+            return try json(EntityType.allCases.filter { $0 != .custom }.map(\.rawValue))
         }
         router.get("/recognizers") { request, _ in
             try Self.requireEnglish(request.uri.queryParameters.get("language") ?? "en")
-            return try json(PresidioBodies.recognizerNames)
+            return try json(Recognizer.allCases.map(\.rawValue))
         }
         router.get("/anonymizers") { _, _ in try json(PresidioBodies.anonymizerNames) }
-        router.get("/deanonymizers") { _, _ in try json(["decrypt"]) }
+        router.get("/deanonymizers") { _, _ in try json(PresidioBodies.deanonymizerNames) }
         router.post("/analyze") { request, _ in
             let body = try await body(request)
-            let fields = try PresidioBodies.fields(body, what: "analyze request")
-            let text = try PresidioBodies.text(fields)
+            let fields = try JSONValue.object(from: body, what: "analyze request")
+            let texts: [String]
+            var batch = false
+            switch fields["text"] {
+            case .string(let text)? where !text.isEmpty: texts = [text]
+            case .array(let items)? where !items.isEmpty:
+                texts = try items.map { item in
+                    guard case .string(let text) = item else { throw InferenceError.invalidArgument("'text' must be a string or a list of strings") }
+                    return text
+                }
+                batch = true
+            default: throw InferenceError.invalidArgument("No text provided")
+            }
             guard case .string(let language)? = fields["language"], !language.isEmpty else {
                 throw InferenceError.invalidArgument("No language provided")
             }
             try Self.requireEnglish(language)
-            var parameters: [String: ParameterValue] = [:]
+            if let adHoc = fields["ad_hoc_recognizers"], adHoc != .null, adHoc != .array([]) {
+                throw InferenceError.invalidArgument("ad_hoc_recognizers are not supported: put patterns in the de-identifier model's patterns_file and terms in its deny_list_file")
+            }
+            var parameters: [String: ParameterValue] = ["analyze_only": .bool(true)]
             if let entities = fields["entities"], entities != .null {
-                guard case .array(let list) = entities else { throw InferenceError.invalidArgument("'entities' must be a list of entity names") }
-                let names = try list.map { item -> String in
-                    guard case .string(let name) = item else { throw InferenceError.invalidArgument("'entities' must be a list of entity names") }
-                    return name
+                guard case .array(let list) = entities, list.allSatisfy({ if case .string = $0 { true } else { false } }) else {
+                    throw InferenceError.invalidArgument("'entities' must be a list of entity names")
                 }
-                parameters["entities"] = .string(names.joined(separator: ","))
+                // Presidio answers nothing for a name it does not know; so do we.
+                let known = list.compactMap { if case .string(let name) = $0, EntityType(rawValue: name) != nil { name } else { nil } }
+                if known.isEmpty { return try json(batch ? texts.map { _ in [PresidioBodies.AnalyzerResult]() } : []) }
+                parameters["entities"] = .string(known.joined(separator: ","))
             }
             if let threshold = fields["score_threshold"], threshold != .null {
                 guard let value = threshold.number else { throw InferenceError.invalidArgument("'score_threshold' must be a number") }
                 parameters["score_threshold"] = .double(value)
             }
+            if let allow = fields["allow_list"], allow != .null {
+                parameters["allow_list"] = .string(try allow.jsonText())
+                if case .string(let match)? = fields["allow_list_match"] { parameters["allow_list_match"] = .string(match) }
+            }
             let explain = fields["return_decision_process"] == .bool(true)
-            let spans = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes).spans
-            return try json(spans.map { PresidioBodies.AnalyzerResult($0, explain: explain) })
+            var answers: [[PresidioBodies.AnalyzerResult]] = []
+            for text in texts {
+                let spans = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes).spans
+                answers.append(spans.map { PresidioBodies.AnalyzerResult($0, explain: explain) }.sorted(by: PresidioBodies.AnalyzerResult.presidioOrder))
+            }
+            return batch ? try json(answers) : try json(answers[0])
         }
         router.post("/anonymize") { request, _ in
             let body = try await body(request)
-            let fields = try PresidioBodies.fields(body, what: "anonymize request")
-            let text = try PresidioBodies.text(fields)
-            var parameters: [String: ParameterValue] = [:]
-            guard let results = fields["analyzer_results"], case .array = results else {
-                throw InferenceError.invalidArgument("Invalid input, analyzer_results must be a list")
+            let fields = try PresidioBodies.fields(body)
+            guard let results = fields["analyzer_results"], case .array(let list) = results else {
+                throw InferenceError.invalidArgument("Invalid input, request must contain analyzer results")
             }
-            parameters["analyzer_results"] = .string(try results.jsonText())
+            let text: String = if case .string(let value)? = fields["text"] { value } else { "" }
+            var parameters: [String: ParameterValue] = ["analyzer_results": .string(try results.jsonText()), "tag_style": .string("presidio")]
             if let anonymizers = fields["anonymizers"], anonymizers != .null {
-                guard case .object = anonymizers else { throw InferenceError.invalidArgument("'anonymizers' must be an object of operators by entity type") }
+                guard case .object(let table) = anonymizers else {
+                    throw InferenceError.invalidArgument("Invalid input, anonymizers must be an object of operator configs by entity type")
+                }
+                if table.values.contains(where: { $0["type"] == .string("custom") }) {
+                    throw HTTPError(.badRequest, message: "Custom type anonymizer is not supported")
+                }
                 parameters["operators"] = .string(try anonymizers.jsonText())
-            } else {
-                parameters["operators"] = .string(#"{"DEFAULT":{"type":"replace"}}"#)
             }
             if case .string(let key)? = fields["patient_key"] { parameters["patient_key"] = .string(key) }
-            let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes, presidioTags: true)
+            if text.isEmpty && list.isEmpty { return try json(PresidioBodies.EngineResult(text: "", items: [])) }
+            let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes)
             return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
         }
         router.post("/deanonymize") { request, _ in
-            guard access.isEnabled else {
-                throw InferenceError(.permissionDenied, "re-identification needs access control: start the server with --auth-tokens-file and use a token granting 'reidentify'")
-            }
             let body = try await body(request)
-            let fields = try PresidioBodies.fields(body, what: "deanonymize request")
-            let text = try PresidioBodies.text(fields)
-            guard let results = fields["anonymizer_results"], case .array(let items) = results else {
-                throw InferenceError.invalidArgument("Invalid input, anonymizer_results must be a list")
+            let fields = try PresidioBodies.fields(body)
+            let text: String = if case .string(let value)? = fields["text"] { value } else { "" }
+            guard let results = fields["anonymizer_results"], case .array(let list) = results, !list.isEmpty else {
+                return try json(PresidioBodies.EngineResult(text: text, items: []))
             }
+            var parameters: [String: ParameterValue] = ["deanonymize": .string(try results.jsonText())]
+            var serverKey = true
             if let deanonymizers = fields["deanonymizers"], case .object(let table) = deanonymizers {
-                for (name, config) in table where config["type"] != .string("decrypt") {
-                    throw InferenceError.invalidArgument("deanonymizers.\(name.prefix(40)): only 'decrypt' is supported")
-                }
-                if table.values.contains(where: { $0["key"] != nil }) {
-                    throw InferenceError.invalidArgument("deanonymizers: this server decrypts with its own key file; leave 'key' out")
-                }
+                parameters["deanonymizers"] = .string(try deanonymizers.jsonText())
+                // Decrypting with the client's own key reveals nothing the client could not decrypt itself.
+                serverKey = table["DEFAULT"]?["key"] == nil || table.values.contains { $0["type"] == .string("decrypt") && $0["key"] == nil }
             }
-            let result = try await deidentify(model: model, text: text, parameters: ["deanonymize": .string(try results.jsonText())],
-                                              bytes: body.readableBytes, reidentify: true)
-            _ = items
+            if serverKey && !access.isEnabled {
+                throw InferenceError(.permissionDenied, "decrypting with the server's key needs access control: start the server with --auth-tokens-file and use a token granting 'reidentify'")
+            }
+            let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes, reidentify: true)
             return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
         }
     }
@@ -99,18 +122,15 @@ extension KServeHTTPServer {
         }
     }
 
-    /// One text through the de-identifier model; its de-identified text and spans.
+    /// One text through the de-identifier model; its output text and spans.
     private func deidentify(model: String, text: String, parameters: [String: ParameterValue], bytes: Int,
-                            presidioTags: Bool = false, reidentify: Bool = false) async throws -> (text: String, spans: [PresidioBodies.Span]) {
-        var parameters = parameters
-        if presidioTags { parameters["tag_style"] = .string("presidio") }
-        let request = InferenceRequest(modelName: model, inputs: [Tensor(name: "TEXT", shape: [1, 1], elements: [Array(text.utf8)])],
-                                       parameters: parameters)
+                            reidentify: Bool = false) async throws -> (text: String, spans: [PresidioBodies.Span]) {
         let call = InferenceCall(modelName: model, modelVersion: "", protocolName: "http", requestBytes: bytes,
                                  grantsReidentification: reidentify)
         let response = try await server.infer(call) { spec in
-            (spec.maxBatchSize > 0 ? request : InferenceRequest(modelName: model, inputs: [Tensor(name: "TEXT", shape: [1], elements: [Array(text.utf8)])],
-                                                                 parameters: parameters), ())
+            let shape = spec.maxBatchSize > 0 ? [1, 1] : [1]
+            return (InferenceRequest(modelName: model, inputs: [Tensor(name: "TEXT", shape: shape, elements: [Array(text.utf8)])],
+                                     parameters: parameters), ())
         }.0
         guard let cleaned = try response.outputs.first(where: { $0.name == "DEIDENTIFIED_TEXT" })?.elements().first,
               let entities = try response.outputs.first(where: { $0.name == "ENTITIES" })?.elements().first else {
@@ -123,17 +143,16 @@ extension KServeHTTPServer {
 
 /// Presidio's JSON shapes.
 enum PresidioBodies {
-    static let entityNames = EntityType.allCases.filter { $0 != .custom }.map(\.rawValue)
-    static let recognizerNames = Recognizer.allCases.map(\.rawValue)
     static let anonymizerNames = ["date_shift", "encrypt", "hash", "keep", "mask", "redact", "replace"]
+    static let deanonymizerNames = ["decrypt", "deanonymize_keep"]
 
     /// A span as the de-identifier's ENTITIES output holds it.
     struct Span: Decodable {
         var entity_type: String
         var start: Int
         var end: Int
-        var score: Double
-        var recognizer: String
+        var score: Double?
+        var recognizer: String?
         var `operator`: String
         var new_start: Int
         var new_end: Int
@@ -144,6 +163,7 @@ enum PresidioBodies {
         var recognizer_identifier: String
     }
 
+    /// Presidio's AnalysisExplanation; absent values are written as null, as Presidio writes them.
     struct Explanation: Encodable {
         var recognizer: String
         var pattern_name: String?
@@ -154,37 +174,58 @@ enum PresidioBodies {
         var score_context_improvement: Double
         var supportive_context_word: String
         var validation_result: Bool?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(recognizer, forKey: .recognizer)
+            try c.encode(pattern_name, forKey: .pattern_name)
+            try c.encode(pattern, forKey: .pattern)
+            try c.encode(original_score, forKey: .original_score)
+            try c.encode(score, forKey: .score)
+            try c.encode(textual_explanation, forKey: .textual_explanation)
+            try c.encode(score_context_improvement, forKey: .score_context_improvement)
+            try c.encode(supportive_context_word, forKey: .supportive_context_word)
+            try c.encode(validation_result, forKey: .validation_result)
+        }
+        enum Keys: String, CodingKey {
+            case recognizer, pattern_name, pattern, original_score, score, textual_explanation, score_context_improvement,
+                 supportive_context_word, validation_result
+        }
     }
 
+    /// Presidio writes results with sorted keys; so do we.
     struct AnalyzerResult: Encodable {
-        var entity_type: String
-        var start: Int
-        var end: Int
-        var score: Double
         var analysis_explanation: Explanation?
-        var recognition_metadata: RecognitionMetadata
+        var end: Int
+        var entity_type: String
+        var score: Double
+        var start: Int
 
         init(_ span: Span, explain: Bool) {
             entity_type = span.entity_type
             start = span.start
             end = span.end
-            score = span.score
-            analysis_explanation = explain ? Explanation(recognizer: span.recognizer, pattern_name: nil, pattern: nil, original_score: span.score,
-                                                         score: span.score, textual_explanation: "Identified as \(span.entity_type) by \(span.recognizer)",
+            score = span.score ?? 1
+            let recognizer = span.recognizer ?? "PatternRecognizer"
+            analysis_explanation = explain ? Explanation(recognizer: recognizer, pattern_name: nil, pattern: nil, original_score: score,
+                                                         score: score, textual_explanation: "Identified as \(span.entity_type) by \(recognizer)",
                                                          score_context_improvement: 0, supportive_context_word: "", validation_result: nil) : nil
-            recognition_metadata = RecognitionMetadata(recognizer_name: span.recognizer, recognizer_identifier: span.recognizer)
         }
 
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: Keys.self)
-            try c.encode(entity_type, forKey: .entity_type)
-            try c.encode(start, forKey: .start)
-            try c.encode(end, forKey: .end)
-            try c.encode(score, forKey: .score)
             try c.encode(analysis_explanation, forKey: .analysis_explanation)
-            try c.encode(recognition_metadata, forKey: .recognition_metadata)
+            try c.encode(end, forKey: .end)
+            try c.encode(entity_type, forKey: .entity_type)
+            try c.encode(score, forKey: .score)
+            try c.encode(start, forKey: .start)
         }
-        enum Keys: String, CodingKey { case entity_type, start, end, score, analysis_explanation, recognition_metadata }
+        enum Keys: String, CodingKey { case analysis_explanation, end, entity_type, score, start }
+
+        /// Presidio's order: highest score first, then by start, then longer first.
+        static func presidioOrder(_ a: AnalyzerResult, _ b: AnalyzerResult) -> Bool {
+            (-a.score, a.start, a.start - a.end) < (-b.score, b.start, b.start - b.end)
+        }
     }
 
     struct Item: Encodable {
@@ -217,13 +258,12 @@ enum PresidioBodies {
         var items: [Item]
     }
 
-    static func fields(_ body: ByteBuffer, what: String) throws -> JSONValue {
-        guard body.readableBytes > 0 else { throw InferenceError.invalidArgument("Invalid request json") }
-        return try JSONValue.object(from: body, what: what)
-    }
-
-    static func text(_ fields: JSONValue) throws -> String {
-        guard case .string(let text)? = fields["text"], !text.isEmpty else { throw InferenceError.invalidArgument("No text provided") }
-        return text
+    /// The anonymizer's body: an object that is not empty, or Presidio's 400s.
+    static func fields(_ body: ByteBuffer) throws -> JSONValue {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)) else {
+            throw HTTPError(.badRequest, message: "The browser (or proxy) sent a request that this server could not understand.")
+        }
+        guard case .object(let members) = value, !members.isEmpty else { throw HTTPError(.badRequest, message: "Invalid request json") }
+        return value
     }
 }

@@ -23,6 +23,7 @@ public enum EntityType: String, Sendable, CaseIterable, Codable, Comparable {
     case deviceID = "DEVICE_ID"
     case url = "URL"
     case ipAddress = "IP_ADDRESS"
+    case creditCard = "CREDIT_CARD"
     /// Identifiers found only through a deny list of the model's.
     case custom = "CUSTOM"
 
@@ -49,6 +50,7 @@ public enum EntityType: String, Sendable, CaseIterable, Codable, Comparable {
         case .deviceID: "DEVICE"
         case .url: "URL"
         case .ipAddress: "IP"
+        case .creditCard: "CARD"
         case .custom: "ID"
         }
     }
@@ -56,7 +58,7 @@ public enum EntityType: String, Sendable, CaseIterable, Codable, Comparable {
 
 /// Which detector found a span, so a reviewer can audit every decision.
 public enum Recognizer: String, Sendable, CaseIterable, Codable {
-    /// A fixed shape with validation (email, URL, IP address, phone, SSN area rules, VIN check digit).
+    /// A fixed shape with validation (email, URL, IP address, phone, SSN area rules, VIN and card check digits).
     case pattern = "PatternRecognizer"
     /// A date in one of the common formats, checked to be a real calendar date.
     case date = "DateRecognizer"

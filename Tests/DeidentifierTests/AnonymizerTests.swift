@@ -12,66 +12,130 @@ func span(_ text: String, _ value: String, _ type: EntityType) -> DetectedEntity
     return DetectedEntity(type: type, start: start, end: start + target.count, score: 1, recognizer: .pattern)
 }
 
+func table(_ operators: [String: AnonymizeOperator], fallback: AnonymizeOperator = .replace(nil)) -> OperatorTable {
+    var configs: [String: [String: Any]] = [:]
+    for (type, op) in operators {
+        switch op {
+        case .redact: configs[type] = ["type": "redact"]
+        case .keep: configs[type] = ["type": "keep"]
+        case .mask(let c, let n, let fromEnd): configs[type] = ["type": "mask", "masking_char": String(c), "chars_to_mask": n, "from_end": fromEnd]
+        case .replace(let value): configs[type] = ["type": "replace", "new_value": value ?? ""]
+        default: Issue.record("unsupported in this helper")
+        }
+    }
+    return OperatorTable(configs: configs, fallback: fallback)
+}
+
 @Suite struct AnonymizerTests {
     let text = "Maria Lopez, DOB 03/14/1950, call 555-123-4567."
+    var spans: [AnonymizeSpan] {
+        [span(text, "Maria Lopez", .person), span(text, "03/14/1950", .dateTime), span(text, "555-123-4567", .phoneNumber)].map(AnonymizeSpan.init)
+    }
 
     @Test func replaceRedactMaskAndTags() throws {
-        let spans = [span(text, "Maria Lopez", .person), span(text, "03/14/1950", .dateTime), span(text, "555-123-4567", .phoneNumber)]
-        let (bracketed, items) = try Anonymizer().anonymize(text, entities: spans)
+        let (bracketed, items) = try Anonymizer().anonymize(text, spans: spans, operators: OperatorTable())
         #expect(bracketed == "[NAME], DOB [DATE], call [PHONE].")
-        #expect(items.map(\.start) == [0, 12, 25] && items.map(\.end) == [6, 18, 32])
-        let presidio = try Anonymizer(tagStyle: .presidio).anonymize(text, entities: spans).text
+        // Presidio's order: descending start.
+        #expect(items.map(\.start) == [25, 12, 0] && items.map(\.end) == [32, 18, 6])
+        let presidio = try Anonymizer(tagStyle: .presidio).anonymize(text, spans: spans, operators: OperatorTable()).text
         #expect(presidio == "<PERSON>, DOB <DATE_TIME>, call <PHONE_NUMBER>.")
-        let mixed = try Anonymizer(operators: [.person: .redact, .phoneNumber: .mask(character: "*", count: 4, fromEnd: true)],
-                                   defaultOperator: .replace("X")).anonymize(text, entities: spans).text
+        let mixed = try Anonymizer().anonymize(text, spans: spans, operators: table(["PERSON": .redact, "PHONE_NUMBER": .mask(character: "*", count: 4, fromEnd: true)],
+                                                                                 fallback: .replace("X"))).text
         #expect(mixed == ", DOB X, call 555-123-****.")
     }
 
+    @Test func presidiosConflictRules() throws {
+        // Presidio's documented case: partial overlap of two types, the earlier cut where the later starts.
+        let park = "I'm George Washington Square Park"
+        let name = AnonymizeSpan(type: "NAME", start: 4, end: 21, score: 0.8), place = AnonymizeSpan(type: "LOCATION", start: 11, end: 33, score: 0.8)
+        #expect(try Anonymizer(tagStyle: .presidio).anonymize(park, spans: [name, place], operators: table(["NAME": .keep])).text
+                == "I'm George Washington<LOCATION>")
+        #expect(try Anonymizer(tagStyle: .presidio).anonymize(park, spans: [name, place], operators: table(["LOCATION": .keep])).text
+                == "I'm <NAME>Washington Square Park")
+        // Contained spans go; same-type neighbours across spaces merge.
+        let jane = "hello, Jane Doe here"
+        let spans = [AnonymizeSpan(type: "PERSON", start: 7, end: 11, score: 0.8), AnonymizeSpan(type: "PERSON", start: 12, end: 15, score: 0.6),
+                     AnonymizeSpan(type: "FIRST", start: 7, end: 11, score: 0.5)]
+        let (out, items) = try Anonymizer(tagStyle: .presidio).anonymize(jane, spans: spans, operators: OperatorTable())
+        #expect(out == "hello, <PERSON> here")
+        #expect(items.count == 1)
+        #expect(throws: DeidentificationError.self) {
+            try Anonymizer().anonymize("short", spans: [AnonymizeSpan(type: "X", start: 2, end: 9, score: 1)], operators: OperatorTable())
+        }
+    }
+
     @Test func keyedHashIsStablePerKeyAndDiffersAcrossKeys() throws {
-        let spans = [span(text, "Maria Lopez", .person)]
-        let a1 = try Anonymizer(defaultOperator: .hash(sha512: false), key: keyA).anonymize(text, entities: spans).text
-        let a2 = try Anonymizer(defaultOperator: .hash(sha512: false), key: keyA).anonymize("Maria  LOPEZ, DOB", entities: [span("Maria  LOPEZ, DOB", "Maria  LOPEZ", .person)]).text
-        let b = try Anonymizer(defaultOperator: .hash(sha512: false), key: keyB).anonymize(text, entities: spans).text
+        let one = [AnonymizeSpan(span(text, "Maria Lopez", .person))]
+        let hash = OperatorTable(fallback: .hash(sha512: false, salt: nil))
+        let a1 = try Anonymizer(key: keyA).anonymize(text, spans: one, operators: hash).text
+        let other = "Maria  LOPEZ, DOB"
+        let a2 = try Anonymizer(key: keyA).anonymize(other, spans: [AnonymizeSpan(span(other, "Maria  LOPEZ", .person))], operators: hash).text
+        let b = try Anonymizer(key: keyB).anonymize(text, spans: one, operators: hash).text
         #expect(a1.prefix(64) == a2.prefix(64))
         #expect(a1.prefix(64) != b.prefix(64))
-        #expect(throws: DeidentificationError.self) { try Anonymizer(defaultOperator: .hash(sha512: false)).anonymize(text, entities: spans) }
+        #expect(throws: DeidentificationError.self) { try Anonymizer().anonymize(text, spans: one, operators: hash) }
+        // With a salt: Presidio's sha256(value + salt), no key needed.
+        let salted = try Anonymizer().anonymize(text, spans: one, operators: OperatorTable(fallback: .hash(sha512: false, salt: Array("0123456789abcdef".utf8)))).text
+        #expect(salted.hasPrefix("8f") || salted.count == 64 + text.count - "Maria Lopez".count)
     }
 
     @Test func dateShiftKeepsFormatAndIntervals() throws {
         let note = "Admitted 03/14/2024, discharged 03/20/2024, seen March 25th, 2024 and 2024-04-01."
-        let spans = PHIAnalyzer(lexicon: testLexicon).analyze(note, entities: [.dateTime])
-        #expect(spans.count == 4)
-        let shifted = try Anonymizer(defaultOperator: .dateShift, key: keyA).anonymize(note, entities: spans, patientKey: "patient-1").text
-        let again = try Anonymizer(defaultOperator: .dateShift, key: keyA).anonymize(note, entities: spans, patientKey: "patient-1").text
+        let found = PHIAnalyzer(lexicon: testLexicon).analyze(note, entities: [.dateTime]).map(AnonymizeSpan.init)
+        #expect(found.count == 4)
+        let shift = OperatorTable(fallback: .dateShift)
+        let shifted = try Anonymizer(key: keyA).anonymize(note, spans: found, operators: shift, patientKey: "patient-1").text
+        let again = try Anonymizer(key: keyA).anonymize(note, spans: found, operators: shift, patientKey: "patient-1").text
         #expect(shifted == again)
-        let days = keyA.shiftDays(patientKey: "patient-1")
-        #expect((1...365).contains(days))
-        let dates = PHIAnalyzer(lexicon: testLexicon).analyze(shifted, entities: [.dateTime]).map { String(Array(shifted)[$0.start..<$0.end]) }
+        #expect((1...365).contains(keyA.shiftDays(patientKey: "patient-1")))
+        let scalars = Array(shifted.unicodeScalars)
+        let dates = PHIAnalyzer(lexicon: testLexicon).analyze(shifted, entities: [.dateTime]).map { String(String.UnicodeScalarView(scalars[$0.start..<$0.end])) }
         #expect(dates.count == 4, "\(shifted)")
         let formatter = DateFormatter()
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "MM/dd/yyyy"
-        let first = formatter.date(from: dates[0])!, second = formatter.date(from: dates[1])!
+        let first = try #require(formatter.date(from: dates[0])), second = try #require(formatter.date(from: dates[1]))
         #expect(second.timeIntervalSince(first) == 6 * 86400)
         #expect(dates[3].count == 10 && dates[3].contains("-"))
+        #expect(throws: DeidentificationError.self) { try Anonymizer(key: keyA).anonymize(note, spans: found, operators: shift) }
     }
 
-    @Test func encryptThenDecrypt() throws {
-        let spans = [span(text, "Maria Lopez", .person)]
-        let (encrypted, items) = try Anonymizer(defaultOperator: .encrypt, key: keyA).anonymize(text, entities: spans)
-        let restored = try Deanonymizer.restore(encrypted, items: items.map { DeanonymizeItem(start: $0.start, end: $0.end, type: "PERSON") },
-                                                key: keyA, model: "m")
-        #expect(restored.0 == text)
-        #expect(throws: InferenceError.self) {
-            try Deanonymizer.restore(encrypted, items: items.map { DeanonymizeItem(start: $0.start, end: $0.end, type: "PERSON") }, key: keyB, model: "m")
+    @Test func encryptThenDecryptWithTheServerKeyAndWithAClientKey() throws {
+        let one = [AnonymizeSpan(span(text, "Maria Lopez", .person))]
+        for (encrypt, decrypt) in [(AnonymizeOperator.encrypt(key: nil), AnonymizeOperator.decrypt(key: nil)),
+                                   (.encrypt(key: Array("WmZq4t7w!z%C&F)J".utf8)), .decrypt(key: Array("WmZq4t7w!z%C&F)J".utf8)))] {
+            let (encrypted, items) = try Anonymizer(key: keyA).anonymize(text, spans: one, operators: OperatorTable(fallback: encrypt))
+            #expect(!encrypted.contains("Maria"))
+            let back = items.map { AnonymizeSpan(type: $0.source.type, start: $0.start, end: $0.end, score: nil) }
+            let restored = try Anonymizer(key: keyA).deanonymize(encrypted, spans: back, operators: OperatorTable(fallback: decrypt, deanonymizer: true))
+            #expect(restored.text == text)
+        }
+        // Presidio's documented example, decrypted here.
+        let documented = try Anonymizer().deanonymize("My name is S184CMt9Drj7QaKQ21JTrpYzghnboTF9pn/neN8JME0=",
+                                                      spans: [AnonymizeSpan(type: "PERSON", start: 11, end: 55, score: nil)],
+                                                      operators: OperatorTable(fallback: .decrypt(key: Array("WmZq4t7w!z%C&F)J".utf8)), deanonymizer: true))
+        #expect(documented.text == "My name is Chloë")
+        #expect(throws: DeidentificationError.self) {
+            let (encrypted, items) = try Anonymizer(key: keyA).anonymize(text, spans: [AnonymizeSpan(span(text, "Maria Lopez", .person))], operators: OperatorTable(fallback: .encrypt(key: nil)))
+            _ = try Anonymizer(key: keyB).deanonymize(encrypted, spans: items.map { AnonymizeSpan(type: "PERSON", start: $0.start, end: $0.end, score: nil) },
+                                                      operators: OperatorTable(fallback: .decrypt(key: nil), deanonymizer: true))
         }
     }
 
     @Test func operatorsParseAsPresidioSpellsThem() throws {
-        #expect(try AnonymizeOperator.parse(["type": "mask", "masking_char": "#", "chars_to_mask": 3, "from_end": true], field: "f")
+        #expect(try AnonymizeOperator.parse(["type": "mask", "masking_char": "#", "chars_to_mask": 3, "from_end": true])
                 == .mask(character: "#", count: 3, fromEnd: true))
-        #expect(throws: DeidentificationError.self) { try AnonymizeOperator.parse(["type": "shred"], field: "anonymizers.PERSON") }
-        #expect(throws: DeidentificationError.self) { try AnonymizeOperator.parse(["type": "mask", "masking_char": "##", "chars_to_mask": 1], field: "f") }
+        #expect(throws: DeidentificationError.invalid("Invalid operator class 'shred'.")) { try AnonymizeOperator.parse(["type": "shred"]) }
+        #expect(throws: DeidentificationError.invalid("Expected parameter from_end")) {
+            try AnonymizeOperator.parse(["type": "mask", "masking_char": "#", "chars_to_mask": 1])
+        }
+        #expect(throws: DeidentificationError.invalid("Invalid input, key must be of length 128, 192 or 256 bits")) {
+            try AnonymizeOperator.parse(["type": "encrypt", "key": "short"])
+        }
+        // Presidio checks an operator only when a span uses it.
+        let lazy = try OperatorTable(json: #"{"PERSON": {"type": "bogus"}}"#, fallback: .redact)
+        #expect(try lazy.operatorFor("PHONE_NUMBER") == .redact)
+        #expect(throws: DeidentificationError.self) { try lazy.operatorFor("PERSON") }
     }
 
     @Test func keyFilesReadableByOthersAreRefused() throws {
