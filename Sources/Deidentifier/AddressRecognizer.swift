@@ -17,7 +17,13 @@ enum AddressRecognizer {
         "gardens", "gateway", "glen", "haven", "hollow", "inlet", "light", "lock", "lodge", "neck", "orchard", "overpass",
         "radial", "rapids", "rest", "shoal", "skyway", "spring", "stravenue", "throughway", "trace", "trafficway", "viaduct",
         "ville", "well", "bypass", "causeway", "club", "bluff", "bluffs", "bottom", "branch", "bridge", "brook", "brooks", "burg", "burgs",
+        "lock", "ramp", "glen", "cliff", "mountain", "mount", "plain", "route", "shoal", "isle", "lane", "curve", "gateway", "parkways",
     ]
+
+    /// A street suffix, singular or plural ("Harbors", "Locks").
+    static func isStreetSuffix(_ lower: String) -> Bool {
+        streetSuffixes.contains(lower) || (lower.hasSuffix("s") && streetSuffixes.contains(String(lower.dropLast())))
+    }
     static let unitWords: Set<String> = ["apt", "apartment", "suite", "ste", "unit", "#", "room", "rm", "floor", "fl", "bldg", "building"]
     static let directions: Set<String> = ["n", "s", "e", "w", "ne", "nw", "se", "sw", "north", "south", "east", "west"]
     static let stateAbbreviations: Set<String> = [
@@ -65,7 +71,7 @@ enum AddressRecognizer {
             guard isWord else { return nil }
             words += 1
             if words >= 2 || (words == 1 && token.kind == .mixed) {
-                if streetSuffixes.contains(token.lower), words >= 2 {
+                if isStreetSuffix(token.lower), words >= 2 {
                     var last = k
                     if text.isSymbol(last + 1, "."), text.touchesPrevious(last + 1) { last += 1 }
                     return withUnit(text, last).map { (t[i].start, t[$0].end, $0) }
@@ -117,7 +123,7 @@ enum AddressRecognizer {
                !(["md", "pa"].contains(t[i + 1].lower) && zipCode(text, stateLast + 1) == nil) {
                 var first = i - 1
                 var count = 0
-                while first >= 0, count < 3, t[first].kind == .letters, t[first].capitalized,
+                while first >= 0, count < 3, t[first].kind == .letters, t[first].capitalized, !t[first].allCaps,
                       !lexicon.isStructuralWord(t[first].lower) {
                     first -= 1
                     count += 1

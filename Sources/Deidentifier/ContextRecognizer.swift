@@ -21,7 +21,8 @@ enum ContextRecognizer {
         (["dea", "number"], .medicalLicense), (["dea"], .medicalLicense), (["npi"], .medicalLicense),
         (["certificate", "number"], .medicalLicense), (["certificate"], .medicalLicense), (["license"], .medicalLicense),
         (["driver", "'", "s", "license"], .usDriverLicense), (["drivers", "license"], .usDriverLicense),
-        (["driver", "license"], .usDriverLicense), (["dl"], .usDriverLicense),
+        (["driver", "license"], .usDriverLicense), (["dl"], .usDriverLicense), (["lic"], .medicalLicense),
+        (["med", "rec"], .medicalRecordNumber), (["sn"], .deviceID), (["identifier", "("], .healthPlanNumber),
         (["license", "plate"], .vehicleID), (["plate"], .vehicleID), (["vin"], .vehicleID), (["vehicle", "id"], .vehicleID),
         (["serial", "number"], .deviceID), (["serial", "no"], .deviceID), (["serial"], .deviceID), (["s", "/", "n"], .deviceID),
         (["device", "id"], .deviceID), (["udi"], .deviceID), (["model", "number"], .deviceID), (["imei"], .deviceID),
@@ -29,7 +30,9 @@ enum ContextRecognizer {
         (["mrn", "#"], .medicalRecordNumber),
     ]
     /// Tokens allowed between a cue and its identifier.
-    static let fillers: Set<String> = [":", "#", "-", ".", "no", "number", "num", "is", "id", "=", "(", "of"]
+    static let fillers: Set<String> = [":", "#", "-", ".", "no", "number", "num", "is", "id", "=", "(", ")", "of", "mbi"]
+    /// Cues that are also units or words in lower case ("mg/dL", "sn"): they count only in capitals.
+    static let capitalOnlyCues: Set<String> = ["dl", "sn", "lic"]
 
     /// Longest cue first at each position.
     static let cuesByFirstWord: [String: [([String], EntityType)]] = {
@@ -43,7 +46,9 @@ enum ContextRecognizer {
         var i = 0
         while i < t.count {
             guard let candidates = cuesByFirstWord[t[i].lower],
-                  let (phrase, type) = candidates.first(where: { text.matches($0.0, at: i) }) else { i += 1; continue }
+                  let (phrase, type) = candidates.first(where: { text.matches($0.0, at: i) }),
+                  !(Self.capitalOnlyCues.contains(t[i].lower) && !t[i].capitalized),
+                  !(t[i].lower == "dl" && (text.isSymbol(i - 1, "/") || !t[i].allCaps)) else { i += 1; continue }
             var k = i + phrase.count
             var skipped = 0
             while k < t.count, skipped < 3, fillers.contains(t[k].lower), t[k].kind != .digits { k += 1; skipped += 1 }
@@ -66,6 +71,12 @@ enum ContextRecognizer {
             last += 2
             if t[last].kind != .letters { hasDigit = true }
         }
+        // Plates: "RVG 3896", "324 TUR".
+        if type == .vehicleID, last == k, last + 1 < t.count, t[last + 1].start == t[last].end + 1, t[last + 1].kind != .symbol,
+           t[last + 1].length <= 4, (t[last].kind == .letters) != (t[last + 1].kind == .letters) || t[last + 1].kind == .mixed {
+            last += 1
+            hasDigit = true
+        }
         // "123 456 789": digit groups split by single spaces belong together.
         while last + 1 < t.count, t[last].kind == .digits, t[last + 1].kind == .digits, t[last + 1].start == t[last].end + 1,
               type == .healthPlanNumber || type == .accountNumber || type == .usSSN || type == .medicalRecordNumber {
@@ -84,6 +95,12 @@ enum ContextRecognizer {
     /// Ages over 89: "92-year-old", "92 year old", "92 yo", "92 y/o", "age 95", "aged 101".
     static func ages(_ text: ScannedText, _ found: inout [DetectedEntity]) {
         let t = text.tokens
+        for (i, token) in t.enumerated() where token.kind == .mixed && token.length <= 5 {
+            // "101yo", "92y": one token.
+            let digits = token.lower.prefix { $0.isNumber }
+            guard ["yo", "y", "yr", "yrs"].contains(String(token.lower.dropFirst(digits.count))), let age = Int(digits), age >= 90, age <= 125 else { continue }
+            found.append(DetectedEntity(type: .ageOver89, start: token.start, end: token.start + digits.count, score: 0.95, recognizer: .age))
+        }
         for (i, token) in t.enumerated() where token.kind == .digits && token.length <= 3 {
             guard let age = Int(token.lower), age >= 90, age <= 125 else { continue }
             var k = i + 1

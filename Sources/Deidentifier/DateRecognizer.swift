@@ -74,7 +74,8 @@ enum DateRecognizer {
         // m/d alone: only with a slash, a real date, and not a dose, ratio or score.
         guard separator == "/", valid(month: m, day: d, year: nil), endsCleanly(text, i + 2) else { return nil }
         if let next = text.lower(i + 3), notDateAfter.contains(next) { return nil }
-        if i > 0, ["x", "bp", "of"].contains(t[i - 1].lower) { return nil }
+        if i > 0, ["x", "bp", "of", "pain", "score", "strength", "grade", "ratio", "scale", "rated", "gcs", "murmur"].contains(t[i - 1].lower) { return nil }
+        if d == 10 || d == 5, m <= d { return nil }   // scores out of 10 or 5
         return (i + 2, 0.6)
     }
 

@@ -56,7 +56,7 @@ public struct Lexicon: Sendable {
         "avenue", "road", "county", "state", "phone", "fax", "email", "address", "sincerely", "dear", "regards", "thanks",
         "thank", "please", "yes", "no", "not", "none", "normal", "negative", "positive", "left", "right", "bilateral",
         "attending", "resident", "physician", "surgeon", "provider", "pcp", "contact", "son", "daughter", "wife", "husband",
-        "mother", "father", "sister", "brother", "spouse", "hi", "hello", "re", "cc", "subject", "from", "sent", "message",
+        "mother", "father", "sister", "brother", "spouse", "hi", "hello", "re", "cc", "my", "our", "your", "this", "that", "subject", "from", "sent", "message",
         "university", "memorial", "general", "regional", "community", "saint", "mercy", "children", "practice", "family",
     ]
 
@@ -81,7 +81,7 @@ public struct Lexicon: Sendable {
         "hba1c", "a1c", "tsh", "bnp", "troponin", "creatinine", "sodium", "potassium", "glucose", "hemoglobin", "platelets",
         "medicare", "medicaid", "blue", "cross", "shield", "aetna", "cigna", "humana", "kaiser", "unitedhealthcare",
         "tablet", "tablets", "capsule", "daily", "twice", "bid", "tid", "qid", "prn", "po", "iv", "im", "subq", "mg", "ml",
-        "english", "spanish", "caucasian", "hispanic", "african", "american", "asian", "white", "black",
+        "english", "spanish", "caucasian", "hispanic", "african", "american", "asian",
         "mychart", "epic", "cerner", "internal", "medicine", "cardiology", "oncology", "neurology", "nephrology", "orthopedics",
         "pulmonology", "gastroenterology", "endocrinology", "dermatology", "psychiatry", "pediatrics", "urology", "surgery",
         "obstetrics", "gynecology", "ob", "gyn", "ent", "ophthalmology", "rheumatology", "hematology", "infectious", "disease",

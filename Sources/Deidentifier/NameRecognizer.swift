@@ -12,6 +12,7 @@ enum NameRecognizer {
         ["pcp"], ["provider"], ["son"], ["daughter"], ["wife"], ["husband"], ["mother"], ["father"], ["sister"], ["brother"],
         ["spouse"], ["partner"], ["contact"], ["emergency", "contact"], ["dear"], ["sincerely"], ["regards"], ["cc"],
         ["caregiver"], ["guardian"], ["grandson"], ["granddaughter"], ["niece"], ["nephew"], ["friend"], ["from"], ["to"],
+        ["hi"], ["hello"], ["re"], ["thanks"], ["best"], ["referring"], ["patient", ":"],
         ["mrs", "."], ["ms", "."], ["mr", "."], ["dr", "."],
     ]
     static let cuesByFirstWord: [String: [[String]]] = {
@@ -24,6 +25,7 @@ enum NameRecognizer {
 
     static func findAll(_ text: ScannedText, lexicon: Lexicon, into found: inout [DetectedEntity]) {
         let t = text.tokens
+        signatures(text, lexicon, &found)
         var i = 0
         while i < t.count {
             if let (first, last, score) = afterTitle(text, i, lexicon) ?? afterCue(text, i, lexicon) ?? fromLists(text, i, lexicon) {
@@ -49,7 +51,10 @@ enum NameRecognizer {
     static func isNameWord(_ text: ScannedText, _ k: Int, _ lexicon: Lexicon) -> Bool {
         guard k >= 0, k < text.tokens.count else { return false }
         let token = text.tokens[k]
-        return token.kind == .letters && token.capitalized && !lexicon.isStructuralWord(token.lower) && !lexicon.allowList.contains(token.lower)
+        guard token.kind == .letters, token.capitalized, !lexicon.isStructuralWord(token.lower), !lexicon.allowList.contains(token.lower) else { return false }
+        // Capitals are names only where the lists know them ("SMITH, JOHN"), never two letters ("IP", "OK").
+        if token.allCaps { return token.length > 2 && (lexicon.firstNames.contains(token.lower) || lexicon.lastNames.contains(token.lower)) }
+        return true
     }
 
     /// An initial: one capital letter and a period ("J.").
@@ -93,7 +98,8 @@ enum NameRecognizer {
         let word = t[k].lower
         let known = lexicon.firstNames.contains(word) || lexicon.lastNames.contains(word)
         if !known && lexicon.isSafe(word) && !isInitial(text, k) { return nil }
-        if ["from", "to", "contact", "friend", "partner"].contains(cue[0]) && !known { return nil }
+        if ["from", "to", "contact", "friend", "partner", "hi", "hello", "thanks", "best", "referring"].contains(cue[0])
+            && !lexicon.firstNames.contains(word) { return nil }
         return (k, last, known || !lexicon.isSafe(word) ? 0.85 : 0.6)
     }
 
@@ -152,6 +158,11 @@ enum NameRecognizer {
         while added < 3 {
             let k = end + 1
             if isInitial(text, k) { end = k + 1; added += 1; continue }
+            // A middle initial without its period: "Kelsey A Smith-Johnson".
+            if k + 1 < text.tokens.count, text.tokens[k].kind == .letters, text.tokens[k].length == 1, text.tokens[k].capitalized,
+               let after = nameWordEnd(text, k + 1, lexicon) {
+                end = after; added += 2; continue
+            }
             guard let wordEnd = nameWordEnd(text, k, lexicon) else { break }
             let word = text.tokens[k].lower
             guard lexicon.lastNames.contains(word) || lexicon.firstNames.contains(word) || !lexicon.isSafe(word) else { break }
@@ -159,6 +170,17 @@ enum NameRecognizer {
             added += 1
         }
         return end
+    }
+
+    /// A known first name alone on its line: a message's signature ("Thanks,\nRalph").
+    static func signatures(_ text: ScannedText, _ lexicon: Lexicon, _ found: inout [DetectedEntity]) {
+        let t = text.tokens
+        for (i, token) in t.enumerated() where token.kind == .letters && token.capitalized && lexicon.firstNames.contains(token.lower) {
+            let before = i == 0 ? text.scalars[0..<token.start] : text.scalars[t[i - 1].end..<token.start]
+            let afterEnd = i + 1 < t.count ? t[i + 1].start : text.scalars.count
+            guard before.contains("\n") || i == 0, text.scalars[token.end..<afterEnd].contains("\n") || i + 1 == t.count else { continue }
+            found.append(DetectedEntity(type: .person, start: token.start, end: token.end, score: 0.7, recognizer: .nameList))
+        }
     }
 
     static func atSentenceStart(_ text: ScannedText, _ i: Int) -> Bool {
