@@ -17,7 +17,7 @@ enum AddressRecognizer {
         "gardens", "gateway", "glen", "haven", "hollow", "inlet", "light", "lock", "lodge", "neck", "orchard", "overpass",
         "radial", "rapids", "rest", "shoal", "skyway", "spring", "stravenue", "throughway", "trace", "trafficway", "viaduct",
         "ville", "well", "bypass", "causeway", "club", "bluff", "bluffs", "bottom", "branch", "bridge", "brook", "brooks", "burg", "burgs",
-        "lock", "ramp", "glen", "cliff", "mountain", "mount", "plain", "route", "shoal", "isle", "lane", "curve", "gateway", "parkways",
+        "lock", "ramp", "glen", "cliff", "passage", "via", "crescent", "close", "mews", "rapid", "wall", "spur", "stravenue", "mountain", "mount", "plain", "route", "shoal", "isle", "lane", "curve", "gateway", "parkways",
     ]
 
     /// A street suffix, singular or plural ("Harbors", "Locks").
@@ -41,7 +41,8 @@ enum AddressRecognizer {
                                              "north dakota", "rhode island", "south carolina", "south dakota", "west virginia"]
     static let placeCues: [[String]] = [["lives", "in"], ["resides", "in"], ["living", "in"], ["moved", "to"], ["relocated", "to"],
                                         ["lives", "at"], ["born", "in"], ["hometown", "of"], ["city", "of"], ["from"], ["town", "of"],
-                                        ["visiting", "from"], ["transferred", "from"], ["returned", "from"], ["traveled", "to"]]
+                                        ["visiting", "from"], ["transferred", "from"], ["returned", "from"], ["traveled", "to"],
+                                        ["facility", "in"], ["home", "in"], ["resident", "of"]]
 
     static func findAll(_ text: ScannedText, lexicon: Lexicon, into found: inout [DetectedEntity]) {
         let t = text.tokens
@@ -49,6 +50,19 @@ enum AddressRecognizer {
         while i < t.count {
             if let (start, end, last) = street(text, i) ?? poBox(text, i) {
                 found.append(DetectedEntity(type: .location, start: start, end: end, score: 0.85, recognizer: .address))
+                // ", Phyllisfurt" after an address is its city, with or without a state.
+                var k = last + 1
+                if text.isSymbol(k, ",") || (k < t.count && t[k].lower == "in") {
+                    k += 1
+                    var cityLast = k - 1
+                    while cityLast + 1 < t.count, cityLast + 1 - k < 3, t[cityLast + 1].kind == .letters, t[cityLast + 1].capitalized,
+                          !lexicon.isStructuralWord(t[cityLast + 1].lower), isStateAt(text, cityLast + 1) == nil {
+                        cityLast += 1
+                    }
+                    if cityLast >= k {
+                        found.append(DetectedEntity(type: .location, start: t[k].start, end: t[cityLast].end, score: 0.85, recognizer: .address))
+                    }
+                }
                 i = last + 1
                 continue
             }
@@ -66,6 +80,9 @@ enum AddressRecognizer {
         var words = 0
         while k < t.count, words < 5 {
             let token = t[k]
+            // An address stays on its line and holds no heading word ("15\n\nDear Dr.").
+            if text.scalars[t[k - 1].end..<token.start].contains("\n") || (token.kind == .letters && Lexicon.structuralWords.contains(token.lower)
+                && !isStreetSuffix(token.lower) && !directions.contains(token.lower)) { return nil }
             let isWord = (token.kind == .letters && (token.capitalized || directions.contains(token.lower)))
                 || (token.kind == .mixed && ["st", "nd", "rd", "th"].contains(String(token.lower.suffix(2))))
             guard isWord else { return nil }
@@ -74,7 +91,8 @@ enum AddressRecognizer {
                 if isStreetSuffix(token.lower), words >= 2 {
                     var last = k
                     if text.isSymbol(last + 1, "."), text.touchesPrevious(last + 1) { last += 1 }
-                    return withUnit(text, last).map { (t[i].start, t[$0].end, $0) }
+                    guard let unitLast = withUnit(text, last) else { return nil }
+                    return (t[i].start, t[unitLast].end, unitLast)
                 }
             }
             if text.isSymbol(k + 1, "."), text.touchesPrevious(k + 1), token.length <= 2 { k += 2 } else { k += 1 }
@@ -124,7 +142,8 @@ enum AddressRecognizer {
                 var first = i - 1
                 var count = 0
                 while first >= 0, count < 3, t[first].kind == .letters, t[first].capitalized, !t[first].allCaps,
-                      !lexicon.isStructuralWord(t[first].lower) {
+                      !lexicon.isStructuralWord(t[first].lower), !isStreetSuffix(t[first].lower) || lexicon.isPlaceWord(t[first].lower),
+                      !text.scalars[t[first].end..<t[first + 1].start].contains("\n") {
                     first -= 1
                     count += 1
                 }

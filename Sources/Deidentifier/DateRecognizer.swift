@@ -29,13 +29,28 @@ enum DateRecognizer {
         let t = text.tokens
         var i = 0
         while i < t.count {
-            if let (end, score) = numeric(text, i) ?? named(text, i) {
+            if let (last, score) = numeric(text, i) ?? named(text, i) {
+                let end = withTime(text, last)
                 found.append(DetectedEntity(type: .dateTime, start: t[i].start, end: t[end].end, score: score, recognizer: .date))
                 i = end + 1
             } else {
                 i += 1
             }
         }
+    }
+
+    /// A clock time right after a date belongs to it: "2018-05-20 08:52", "04/17/2017 20:42:10 PM".
+    static func withTime(_ text: ScannedText, _ last: Int) -> Int {
+        let t = text.tokens
+        var k = last + 1
+        if text.isSymbol(k, ",") || (k < t.count && t[k].lower == "at") { k += 1 }
+        guard k + 2 < t.count, t[k].kind == .digits, t[k].length <= 2, text.isSymbol(k + 1, ":"), text.touchesPrevious(k + 1),
+              text.touchesPrevious(k + 2), t[k + 2].kind == .digits, t[k + 2].length == 2,
+              t[k].start - t[last].end <= 4 else { return last }
+        var end = k + 2
+        if text.isSymbol(end + 1, ":"), text.touchesPrevious(end + 1), end + 2 < t.count, t[end + 2].kind == .digits, text.touchesPrevious(end + 2) { end += 2 }
+        if end + 1 < t.count, ["am", "pm"].contains(t[end + 1].lower) { end += 1 }
+        return end
     }
 
     static func number(_ text: ScannedText, _ i: Int, maxLength: Int) -> Int? {
@@ -75,7 +90,8 @@ enum DateRecognizer {
         guard separator == "/", valid(month: m, day: d, year: nil), endsCleanly(text, i + 2) else { return nil }
         if let next = text.lower(i + 3), notDateAfter.contains(next) { return nil }
         if i > 0, ["x", "bp", "of", "pain", "score", "strength", "grade", "ratio", "scale", "rated", "gcs", "murmur"].contains(t[i - 1].lower) { return nil }
-        if d == 10 || d == 5, m <= d { return nil }   // scores out of 10 or 5
+        // Scores out of 10 or 5 ("pain 7/10") unless a preposition says date ("on 8/10").
+        if d == 10 || d == 5, m <= d, !(i > 0 && ["on", "since", "from", "until", "by", "around", "before", "after", "of"].contains(t[i - 1].lower)) { return nil }
         return (i + 2, 0.6)
     }
 

@@ -37,6 +37,12 @@ public struct Lexicon: Sendable {
         Self.structuralWords.contains(lower) || clinicalWords.contains(lower)
     }
 
+    /// Words that make the capitalised word before them a disease, sign or test
+    /// named after a person ("Murphy's sign", "Wilson disease"), not a name.
+    static let eponymHeads: Set<String> = ["disease", "syndrome", "sign", "signs", "test", "maneuver", "manoeuvre", "reflex", "palsy",
+                                           "phenomenon", "score", "scale", "criteria", "classification", "lymphoma", "sarcoma", "tumor",
+                                           "esophagus", "thyroiditis", "ulcer", "fracture", "node", "nodes", "catheter", "triad", "law", "point"]
+
     func isPlaceWord(_ lower: String) -> Bool { Self.placeWords.contains(lower) }
 
     static let placeWords: Set<String> = ["lake", "east", "west", "north", "south", "new", "port", "fort", "saint", "st", "mount",
@@ -63,12 +69,11 @@ public struct Lexicon: Sendable {
     /// Medicines, diseases, eponyms and other capitalised clinical words the
     /// census lists contain or that look like names (Parkinson, Graves, Bell).
     public static let builtInClinicalWords: Set<String> = [
-        "parkinson", "parkinsons", "alzheimer", "alzheimers", "crohn", "crohns", "hodgkin", "hodgkins", "graves", "bell",
-        "down", "cushing", "cushings", "addison", "addisons", "wilson", "wilsons", "huntington", "huntingtons", "raynaud",
-        "kaposi", "barrett", "barretts", "guillain", "barre", "epstein", "barr", "hashimoto", "hashimotos", "meniere",
-        "sjogren", "tourette", "marfan", "bright", "paget", "pagets", "lyme", "apgar", "glasgow", "foley", "swan", "ganz",
-        "babinski", "romberg", "murphy", "mcburney", "homan", "homans", "kernig", "brudzinski", "tinel", "phalen",
-        "lachman", "mcmurray", "trendelenburg", "valsalva", "heimlich", "doppler", "holter", "gram", "coombs", "wells",
+        "parkinson", "parkinsons", "alzheimer", "alzheimers", "crohn", "crohns", "hodgkin", "hodgkins", "down", "cushing", "cushings", "addisons", "wilsons", "huntingtons", "raynaud",
+        "kaposi", "barretts", "guillain", "barre", "epstein", "barr", "hashimoto", "hashimotos", "meniere",
+        "sjogren", "tourette", "marfan", "pagets", "lyme", "ganz",
+        "babinski", "romberg", "mcburney", "homan", "homans", "kernig", "brudzinski", "tinel", "phalen",
+        "lachman", "mcmurray", "trendelenburg", "valsalva", "heimlich", "doppler", "holter", "gram", "coombs", 
         "metformin", "lisinopril", "atorvastatin", "amlodipine", "metoprolol", "warfarin", "heparin", "insulin", "aspirin",
         "tylenol", "advil", "lasix", "furosemide", "prednisone", "albuterol", "levothyroxine", "omeprazole", "gabapentin",
         "hydrochlorothiazide", "losartan", "simvastatin", "eliquis", "xarelto", "coumadin", "plavix", "zoloft", "lexapro",
@@ -79,7 +84,7 @@ public struct Lexicon: Sendable {
         "influenza", "asthma", "cancer", "carcinoma", "lymphoma", "leukemia", "melanoma", "stroke", "mi", "dvt", "pe",
         "ct", "mri", "cxr", "ekg", "ecg", "echo", "ultrasound", "xray", "x-ray", "pet", "cbc", "bmp", "cmp", "inr", "ptt",
         "hba1c", "a1c", "tsh", "bnp", "troponin", "creatinine", "sodium", "potassium", "glucose", "hemoglobin", "platelets",
-        "medicare", "medicaid", "blue", "cross", "shield", "aetna", "cigna", "humana", "kaiser", "unitedhealthcare",
+        "medicare", "medicaid", "aetna", "cigna", "humana", "kaiser", "unitedhealthcare",
         "tablet", "tablets", "capsule", "daily", "twice", "bid", "tid", "qid", "prn", "po", "iv", "im", "subq", "mg", "ml",
         "english", "spanish", "caucasian", "hispanic", "african", "american", "asian",
         "mychart", "epic", "cerner", "internal", "medicine", "cardiology", "oncology", "neurology", "nephrology", "orthopedics",

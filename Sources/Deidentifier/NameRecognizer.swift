@@ -12,7 +12,7 @@ enum NameRecognizer {
         ["pcp"], ["provider"], ["son"], ["daughter"], ["wife"], ["husband"], ["mother"], ["father"], ["sister"], ["brother"],
         ["spouse"], ["partner"], ["contact"], ["emergency", "contact"], ["dear"], ["sincerely"], ["regards"], ["cc"],
         ["caregiver"], ["guardian"], ["grandson"], ["granddaughter"], ["niece"], ["nephew"], ["friend"], ["from"], ["to"],
-        ["hi"], ["hello"], ["re"], ["thanks"], ["best"], ["referring"], ["patient", ":"],
+        ["hi"], ["hello"], ["re"], ["thanks"], ["best"], ["referring"], ["patient", ":"], ["signed"], ["with"], ["for"], ["this", "is"], ["i", "am"],
         ["mrs", "."], ["ms", "."], ["mr", "."], ["dr", "."],
     ]
     static let cuesByFirstWord: [String: [[String]]] = {
@@ -52,9 +52,22 @@ enum NameRecognizer {
         guard k >= 0, k < text.tokens.count else { return false }
         let token = text.tokens[k]
         guard token.kind == .letters, token.capitalized, !lexicon.isStructuralWord(token.lower), !lexicon.allowList.contains(token.lower) else { return false }
+        if isEponym(text, k) { return false }
         // Capitals are names only where the lists know them ("SMITH, JOHN"), never two letters ("IP", "OK").
         if token.allCaps { return token.length > 2 && (lexicon.firstNames.contains(token.lower) || lexicon.lastNames.contains(token.lower)) }
         return true
+    }
+
+    /// "Murphy's sign", "Wilson disease", "Barrett's esophagus": named after a person, not one.
+    static func isEponym(_ text: ScannedText, _ k: Int) -> Bool {
+        var j = k + 1
+        if text.isSymbol(j, "'"), text.lower(j + 1) == "s" { j += 2 }
+        else if text.isSymbol(j, "'") || text.isSymbol(j, "’") { j += 1 }
+        if let next = text.lower(j), Lexicon.eponymHeads.contains(next) { return true }
+        // "Guillain-Barre syndrome": a hyphenated pair.
+        if text.isSymbol(k + 1, "-"), let after = text.lower(k + 3), Lexicon.eponymHeads.contains(after) { return true }
+        if k >= 2, text.isSymbol(k - 1, "-"), let after = text.lower(k + 1), Lexicon.eponymHeads.contains(after) { return true }
+        return false
     }
 
     /// An initial: one capital letter and a period ("J.").
@@ -82,8 +95,11 @@ enum NameRecognizer {
         guard titles.contains(text.tokens[i].lower), text.tokens[i].capitalized else { return nil }
         var k = i + 1
         if text.isSymbol(k, ".") { k += 1 }
-        guard let last = nameWordEnd(text, k, lexicon) else { return nil }
-        return (k, last, 0.9)
+        if let last = nameWordEnd(text, k, lexicon) { return (k, last, 0.9) }
+        // After a title even a month or a common word is a surname ("Dr. May", "Dr. Ward").
+        guard k < text.tokens.count, text.tokens[k].kind == .letters, text.tokens[k].capitalized, !text.tokens[k].allCaps,
+              text.tokens[k].length > 1, !["the", "and", "of"].contains(text.tokens[k].lower) else { return nil }
+        return (k, k, 0.85)
     }
 
     /// "Patient: Maria Lopez", "son Daniel", "signed by Kevin O'Neil".
@@ -98,23 +114,35 @@ enum NameRecognizer {
         let word = t[k].lower
         let known = lexicon.firstNames.contains(word) || lexicon.lastNames.contains(word)
         if !known && lexicon.isSafe(word) && !isInitial(text, k) { return nil }
-        if ["from", "to", "contact", "friend", "partner", "hi", "hello", "thanks", "best", "referring"].contains(cue[0])
+        if ["from", "to", "contact", "friend", "partner", "hi", "hello", "thanks", "best", "referring", "with", "for", "this", "i"].contains(cue[0])
             && !lexicon.firstNames.contains(word) { return nil }
         return (k, last, known || !lexicon.isSafe(word) ? 0.85 : 0.6)
+    }
+
+    /// No line break between tokens a and b: a name does not run on past the end of its line.
+    static func sameLine(_ text: ScannedText, _ a: Int, _ b: Int) -> Bool {
+        guard a < b, b < text.tokens.count else { return true }
+        return !text.scalars[text.tokens[a].end..<text.tokens[b].start].contains("\n")
     }
 
     /// "Jonathan Reyes" from the lists: a first name, then a last name or a word not known to be safe.
     static func fromLists(_ text: ScannedText, _ i: Int, _ lexicon: Lexicon) -> (Int, Int, Double)? {
         let t = text.tokens
+        // "779 Carter Burgs" is a street, not a person.
+        if i > 0, t[i - 1].kind == .digits { return nil }
         guard let firstLast = nameWordEnd(text, i, lexicon), !isInitial(text, i) else { return nil }
         let word = t[i].lower
         if lexicon.firstNames.contains(word) {
             var k = firstLast + 1
             if isInitial(text, k) { k += 2 }
-            if let last = nameWordEnd(text, k, lexicon), lexicon.lastNames.contains(t[k].lower) || !lexicon.isSafe(t[k].lower) {
+            else if k + 1 < t.count, t[k].kind == .letters, t[k].length == 1, t[k].capitalized, nameWordEnd(text, k + 1, lexicon) != nil { k += 1 }
+            if sameLine(text, firstLast, k), let last = nameWordEnd(text, k, lexicon), lexicon.lastNames.contains(t[k].lower) || !lexicon.isSafe(t[k].lower) {
                 return (i, last, 0.85)
             }
             if !lexicon.isSafe(word) && !atSentenceStart(text, i) { return (i, firstLast, 0.6) }
+            // "Scott, a 38-year-old man", "Stanley is a 91-yr-old", "Victor (son)".
+            let next = text.lower(firstLast + 1) ?? ""
+            if !lexicon.isSafe(word), [",", "is", "was", "has", "reports", "presents", "denies", "("].contains(next) { return (i, firstLast, 0.7) }
             return nil
         }
         // "Reyes, Jonathan": last name, comma, first name.
@@ -147,6 +175,9 @@ enum NameRecognizer {
     static func credentialFollows(_ text: ScannedText, _ k: Int) -> Bool {
         var j = k
         if text.isSymbol(j, ",") { j += 1 }
+        // "M.D.", "D.O.", "R.N." in letters and periods.
+        if j + 2 < text.tokens.count, text.tokens[j].length == 1, text.isSymbol(j + 1, "."), text.tokens[j + 2].length == 1,
+           credentials.contains(text.tokens[j].lower + text.tokens[j + 2].lower) { return true }
         guard j < text.tokens.count, text.tokens[j].allCaps || text.tokens[j].lower == "phd" || text.tokens[j].lower == "pharmd" else { return false }
         return credentials.contains(text.tokens[j].lower)
     }
@@ -157,11 +188,17 @@ enum NameRecognizer {
         var added = 0
         while added < 3 {
             let k = end + 1
+            guard sameLine(text, end, k) else { break }
             if isInitial(text, k) { end = k + 1; added += 1; continue }
             // A middle initial without its period: "Kelsey A Smith-Johnson".
             if k + 1 < text.tokens.count, text.tokens[k].kind == .letters, text.tokens[k].length == 1, text.tokens[k].capitalized,
                let after = nameWordEnd(text, k + 1, lexicon) {
                 end = after; added += 2; continue
+            }
+            // "Gonzalez, Amber": a surname, a comma and a first name.
+            if added == 0, text.isSymbol(k, ","), lexicon.lastNames.contains(text.tokens[end].lower), let firstEnd = nameWordEnd(text, k + 1, lexicon),
+               lexicon.firstNames.contains(text.tokens[k + 1].lower) {
+                end = firstEnd; added += 1; continue
             }
             guard let wordEnd = nameWordEnd(text, k, lexicon) else { break }
             let word = text.tokens[k].lower

@@ -14,7 +14,8 @@ enum PatternRecognizers {
     }
 
     static let phoneCues: Set<String> = ["phone", "tel", "telephone", "cell", "mobile", "call", "reached", "number", "contact",
-                                         "pager", "fax", "ph", "text", "home", "work", "is", "at"]
+                                         "pager", "fax", "ph", "questions", "husband", "wife", "son", "daughter", "mother", "father",
+                                         "sister", "brother", "spouse", "caregiver", "guardian"]
 
     /// Ten digits with no separators (or eleven starting with 1) after a phone
     /// or fax word within a few tokens: "Phone: 7735515912", "reached at 2536039067".
@@ -23,9 +24,8 @@ enum PatternRecognizers {
         for (i, token) in t.enumerated() where token.kind == .digits && (token.length == 10 || (token.length == 11 && token.lower.hasPrefix("1"))) {
             guard !(i > 0 && text.touchesPrevious(i) && t[i - 1].kind != .symbol) else { continue }
             var k = i - 1, seen = 0, cue = false
-            while k >= 0, seen < 4 {
-                if phoneCues.contains(t[k].lower) && !["is", "at", "number", "home", "work", "text"].contains(t[k].lower) { cue = true; break }
-                if ["is", "at"].contains(t[k].lower), k > 0, ["one", "number", "reached", "phone", "cell", "fax"].contains(t[k - 1].lower) { cue = true; break }
+            while k >= 0, seen < 6 {
+                if phoneCues.contains(t[k].lower) { cue = true; break }
                 if t[k].kind != .symbol { seen += 1 }
                 k -= 1
             }
