@@ -45,10 +45,15 @@ public struct PHIDeidentifierBackend: ModelBackend {
     /// text, known entity names, well-formed operators and spans.
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
         guard let text = request.request.input(named: Self.textInput) else { return }
-        for (index, element) in try text.elements().enumerated() where String(validating: element, as: UTF8.self) == nil {
-            throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' element \(index) is not valid UTF-8")
-        }
         let settings = try DeidentifierSettings(spec: spec, loadFiles: false)
+        for (index, element) in try text.elements().enumerated() {
+            guard element.count <= settings.maxTextBytes else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' element \(index) is \(element.count) bytes, over the model's max_text_bytes (\(settings.maxTextBytes))")
+            }
+            guard String(validating: element, as: UTF8.self) != nil else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' element \(index) is not valid UTF-8")
+            }
+        }
         let options = try RequestOptions(request.request.parameters, settings: settings, model: spec.name)
         let elements = try text.elements()
         if options.analyzerResults != nil || options.deanonymize != nil {
@@ -130,12 +135,21 @@ struct DeidentifierSettings: Sendable {
     /// The config's operators: `operator` for every type, `operator_<TYPE>` for one.
     var operators: OperatorTable
     var key: DeidentificationKey?
+    /// The longest text one element may hold (`max_text_bytes`, 1 MiB): a note is
+    /// kilobytes; a larger element is a mistake to refuse, not to scan.
+    var maxTextBytes: Int
 
     init(spec: ModelSpec, loadFiles: Bool) throws {
         let p = spec.parameters
         func fail(_ message: String) -> InferenceError { .invalidArgument("model '\(spec.name)': \(message)") }
         entities = try p["entities"].map { try EntityNames.parse($0, field: "parameters.entities") } ?? Set(EntityType.allCases)
         threshold = try p["score_threshold"].map { try EntityNames.threshold($0, field: "parameters.score_threshold") } ?? 0.5
+        if let text = p["max_text_bytes"] {
+            guard let value = Int(text), value > 0 else { throw fail("parameters.max_text_bytes must be a positive integer") }
+            maxTextBytes = value
+        } else {
+            maxTextBytes = 1 << 20
+        }
         guard let style = TagStyle(rawValue: p["tag_style"] ?? "brackets") else {
             throw fail("parameters.tag_style must be brackets or presidio")
         }

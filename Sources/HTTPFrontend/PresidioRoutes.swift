@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import AccessControl
 import InferenceCore
 
 /// Microsoft Presidio's REST API (the analyzer's /analyze, /recognizers,
@@ -69,6 +70,7 @@ extension KServeHTTPServer {
             for text in texts {
                 let spans = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes).spans
                 answers.append(spans.map { PresidioBodies.AnalyzerResult($0, explain: explain) }.sorted(by: PresidioBodies.AnalyzerResult.presidioOrder))
+                auditPHI("analyze", spans: spans, request: request)
             }
             return batch ? try json(answers) : try json(answers[0])
         }
@@ -92,6 +94,7 @@ extension KServeHTTPServer {
             if case .string(let key)? = fields["patient_key"] { parameters["patient_key"] = .string(key) }
             if text.isEmpty && list.isEmpty { return try json(PresidioBodies.EngineResult(text: "", items: [])) }
             let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes)
+            auditPHI("anonymize", spans: result.spans, request: request)
             return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
         }
         router.post("/deanonymize") { request, _ in
@@ -112,8 +115,23 @@ extension KServeHTTPServer {
                 throw InferenceError(.permissionDenied, "decrypting with the server's key needs access control: start the server with --auth-tokens-file and use a token granting 'reidentify'")
             }
             let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes, reidentify: true)
+            auditPHI("deanonymize", spans: result.spans, request: request)
             return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
         }
+    }
+
+    /// With `--audit-log`: who analyzed, anonymized or de-anonymized how many
+    /// entities of which types. Counts and types only, never a span's text.
+    private func auditPHI(_ action: String, spans: [PresidioBodies.Span], request: Request) {
+        guard let audit else { return }
+        let principal = (try? access.authorize(request.headers[.authorization], for: EndpointGroups.forHTTP(path: request.uri.path)))
+            .flatMap { $0 } ?? (access.isEnabled ? "anonymous" : "-")
+        // A client's own type names (anonymize takes any) are not logged: they are its text.
+        let counts = Dictionary(spans.map { (EntityType(rawValue: $0.entity_type) != nil ? $0.entity_type : "OTHER", 1) }, uniquingKeysWith: +)
+        audit.info("phi", metadata: [
+            "audit.principal": "\(principal)", "phi.action": "\(action)", "phi.entities": "\(spans.count)",
+            "phi.types": "\(counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))",
+        ])
     }
 
     private static func requireEnglish(_ language: String) throws {
