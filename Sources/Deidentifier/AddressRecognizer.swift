@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// Geographic units smaller than a state: street addresses ("1200 W Oak
 /// Street, Apt 4B"), PO boxes, a city before a state ("Springfield, IL"), a
 /// county, places after "lives in"/"resides in", and ZIP codes after a state

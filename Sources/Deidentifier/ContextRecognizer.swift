@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// Identifiers announced by a context word: "MRN: 4471234", "Member ID
 /// XJH-88231", "S/N PX-22091", "DEA # AB1234563", "SSN 123456789"; and ages
 /// over 89 ("92-year-old", "age 95"). The cue chooses the type.

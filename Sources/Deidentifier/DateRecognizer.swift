@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// Dates other than a year alone (HIPAA keeps the year): 03/14/2024, 3/14/24,
 /// 3/14, 2024-03-14, 14 Mar 2024, 14-Mar-2024, March 14th, 2024, Mar. 14,
 /// March 2024. Each is checked to be a real calendar date.

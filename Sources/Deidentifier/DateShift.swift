@@ -1,5 +1,5 @@
-import InferenceCore
 import Foundation
+import InferenceCore
 
 /// Moves a date the DateRecognizer found by a number of days and writes it
 /// back in the same format (03/14/2024 stays mm/dd/yyyy, "March 14th, 2024"

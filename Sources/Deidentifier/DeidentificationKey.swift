@@ -1,6 +1,6 @@
-import InferenceCore
 import Crypto
 import Foundation
+import InferenceCore
 
 /// The server-held secret behind keyed hashing, date shifts and reversible
 /// encryption, read once from a file the model names. The file must be

@@ -1,5 +1,5 @@
-import InferenceCore
 import Foundation
+import InferenceCore
 
 /// The word lists the name and place finders read: census first and last
 /// names, a safe list of common English words (Philter's idea: a capitalised

@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// Person names in the Philter style: capitalised words after a cue (a title,
 /// a role, a relation, a signature), before a credential (", MD"), or from
 /// the census name lists where the word is not on the safe list of common
@@ -159,7 +160,6 @@ enum NameRecognizer {
 
     /// "Priya Natarajan, MD": name words before a credential.
     static func beforeCredential(_ text: ScannedText, _ i: Int, _ lexicon: Lexicon) -> (Int, Int)? {
-        let t = text.tokens
         guard isNameWord(text, i, lexicon) || isInitial(text, i) else { return nil }
         var last = i
         var words = 0
@@ -168,7 +168,6 @@ enum NameRecognizer {
             if credentialFollows(text, end + 1) { return (i, end) }
             last = end + 1
         }
-        _ = t
         return nil
     }
 

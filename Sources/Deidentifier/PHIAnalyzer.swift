@@ -1,5 +1,5 @@
-import InferenceCore
 import Foundation
+import InferenceCore
 
 /// Finds identifiers in a text: every recognizer runs over one scan, then
 /// overlaps are resolved, the allow list and the threshold applied.

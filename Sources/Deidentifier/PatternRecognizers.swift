@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// Identifiers with a fixed shape, each validated where its scheme allows:
 /// emails, URLs, IP addresses, phone and fax numbers, SSNs (area rules), VINs
 /// (check digit). Pure functions of the scanned text.
@@ -116,15 +117,14 @@ enum PatternRecognizers {
             }
             // A bare domain (mychart.example.org/visit): labels joined by dots ending in a known top-level domain.
             guard ScannedText.isWordScalar(s[i]), s[i].isASCII else { continue }
-            var j = i, dots = 0, labelStart = i, lastLabel = (i, i)
+            var j = i, dots = 0, labelStart = i
             while j < s.count, isHostScalar(s[j]) || (s[j] == "." && j + 1 < s.count && isHostScalar(s[j + 1])) {
-                if s[j] == "." { dots += 1; lastLabel = (labelStart, j); labelStart = j + 1 }
+                if s[j] == "." { dots += 1; labelStart = j + 1 }
                 j += 1
             }
             guard dots >= 1 else { i = max(i, j - 1); continue }
             var tld = ""
             tld.unicodeScalars.append(contentsOf: s[labelStart..<j])
-            _ = lastLabel
             guard topLevelDomains.contains(tld.lowercased()), !(i..<j).allSatisfy({ ScannedText.isDigit(s[$0]) || s[$0] == "." }),
                   !(j < s.count && s[j] == "@"), !(i > 0 && s[i - 1] == "@") else { i = max(i, j - 1); continue }
             let end = j < s.count && s[j] == "/" ? urlEnd(s, from: j) : j

@@ -1,4 +1,5 @@
 import InferenceCore
+
 /// A text cut into tokens once, for every recognizer to read. Offsets are in
 /// Unicode scalars, so a span's start and end are Python's (and Presidio's)
 /// string indices whatever the text's UTF-8 length.
