@@ -27,11 +27,12 @@ enum AddressRecognizer {
     }
     static let unitWords: Set<String> = ["apt", "apartment", "suite", "ste", "unit", "#", "room", "rm", "floor", "fl", "bldg", "building"]
     static let directions: Set<String> = ["n", "s", "e", "w", "ne", "nw", "se", "sw", "north", "south", "east", "west"]
-    static let stateAbbreviations: Set<String> = [
+    /// Lower-cased, as tokens carry them; matched only where the token is in capitals.
+    static let stateAbbreviations: Set<String> = Set([
         "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME", "MD",
         "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC",
         "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP", "AA", "AE", "AP",
-    ]
+    ].map { $0.lowercased() })
     static let stateNames: Set<String> = [
         "alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut", "delaware", "florida", "georgia",
         "hawaii", "idaho", "illinois", "indiana", "iowa", "kansas", "kentucky", "louisiana", "maine", "maryland", "massachusetts",
@@ -126,8 +127,7 @@ enum AddressRecognizer {
     static func isStateAt(_ text: ScannedText, _ k: Int) -> Int? {
         let t = text.tokens
         guard k < t.count, t[k].kind == .letters else { return nil }
-        let raw = text.text(t[k].start, t[k].end)
-        if t[k].length == 2, stateAbbreviations.contains(raw) { return k }
+        if t[k].length == 2, t[k].allCaps, stateAbbreviations.contains(t[k].lower) { return k }
         if t[k].capitalized, stateNames.contains(t[k].lower) { return k }
         if k + 1 < t.count, t[k].capitalized, twoWordStates.contains(t[k].lower + " " + t[k + 1].lower) { return k + 1 }
         return nil

@@ -134,6 +134,10 @@ enum PatternRecognizers {
     }
 
     static func prefixLength(_ s: [Unicode.Scalar], _ i: Int, _ prefixes: [String]) -> Int {
+        // Most positions start with none of the prefixes' first letters.
+        let value = s[i].value
+        guard value < 128, let first = Unicode.Scalar(value >= 65 && value <= 90 ? value + 32 : value),
+              prefixes.contains(where: { $0.unicodeScalars.first == first }) else { return 0 }
         for prefix in prefixes {
             let p = Array(prefix.unicodeScalars)
             guard i + p.count <= s.count else { continue }
@@ -145,7 +149,7 @@ enum PatternRecognizers {
     /// Where a URL that continues at `from` ends: at space or a quote, less trailing punctuation.
     static func urlEnd(_ s: [Unicode.Scalar], from: Int) -> Int {
         var end = from
-        while end < s.count, !s[end].properties.isWhitespace, !"\"<>|{}".unicodeScalars.contains(s[end]) { end += 1 }
+        while end < s.count, !ScannedText.isSpace(s[end]), !"\"<>|{}".unicodeScalars.contains(s[end]) { end += 1 }
         while end > from, ".,;:!?)]'".unicodeScalars.contains(s[end - 1]) { end -= 1 }
         return end
     }

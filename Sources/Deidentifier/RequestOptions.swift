@@ -156,6 +156,8 @@ enum SpanJSON {
     }
 
     static func quoted(_ text: String) -> String {
+        // Entity type and recognizer names are plain ASCII words: no escaping needed.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) { return "\"\(text)\"" }
         let data = (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])) ?? Data("\"\"".utf8)
         return String(decoding: data, as: UTF8.self)
     }

@@ -29,7 +29,7 @@ struct ScannedText {
         var i = 0
         while i < scalars.count {
             let c = scalars[i]
-            if c.properties.isWhitespace { i += 1; continue }
+            if Self.isSpace(c) { i += 1; continue }
             if Self.isWordScalar(c) {
                 let start = i
                 var letters = 0, digits = 0, upper = 0
@@ -37,16 +37,14 @@ struct ScannedText {
                     let s = scalars[i]
                     if Self.isDigit(s) { digits += 1 } else {
                         letters += 1
-                        if s.properties.isUppercase { upper += 1 }
+                        if Self.isUpper(s) { upper += 1 }
                     }
                     i += 1
                 }
-                var lower = ""
-                lower.unicodeScalars.append(contentsOf: scalars[start..<i])
-                lower = lower.lowercased()
+                let lower = Self.lowercased(scalars[start..<i])
                 let kind: Kind = digits == 0 ? .letters : (letters == 0 ? .digits : .mixed)
                 tokens.append(Token(start: start, end: i, kind: kind, lower: lower,
-                                    capitalized: scalars[start].properties.isUppercase,
+                                    capitalized: Self.isUpper(scalars[start]),
                                     allCaps: letters >= 2 && upper == letters))
             } else {
                 tokens.append(Token(start: i, end: i + 1, kind: .symbol, lower: String(Character(c)), capitalized: false, allCaps: false))
@@ -57,9 +55,27 @@ struct ScannedText {
         self.tokens = tokens
     }
 
+    // ASCII answers first: Unicode property lookups cost more than the rest of the scan.
     static func isDigit(_ c: Unicode.Scalar) -> Bool { c.value >= 48 && c.value <= 57 }
     static func isWordScalar(_ c: Unicode.Scalar) -> Bool {
-        isDigit(c) || c.properties.isAlphabetic
+        if c.value < 128 { return isDigit(c) || (c.value | 0x20 >= 97 && c.value | 0x20 <= 122) }
+        return c.properties.isAlphabetic
+    }
+    static func isUpper(_ c: Unicode.Scalar) -> Bool {
+        c.value < 128 ? (c.value >= 65 && c.value <= 90) : c.properties.isUppercase
+    }
+    static func isSpace(_ c: Unicode.Scalar) -> Bool {
+        c.value < 128 ? (c == " " || (c.value >= 9 && c.value <= 13)) : c.properties.isWhitespace
+    }
+
+    /// Lower case of a run of scalars, without Unicode tables for ASCII.
+    static func lowercased(_ run: ArraySlice<Unicode.Scalar>) -> String {
+        if run.allSatisfy({ $0.value < 128 }) {
+            return String(decoding: run.map { UInt8($0.value >= 65 && $0.value <= 90 ? $0.value + 32 : $0.value) }, as: UTF8.self)
+        }
+        var text = ""
+        text.unicodeScalars.append(contentsOf: run)
+        return text.lowercased()
     }
 
     func scalar(_ i: Int) -> Unicode.Scalar? { i >= 0 && i < scalars.count ? scalars[i] : nil }
