@@ -41,7 +41,7 @@ struct RequestOptions {
 
     /// The request parameter that asks for re-identification; the request
     /// pipeline refuses it to callers without the re-identification grant.
-    static let deanonymizeParameter = "deanonymize"
+    static let deanonymizeParameter = DeidentificationParameters.reidentify
 
     init(_ parameters: [String: ParameterValue], settings: DeidentifierSettings, model: String) throws {
         func string(_ key: String) throws -> String? {

@@ -76,3 +76,11 @@ public enum Recognizer: String, Sendable, CaseIterable, Codable {
     case denyList = "DenyListRecognizer"
 }
 
+/// Names of the de-identification parameters more than one module reads.
+public enum DeidentificationParameters {
+    /// A model config parameter naming the de-identifier its text inputs go through.
+    public static let redaction = "phi_redaction"
+    /// The de-identifier's request parameter that restores encrypted spans;
+    /// the pipeline admits it only on calls granted re-identification.
+    public static let reidentify = "deanonymize"
+}

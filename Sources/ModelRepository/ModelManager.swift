@@ -219,6 +219,12 @@ public final class ModelManager: Sendable {
                         if model.spec.decoupled {
                             throw InferenceError.unsupported("model '\(model.spec.name)' is decoupled; decoupled steps are not supported")
                         }
+                        // Redaction is a step of the request pipeline, which a step call does not pass
+                        // through: refuse rather than let text reach the model unredacted.
+                        if model.spec.parameters[DeidentificationParameters.redaction] != nil {
+                            throw InferenceError.unsupported(
+                                "model '\(model.spec.name)' names \(DeidentificationParameters.redaction), which applies to requests sent to it, not to ensemble steps: put \(DeidentificationParameters.redaction) on the ensemble, or a de-identifier step before this one")
+                        }
                         return try await model.runner.infer(try model.spec.validate(request))
                     }
                 }

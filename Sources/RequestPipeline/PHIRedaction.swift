@@ -8,10 +8,8 @@ import ModelRepository
 /// tokenizing, caching, tracing or the model sees it. It fails closed: if the
 /// de-identifier is not ready, the request fails instead of passing text on.
 struct PHIRedaction {
-    static let parameter = "phi_redaction"
-    /// The de-identifier's request parameter that asks to restore encrypted
-    /// spans: admitted only on calls granted re-identification.
-    static let reidentifyParameter = "deanonymize"
+    static let parameter = DeidentificationParameters.redaction
+    static let reidentifyParameter = DeidentificationParameters.reidentify
 
     let models: ModelManager
     let logger: Logger

@@ -56,6 +56,13 @@ def repo(tmp_path_factory):
     redaction = 'parameters { key: "phi_redaction" value: { string_value: "phi_deidentifier" } }\n'
     linked_variant(repo, "sst2_redacted", "distilbert_sst2", redaction)
     linked_variant(repo, "minilm_redacted", "minilm_embeddings", redaction)
+    # An ensemble whose step asks for redaction: refused, never run unredacted.
+    (repo / "redacted_step" / "1").mkdir(parents=True)
+    (repo / "redacted_step" / "config.pbtxt").write_text(
+        (MODEL_REPOSITORY / "sst2_text_classifier" / "config.pbtxt").read_text()
+        .replace('name: "sst2_text_classifier"', 'name: "redacted_step"').replace('model_name: "distilbert_sst2"', 'model_name: "sst2_redacted"')
+        .replace('label_filename: "labels.txt"', ""))
+    (repo / "sst2_softmax").symlink_to(MODEL_REPOSITORY / "sst2_softmax")
     # A second de-identifier with a key of its own.
     other = linked_variant(repo, "phi_deidentifier_b", "phi_deidentifier",
                            config_edit=lambda c: c.replace('string_value: "deid.key"', 'string_value: "other.key"'))
@@ -126,6 +133,14 @@ def test_the_ensemble_classifies_the_deidentified_text(server):
         expected = client.infer("distilbert_sst2", [direct]).as_numpy("LOGITS")
     assert "Maria Lopez" not in cleaned
     assert np.allclose(result.as_numpy("LOGITS"), expected, atol=1e-5)
+
+
+def test_an_ensemble_step_that_asks_for_redaction_is_refused(server):
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        tensor = httpclient.InferInput("TEXT", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[NOTE.encode()]], dtype=np.object_))
+        with pytest.raises(InferenceServerException, match="applies to requests sent to it, not to ensemble steps"):
+            client.infer("redacted_step", [tensor])
 
 
 def sst2_logits(server, model, text):
