@@ -156,7 +156,9 @@ def test_statistics_count_inferences(client):
 
 
 SEQUENCE_AND_DECOUPLED = {"simple_sequence", "simple_dyna_sequence", "simple_string_dyna_sequence", "repeat_int32",
-                          "custom_identity_int32", "sst2_softmax", "sst2_text_classifier"}
+                          "custom_identity_int32", "sst2_softmax", "sst2_text_classifier",
+                          # and de-identification (docs/deidentification.md)
+                          "phi_deidentifier", "deid_then_classify"}
 
 
 def test_repository_index(client):
