@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "GRPCFrontend", targets: ["GRPCFrontend"]),
         .library(name: "RequestPipeline", targets: ["RequestPipeline"]),
         .library(name: "ONNXRuntimeBackend", targets: ["ONNXRuntimeBackend"]),
+        .library(name: "Deidentifier", targets: ["Deidentifier"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

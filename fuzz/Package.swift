@@ -31,6 +31,13 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "FuzzDeidentifier",
+            dependencies: [
+                .product(name: "Deidentifier", package: rootIdentity),
+                .product(name: "InferenceCore", package: rootIdentity),
+            ]
+        ),
+        .executableTarget(
             name: "FuzzModelConfig",
             dependencies: [
                 .product(name: "ModelRepository", package: rootIdentity),

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-targets=(FuzzHTTPInferBody FuzzGRPCInfer FuzzModelConfig)
+targets=(FuzzHTTPInferBody FuzzGRPCInfer FuzzModelConfig FuzzDeidentifier)
 
 echo "fuzz: building ${targets[*]}"
 # -enable-testing: the targets reach the internal decoders with @testable import.

@@ -114,7 +114,7 @@ public enum AnonymizeOperator: Sendable, Equatable {
             for name in ["masking_char", "chars_to_mask", "from_end"] where object[name] == nil || object[name] is NSNull {
                 throw DeidentificationError.invalid("Expected parameter \(name)")
             }
-            guard let character = object["masking_char"] as? String, character.count == 1 else {
+            guard let character = object["masking_char"] as? String, character.unicodeScalars.count == 1 else {
                 throw DeidentificationError.invalid("Invalid input, masking_char must be a character")
             }
             guard let count = object["chars_to_mask"] as? Int, !JSONKind.isBoolean(object["chars_to_mask"]!) else {
@@ -233,15 +233,19 @@ public struct Anonymizer: Sendable {
         let resolved = Self.resolveConflicts(spans, scalars: scalars)
         var output = String.UnicodeScalarView()
         var items: [AnonymizedItem] = []
-        var cursor = 0
+        var cursor = 0, written = 0   // `written` counts output scalars: the view's count walks it
         for span in resolved {
-            if cursor < span.start { output.append(contentsOf: scalars[cursor..<span.start]) }
+            if cursor < span.start {
+                output.append(contentsOf: scalars[cursor..<span.start])
+                written += span.start - cursor
+            }
             let original = String(String.UnicodeScalarView(scalars[span.start..<span.end]))
             let op = try operators.operatorFor(span.type)
             let replacement = try apply(op, to: original, type: span.type, patientKey: patientKey)
-            let start = output.count
+            let length = replacement.unicodeScalars.count
             output.append(contentsOf: replacement.unicodeScalars)
-            items.append(AnonymizedItem(start: start, end: output.count, operatorName: op.name, source: span))
+            items.append(AnonymizedItem(start: written, end: written + length, operatorName: op.name, source: span))
+            written += length
             cursor = max(cursor, span.end)
         }
         if cursor < scalars.count { output.append(contentsOf: scalars[cursor...]) }
@@ -267,30 +271,35 @@ public struct Anonymizer: Sendable {
     /// different types both stay, the earlier cut where the later starts; then
     /// same-type spans separated only by spaces merge.
     static func resolveConflicts(_ spans: [AnonymizeSpan], scalars: [Unicode.Scalar]) -> [AnonymizeSpan] {
-        var list = spans.sorted { ($0.start, $0.end) < ($1.start, $1.end) }
-        var merged = true
-        while merged {
-            merged = false
-            outer: for i in list.indices {
-                for j in list.indices where j > i && list[j].type == list[i].type
-                    && list[j].start < list[i].end && list[i].start < list[j].end {
-                    list[i] = AnonymizeSpan(type: list[i].type, start: min(list[i].start, list[j].start), end: max(list[i].end, list[j].end),
-                                            score: max(list[i].score ?? 0, list[j].score ?? 0), recognizer: list[i].recognizer ?? list[j].recognizer)
-                    list.remove(at: j)
-                    merged = true
-                    break outer
+        // Same-type overlaps: one sweep per type over spans sorted by start.
+        var merged: [AnonymizeSpan] = []
+        for (_, group) in Dictionary(grouping: spans, by: \.type) {
+            for span in group.sorted(by: { ($0.start, $0.end) < ($1.start, $1.end) }) {
+                if let last = merged.last, last.type == span.type, span.start < last.end {
+                    merged[merged.count - 1] = AnonymizeSpan(type: last.type, start: last.start, end: max(last.end, span.end),
+                                                             score: max(last.score ?? 0, span.score ?? 0), recognizer: last.recognizer ?? span.recognizer)
+                } else {
+                    merged.append(span)
                 }
             }
         }
+        // Equal spans: the higher score stays, the later on a tie (input order breaks ties as Presidio's does).
+        let order = Dictionary(spans.enumerated().map { ("\($0.element.start):\($0.element.end):\($0.element.type)", $0.offset) },
+                               uniquingKeysWith: max)
+        func rank(_ span: AnonymizeSpan) -> (Double, Int) { (span.score ?? 0, order["\(span.start):\(span.end):\(span.type)"] ?? 0) }
+        // Sorted by start, longer first, best first among equals: a span is inside another
+        // exactly when an earlier one in this order reaches as far.
+        let sorted = merged.sorted {
+            if $0.start != $1.start { return $0.start < $1.start }
+            if $0.end != $1.end { return $0.end > $1.end }
+            return rank($0) > rank($1)
+        }
         var kept: [AnonymizeSpan] = []
-        for (i, a) in list.enumerated() {
-            let dropped = list.enumerated().contains { j, b in
-                guard j != i, b.start <= a.start, a.end <= b.end else { return false }
-                if b.length != a.length { return true }
-                let (sa, sb) = (a.score ?? 0, b.score ?? 0)
-                return sb > sa || (sb == sa && j > i)
-            }
-            if !dropped { kept.append(a) }
+        var reach = Int.min
+        for span in sorted {
+            if span.end <= reach { continue }
+            kept.append(span)
+            reach = span.end
         }
         var result: [AnonymizeSpan] = []
         for span in kept {
@@ -311,11 +320,13 @@ public struct Anonymizer: Sendable {
         case .redact: return ""
         case .keep, .deanonymizeKeep: return value
         case .mask(let character, let count, let fromEnd):
-            var characters = Array(value)
-            let n = max(0, min(count, characters.count))
-            let range = fromEnd ? (characters.count - n)..<characters.count : 0..<n
-            for k in range { characters[k] = character }
-            return String(characters)
+            // Code points, as Presidio (Python) counts them.
+            var points = Array(value.unicodeScalars)
+            let n = max(0, min(count, points.count))
+            let range = fromEnd ? (points.count - n)..<points.count : 0..<n
+            let mask = character.unicodeScalars.first!
+            for k in range { points[k] = mask }
+            return String(String.UnicodeScalarView(points))
         case .hash(let sha512, let salt?):
             let input = Array(value.utf8) + salt
             return sha512 ? SHA512.hash(data: input).hex : SHA256.hash(data: input).hex
@@ -364,15 +375,17 @@ public struct Anonymizer: Sendable {
         try Self.checkBounds(spans, length: scalars.count)
         var output = String.UnicodeScalarView()
         var items: [AnonymizedItem] = []
-        var cursor = 0
+        var cursor = 0, written = 0
         for span in spans.sorted(by: { ($0.start, $0.end) < ($1.start, $1.end) }) {
             guard span.start >= cursor else { throw DeidentificationError.invalid("Invalid input, anonymizer results overlap") }
             output.append(contentsOf: scalars[cursor..<span.start])
+            written += span.start - cursor
             let op = try operators.operatorFor(span.type)
             let restored = try apply(op, to: String(String.UnicodeScalarView(scalars[span.start..<span.end])), type: span.type, patientKey: nil)
-            let start = output.count
+            let length = restored.unicodeScalars.count
             output.append(contentsOf: restored.unicodeScalars)
-            items.append(AnonymizedItem(start: start, end: output.count, operatorName: op.name, source: span))
+            items.append(AnonymizedItem(start: written, end: written + length, operatorName: op.name, source: span))
+            written += length
             cursor = span.end
         }
         output.append(contentsOf: scalars[cursor...])

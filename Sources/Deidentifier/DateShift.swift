@@ -21,45 +21,54 @@ enum DateShift {
             return (c.year!, c.month!, c.day!)
         }
         func pad(_ n: Int, like token: ScannedText.Token) -> String { token.length == 2 ? String(format: "%02d", n) : String(n) }
-        let numbers = t.filter { $0.kind == .digits }
+        // A clock time that follows the date ("2018-05-20 08:52", "10:30 PM") is kept as it is.
+        let time: Set<Int> = Set(t.indices.filter { k in
+            t[k].kind == .digits && ((text.isSymbol(k + 1, ":") && text.touchesPrevious(k + 1)) || (text.isSymbol(k - 1, ":") && text.touchesPrevious(k)))
+        })
+        let numbers = t.indices.filter { t[$0].kind == .digits && !time.contains($0) }.map { t[$0] }
+        /// The date's own tokens rewritten, every other character copied.
+        func rewrite(_ values: [Int: String]) -> String {
+            var result = ""
+            var cursor = 0
+            for token in t {
+                result += text.text(cursor, token.start)
+                result += values[token.start] ?? text.text(token.start, token.end)
+                cursor = token.end
+            }
+            return result + text.text(cursor, text.scalars.count)
+        }
         if let monthIndex = t.firstIndex(where: { $0.kind == .letters && DateRecognizer.months[$0.lower] != nil }) {
             let month = DateRecognizer.months[t[monthIndex].lower]!
-            let dayToken = t.first { ($0.kind == .digits && $0.length <= 2) || ($0.kind == .mixed && $0.length <= 4) }
+            let dayToken = t.enumerated().first { !time.contains($0.offset) && (($0.element.kind == .digits && $0.element.length <= 2) || ($0.element.kind == .mixed && $0.element.length <= 4)) }?.element
             let yearToken = numbers.first { $0.length == 4 }
             let day = dayToken.flatMap { Int($0.lower.filter(\.isNumber)) } ?? 1
             guard let (y, m, d) = move(yearToken.flatMap { Int($0.lower) }, month, day) else { return nil }
             let name = t[monthIndex]
             let full = monthNames[m - 1]
             let monthText = name.length > 4 ? full : String(full.prefix(name.lower == "sept" ? 4 : 3))
-            var result = ""
-            var cursor = 0
-            let scalars = text.scalars
-            for token in t {
-                result += text.text(cursor, token.start)
-                if token.start == name.start { result += name.allCaps ? monthText.uppercased() : monthText }
-                else if let dayToken, token.start == dayToken.start {
-                    result += token.kind == .mixed ? "\(d)\(ordinal(d))" : pad(d, like: token)
-                } else if let yearToken, token.start == yearToken.start { result += String(y) }
-                else { result += text.text(token.start, token.end) }
-                cursor = token.end
-            }
-            result += text.text(cursor, scalars.count)
-            return result
+            var values = [name.start: name.allCaps ? monthText.uppercased() : monthText]
+            if let dayToken { values[dayToken.start] = dayToken.kind == .mixed ? "\(d)\(ordinal(d))" : pad(d, like: dayToken) }
+            if let yearToken { values[yearToken.start] = String(y) }
+            return rewrite(values)
         }
         guard numbers.count >= 2 else { return nil }
-        let separator = t.first { $0.kind == .symbol }?.lower ?? "/"
         if numbers[0].length == 4, numbers.count == 3 {
             guard let y = Int(numbers[0].lower), let m = Int(numbers[1].lower), let d = Int(numbers[2].lower),
                   let (ny, nm, nd) = move(y, m, d) else { return nil }
-            return String(format: "%04d", ny) + separator + pad(nm, like: numbers[1]) + separator + pad(nd, like: numbers[2])
+            return rewrite([numbers[0].start: String(format: "%04d", ny), numbers[1].start: pad(nm, like: numbers[1]),
+                            numbers[2].start: pad(nd, like: numbers[2])])
         }
-        guard let m = Int(numbers[0].lower), let d = Int(numbers[1].lower) else { return nil }
+        guard let first = Int(numbers[0].lower), let second = Int(numbers[1].lower) else { return nil }
+        // Month first (US) unless the first number cannot be a month ("25/12/2024").
+        let dayFirst = first > 12 && second <= 12
+        let (m, d) = dayFirst ? (second, first) : (first, second)
         var year: Int? = nil
-        if numbers.count == 3, let y = Int(numbers[2].lower) { year = numbers[2].length == 2 ? 2000 + y : y }
+        if numbers.count >= 3, let y = Int(numbers[2].lower) { year = numbers[2].length == 2 ? 2000 + y : y }
         guard let (ny, nm, nd) = move(year, m, d) else { return nil }
-        var result = pad(nm, like: numbers[0]) + separator + pad(nd, like: numbers[1])
-        if numbers.count == 3 { result += separator + (numbers[2].length == 2 ? String(format: "%02d", ny % 100) : String(ny)) }
-        return result
+        let (monthToken, dayToken) = dayFirst ? (numbers[1], numbers[0]) : (numbers[0], numbers[1])
+        var values = [monthToken.start: pad(nm, like: monthToken), dayToken.start: pad(nd, like: dayToken)]
+        if numbers.count >= 3 { values[numbers[2].start] = numbers[2].length == 2 ? String(format: "%02d", ny % 100) : String(ny) }
+        return rewrite(values)
     }
 
     static func ordinal(_ day: Int) -> String {

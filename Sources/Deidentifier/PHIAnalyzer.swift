@@ -88,9 +88,13 @@ public enum SpanResolver {
             if $0.start != $1.start { return $0.start < $1.start }
             return $0.type < $1.type   // a fixed order, so equal claims resolve the same way every time
         }
+        // An occupancy map of the text: linear in its length, whatever the number of spans.
+        var taken = [Bool](repeating: false, count: (spans.map(\.end).max() ?? 0) + 1)
         var kept: [DetectedEntity] = []
-        for span in ranked where span.length > 0 {
-            if !kept.contains(where: { $0.start < span.end && span.start < $0.end }) { kept.append(span) }
+        for span in ranked where span.length > 0 && span.start >= 0 {
+            if taken[span.start..<span.end].contains(true) { continue }
+            for k in span.start..<span.end { taken[k] = true }
+            kept.append(span)
         }
         return kept.sorted { $0.start < $1.start }
     }

@@ -17,7 +17,7 @@ import InferenceCore
 /// encrypted spans to restore; the request pipeline admits it only for
 /// callers granted re-identification).
 public struct PHIDeidentifierBackend: ModelBackend {
-    public let name = "phi_deidentifier"
+    public let name = DeidentificationParameters.backend
     public init() {}
 
     public static let textInput = "TEXT"
@@ -62,7 +62,7 @@ public struct PHIDeidentifierBackend: ModelBackend {
             }
         }
         let length = elements.first.map { String(decoding: $0, as: UTF8.self).unicodeScalars.count } ?? 0
-        try options.check(textLength: length, hasKey: spec.parameters["key_file"] != nil, model: spec.name)
+        try options.check(textLength: length, hasKey: spec.parameters["key_file"] != nil, model: spec.name, configured: settings.operators)
     }
 }
 

@@ -297,7 +297,7 @@ enum PatternRecognizers {
 
     /// Whether one of `words` ends within `within` scalars before `offset`.
     static func precededBy(_ text: ScannedText, _ offset: Int, words: Set<String>, within: Int) -> Bool {
-        guard var index = text.tokens.firstIndex(where: { $0.start >= offset }) ?? Optional(text.tokens.count) else { return false }
+        var index = text.firstToken(atOrAfter: offset)
         while index > 0 {
             index -= 1
             let token = text.tokens[index]

@@ -83,6 +83,11 @@ struct RequestOptions {
             switch try string("allow_list_match") ?? "exact" {
             case "exact": allowList = list
             case "regex":
+                // Client expressions run on the server: bounded in number and size (and the
+                // spans they are matched against are bounded below) to limit backtracking.
+                guard list.count <= 32, list.allSatisfy({ $0.utf8.count <= 200 }) else {
+                    throw InferenceError.invalidArgument("allow_list: at most 32 regular expressions of at most 200 bytes each")
+                }
                 allowListRegex = try list.map { pattern in
                     guard let expression = try? NSRegularExpression(pattern: pattern, options: [.caseInsensitive, .dotMatchesLineSeparators, .anchorsMatchLines]) else {
                         throw InferenceError.invalidArgument("allow_list: an entry is not a valid regular expression")
@@ -100,21 +105,26 @@ struct RequestOptions {
     }
 
     /// Checks what can be checked before queuing, so a bad request fails alone.
-    func check(textLength: Int, hasKey: Bool, model: String) throws {
+    func check(textLength: Int, hasKey: Bool, model: String, configured: OperatorTable) throws {
         func invalid(_ body: () throws -> Void) throws {
             do { try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
         }
         var used: [AnonymizeOperator] = []
+        // The table the instance will use: the request's, else the model's config.
+        let table = operators ?? configured
         if let spans = analyzerResults {
             // Presidio's rule: only the operators of types that have a span are checked.
             try invalid { try Anonymizer.checkBounds(spans, length: textLength) }
-            let table = operators ?? OperatorTable()
             try invalid { used = try Set(spans.map(\.type)).map { try table.operatorFor($0) } }
-        } else if let operators {
-            try invalid { used = try EntityType.allCases.map { try operators.operatorFor($0.rawValue) } }
+        } else {
+            try invalid { used = try EntityType.allCases.map { try table.operatorFor($0.rawValue) } }
         }
         if let spans = deanonymize {
             try invalid { try Anonymizer.checkBounds(spans, length: textLength) }
+            let ordered = spans.sorted { ($0.start, $0.end) < ($1.start, $1.end) }
+            if zip(ordered, ordered.dropFirst()).contains(where: { $1.start < $0.end }) {
+                throw InferenceError.invalidArgument("Invalid input, anonymizer results overlap")
+            }
             let table = deanonymizers ?? OperatorTable(fallback: .decrypt(key: nil), deanonymizer: true)
             try invalid { used += try Set(spans.map(\.type)).map { try table.operatorFor($0) } }
         }
@@ -129,6 +139,7 @@ struct RequestOptions {
     /// Whether `span` of `text` is on the request's allow list.
     func allows(_ value: String) -> Bool {
         if allowList.contains(value) { return true }
+        guard !allowListRegex.isEmpty, value.utf16.count <= 256 else { return false }
         let range = NSRange(location: 0, length: value.utf16.count)
         return allowListRegex.contains { $0.firstMatch(in: value, range: range) != nil }
     }

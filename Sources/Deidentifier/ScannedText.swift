@@ -98,14 +98,14 @@ struct ScannedText {
 
     func lower(_ index: Int) -> String? { index >= 0 && index < tokens.count ? tokens[index].lower : nil }
 
-    /// The index of the token that starts at scalar `offset`, if one does.
-    func tokenIndex(startingAt offset: Int) -> Int? {
+    /// The index of the first token that starts at or after scalar `offset` (tokens.count if none).
+    func firstToken(atOrAfter offset: Int) -> Int {
         var low = 0, high = tokens.count
         while low < high {
             let mid = (low + high) / 2
             if tokens[mid].start < offset { low = mid + 1 } else { high = mid }
         }
-        return low < tokens.count && tokens[low].start == offset ? low : nil
+        return low
     }
 
     /// Whether the lower-cased words `phrase` appear at token `index` (symbols

@@ -95,7 +95,7 @@ extension KServeHTTPServer {
             if text.isEmpty && list.isEmpty { return try json(PresidioBodies.EngineResult(text: "", items: [])) }
             let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes)
             auditPHI("anonymize", spans: result.spans, request: request)
-            return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
+            return try json(PresidioBodies.EngineResult(text: result.text, items: PresidioBodies.Item.list(result.spans, in: result.text)))
         }
         router.post("/deanonymize") { request, _ in
             let body = try await body(request)
@@ -116,7 +116,7 @@ extension KServeHTTPServer {
             }
             let result = try await deidentify(model: model, text: text, parameters: parameters, bytes: body.readableBytes, reidentify: true)
             auditPHI("deanonymize", spans: result.spans, request: request)
-            return try json(PresidioBodies.EngineResult(text: result.text, items: result.spans.map { PresidioBodies.Item($0, in: result.text) }))
+            return try json(PresidioBodies.EngineResult(text: result.text, items: PresidioBodies.Item.list(result.spans, in: result.text)))
         }
     }
 
@@ -181,15 +181,17 @@ enum PresidioBodies {
         static func list(_ json: [UInt8]) throws -> [Span] {
             var reader = FlatJSONReader(bytes: json)
             return try reader.objects().map { item in
-                guard case .string(let type)? = item["entity_type"], case .number(let start)? = item["start"],
-                      case .number(let end)? = item["end"], case .string(let op)? = item["operator"],
-                      case .number(let newStart)? = item["new_start"], case .number(let newEnd)? = item["new_end"] else {
+                guard case .string(let type)? = item["entity_type"], case .number(let startValue)? = item["start"],
+                      case .number(let endValue)? = item["end"], case .string(let op)? = item["operator"],
+                      case .number(let newStartValue)? = item["new_start"], case .number(let newEndValue)? = item["new_end"],
+                      let start = Int(exactly: startValue), let end = Int(exactly: endValue),
+                      let newStart = Int(exactly: newStartValue), let newEnd = Int(exactly: newEndValue) else {
                     throw InferenceError.internal("the de-identifier's ENTITIES output lacks a field")
                 }
                 let score: Double? = if case .number(let value)? = item["score"] { value } else { nil }
                 let recognizer: String? = if case .string(let name)? = item["recognizer"] { name } else { nil }
-                return Span(entity_type: type, start: Int(start), end: Int(end), score: score, recognizer: recognizer,
-                            operator: op, new_start: Int(newStart), new_end: Int(newEnd))
+                return Span(entity_type: type, start: start, end: end, score: score, recognizer: recognizer,
+                            operator: op, new_start: newStart, new_end: newEnd)
             }
         }
     }
@@ -274,13 +276,15 @@ enum PresidioBodies {
             self.operator = `operator`
         }
 
-        /// An anonymizer item: the new value where it lies in the new text.
-        init(_ span: Span, in text: String) {
+        /// Anonymizer items: each new value where it lies in the new text.
+        static func list(_ spans: [Span], in text: String) -> [Item] {
             let scalars = Array(text.unicodeScalars)
-            let end = min(span.new_end, scalars.count)
-            let start = min(span.new_start, end)
-            self.init(start: start, end: end, entity_type: span.entity_type,
-                      text: String(String.UnicodeScalarView(scalars[start..<end])), operator: span.operator)
+            return spans.map { span in
+                let end = max(0, min(span.new_end, scalars.count))
+                let start = max(0, min(span.new_start, end))
+                return Item(start: start, end: end, entity_type: span.entity_type,
+                            text: String(String.UnicodeScalarView(scalars[start..<end])), operator: span.operator)
+            }
         }
     }
 

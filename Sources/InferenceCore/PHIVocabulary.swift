@@ -78,6 +78,8 @@ public enum Recognizer: String, Sendable, CaseIterable, Codable {
 
 /// Names of the de-identification parameters more than one module reads.
 public enum DeidentificationParameters {
+    /// The de-identifier backend's name in config.pbtxt.
+    public static let backend = "phi_deidentifier"
     /// A model config parameter naming the de-identifier its text inputs go through.
     public static let redaction = "phi_redaction"
     /// The de-identifier's request parameter that restores encrypted spans;

@@ -225,6 +225,10 @@ public final class ModelManager: Sendable {
                             throw InferenceError.unsupported(
                                 "model '\(model.spec.name)' names \(DeidentificationParameters.redaction), which applies to requests sent to it, not to ensemble steps: put \(DeidentificationParameters.redaction) on the ensemble, or a de-identifier step before this one")
                         }
+                        // A de-identifier step runs as the ensemble's author configured it: a caller's
+                        // parameters (operators, thresholds, spans) must not weaken it.
+                        var request = request
+                        if model.spec.backend == DeidentificationParameters.backend { request.parameters = [:] }
                         return try await model.runner.infer(try model.spec.validate(request))
                     }
                 }

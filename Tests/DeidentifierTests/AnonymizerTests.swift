@@ -100,6 +100,26 @@ func table(_ operators: [String: AnonymizeOperator], fallback: AnonymizeOperator
         #expect(throws: DeidentificationError.self) { try Anonymizer(key: keyA).anonymize(note, spans: found, operators: shift) }
     }
 
+    @Test(arguments: [
+        ("03/14/2024 10:30", -10, "03/04/2024 10:30"), ("2018-05-20 08:52", -20, "2018-04-30 08:52"),
+        ("25/12/2024", -1, "24/12/2024"), ("March 14th, 2024 at 10:30 PM", -14, "February 29th, 2024 at 10:30 PM"),
+        ("3/14", -14, "2/28"), ("14-Mar-24", -1, nil),
+    ])
+    func dateShiftRewritesOnlyTheDate(value: String, days: Int, expected: String?) {
+        let shifted = DateShift.shift(value, byDays: days)
+        if let expected { #expect(shifted == expected) } else { #expect(shifted != value) }
+    }
+
+    @Test func manySpansResolveInOnePass() throws {
+        // Thousands of chained overlaps of two types: Presidio's rules, without quadratic passes.
+        let text = String(repeating: "abcdefghij", count: 2_000)
+        var spans: [AnonymizeSpan] = []
+        for k in 0..<5_000 { spans.append(AnonymizeSpan(type: "A", start: 4 * k, end: 4 * k + 2, score: 0.5)) }
+        for k in 0..<4_990 { spans.append(AnonymizeSpan(type: "B", start: 4 * k + 1, end: 4 * k + 9, score: 0.5)) }
+        let (_, items) = try Anonymizer(tagStyle: .presidio).anonymize(text, spans: spans, operators: OperatorTable())
+        #expect(!items.isEmpty && items.allSatisfy { $0.start <= $0.end })
+    }
+
     @Test func encryptThenDecryptWithTheServerKeyAndWithAClientKey() throws {
         let one = [AnonymizeSpan(span(text, "Maria Lopez", .person))]
         for (encrypt, decrypt) in [(AnonymizeOperator.encrypt(key: nil), AnonymizeOperator.decrypt(key: nil)),

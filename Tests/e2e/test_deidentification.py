@@ -133,6 +133,11 @@ def test_the_ensemble_classifies_the_deidentified_text(server):
         expected = client.infer("distilbert_sst2", [direct]).as_numpy("LOGITS")
     assert "Maria Lopez" not in cleaned
     assert np.allclose(result.as_numpy("LOGITS"), expected, atol=1e-5)
+    # A caller cannot weaken the ensemble's de-identifier with request parameters.
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        weakened = client.infer("deid_then_classify", [tensor], parameters={
+            "operators": json.dumps({"DEFAULT": {"type": "keep"}}), "score_threshold": "1", "analyzer_results": "[]"})
+    assert weakened.as_numpy("DEIDENTIFIED_TEXT")[0][0].decode() == cleaned
 
 
 def test_an_ensemble_step_that_asks_for_redaction_is_refused(server):
