@@ -229,11 +229,16 @@ def rss_kib(pid):
 
 @pytest.mark.parametrize("precision", ["auto", "int8"])
 def test_four_instances_share_one_prepared_model(start_server, tmp_path, precision):
-    """RSS with 4 instances stays within 1.2x of one: the weights are prepared
-    once per model version; an instance adds only its stream, scratchpad and
-    the activations its batches touch."""
+    """The weights are prepared once per model version: three more instances
+    add less memory than three more copies of the prepared weights alone would
+    (an instance adds only its stream, scratchpad and the activations its
+    batches touch; copies would add those as well). Measured against the weights' own size, not a fixed ratio
+    of RSS: on CPUs without VNNI the int8 scratchpads are larger, and a ratio
+    of the whole process's RSS swung around 1.2x there."""
     import concurrent.futures
+    import re
     rss = {}
+    weight_bytes = 0
     for count in (1, 4):
         repo = tmp_path / f"repo{count}"
         variant(repo, "sst2", "distilbert_sst2", precision, extra=f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]\n")
@@ -252,9 +257,12 @@ def test_four_instances_share_one_prepared_model(start_server, tmp_path, precisi
         stats = requests.get(f"{server.base}/v2/models/sst2/stats", timeout=5).json()["model_stats"][0]
         assert int(stats["execution_count"]) >= 2
         rss[count] = rss_kib(server.process.pid)
+        weight_bytes = int(re.search(r"encoder\.weight_bytes=(\d+)", server.read_log()).group(1))
         server.stop()
-    print(f"{precision}: RSS with 1 instance {rss[1] / 1024:.0f} MiB, with 4 instances {rss[4] / 1024:.0f} MiB")
-    assert rss[4] <= 1.2 * rss[1], rss
+    added = (rss[4] - rss[1]) * 1024
+    print(f"{precision}: RSS with 1 instance {rss[1] / 1024:.0f} MiB, with 4 instances {rss[4] / 1024:.0f} MiB, "
+          f"prepared weights {weight_bytes / 2**20:.0f} MiB")
+    assert added < 3 * weight_bytes, (rss, weight_bytes)
 
 
 def test_a_bad_request_fails_alone_not_the_batch_it_would_join(start_server, tmp_path):
