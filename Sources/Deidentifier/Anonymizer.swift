@@ -62,9 +62,6 @@ public enum AnonymizeOperator: Sendable, Equatable {
         }
     }
 
-    public static let anonymizerNames = ["date_shift", "encrypt", "hash", "keep", "mask", "redact", "replace"]
-    public static let deanonymizerNames = ["decrypt", "deanonymize_keep"]
-
     var usesServerKey: Bool {
         switch self {
         case .hash(_, nil), .encrypt(nil), .decrypt(nil), .dateShift: true

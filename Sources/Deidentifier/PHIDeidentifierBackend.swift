@@ -20,9 +20,9 @@ public struct PHIDeidentifierBackend: ModelBackend {
     public let name = DeidentificationParameters.backend
     public init() {}
 
-    public static let textInput = "TEXT"
-    public static let textOutput = "DEIDENTIFIED_TEXT"
-    public static let entitiesOutput = "ENTITIES"
+    public static let textInput = DeidentificationParameters.textInput
+    public static let textOutput = DeidentificationParameters.textOutput
+    public static let entitiesOutput = DeidentificationParameters.entitiesOutput
 
     public func validate(_ spec: ModelSpec) throws {
         guard let input = spec.inputs.first(where: { $0.name == Self.textInput }), input.dataType == .bytes, spec.inputs.count == 1 else {
@@ -46,7 +46,8 @@ public struct PHIDeidentifierBackend: ModelBackend {
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
         guard let text = request.request.input(named: Self.textInput) else { return }
         let settings = try DeidentifierSettings(spec: spec, loadFiles: false)
-        for (index, element) in try text.elements().enumerated() {
+        let elements = try text.elements()
+        for (index, element) in elements.enumerated() {
             guard element.count <= settings.maxTextBytes else {
                 throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' element \(index) is \(element.count) bytes, over the model's max_text_bytes (\(settings.maxTextBytes))")
             }
@@ -55,7 +56,6 @@ public struct PHIDeidentifierBackend: ModelBackend {
             }
         }
         let options = try RequestOptions(request.request.parameters, settings: settings, model: spec.name)
-        let elements = try text.elements()
         if options.analyzerResults != nil || options.deanonymize != nil {
             guard request.batchSize == 1, elements.count == 1 else {
                 throw InferenceError.invalidArgument("model '\(spec.name)': 'analyzer_results' and 'deanonymize' apply to a request of one text")

@@ -51,9 +51,6 @@ struct RequestOptions {
             default: throw InferenceError.invalidArgument("model '\(model)': parameter '\(key)' must be a string")
             }
         }
-        func invalid<T>(_ body: () throws -> T) throws -> T {
-            do { return try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
-        }
         entities = try string("entities").map { try EntityNames.parse($0, field: "parameter 'entities'") } ?? settings.entities
         switch parameters["score_threshold"] {
         case nil: threshold = settings.threshold
@@ -106,9 +103,6 @@ struct RequestOptions {
 
     /// Checks what can be checked before queuing, so a bad request fails alone.
     func check(textLength: Int, hasKey: Bool, model: String, configured: OperatorTable) throws {
-        func invalid(_ body: () throws -> Void) throws {
-            do { try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
-        }
         var used: [AnonymizeOperator] = []
         // The table the instance will use: the request's, else the model's config.
         let table = operators ?? configured
@@ -143,6 +137,11 @@ struct RequestOptions {
         let range = NSRange(location: 0, length: value.utf16.count)
         return allowListRegex.contains { $0.firstMatch(in: value, range: range) != nil }
     }
+}
+
+/// Runs `body`, reporting a de-identification error as INVALID_ARGUMENT with its text.
+func invalid<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as DeidentificationError { throw InferenceError.invalidArgument(error.message) }
 }
 
 /// Spans as JSON: the ENTITIES output, and the spans requests send.

@@ -23,8 +23,8 @@ extension KServeHTTPServer {
             try Self.requireEnglish(request.uri.queryParameters.get("language") ?? "en")
             return try json(Recognizer.allCases.map(\.rawValue))
         }
-        router.get("/anonymizers") { _, _ in try json(PresidioBodies.anonymizerNames) }
-        router.get("/deanonymizers") { _, _ in try json(PresidioBodies.deanonymizerNames) }
+        router.get("/anonymizers") { _, _ in try json(DeidentificationParameters.anonymizers) }
+        router.get("/deanonymizers") { _, _ in try json(DeidentificationParameters.deanonymizers) }
         router.post("/analyze") { request, _ in
             let body = try await body(request)
             let fields = try JSONValue.object(from: body, what: "analyze request")
@@ -147,11 +147,11 @@ extension KServeHTTPServer {
                                  grantsReidentification: reidentify)
         let response = try await server.infer(call) { spec in
             let shape = spec.maxBatchSize > 0 ? [1, 1] : [1]
-            return (InferenceRequest(modelName: model, inputs: [Tensor(name: "TEXT", shape: shape, elements: [Array(text.utf8)])],
+            return (InferenceRequest(modelName: model, inputs: [Tensor(name: DeidentificationParameters.textInput, shape: shape, elements: [Array(text.utf8)])],
                                      parameters: parameters), ())
         }.0
-        guard let cleaned = try response.outputs.first(where: { $0.name == "DEIDENTIFIED_TEXT" })?.elements().first,
-              let entities = try response.outputs.first(where: { $0.name == "ENTITIES" })?.elements().first else {
+        guard let cleaned = try response.outputs.first(where: { $0.name == DeidentificationParameters.textOutput })?.elements().first,
+              let entities = try response.outputs.first(where: { $0.name == DeidentificationParameters.entitiesOutput })?.elements().first else {
             throw InferenceError.internal("model '\(model)' answered without DEIDENTIFIED_TEXT and ENTITIES")
         }
         let spans = try PresidioBodies.Span.list(entities)
@@ -161,9 +161,6 @@ extension KServeHTTPServer {
 
 /// Presidio's JSON shapes.
 enum PresidioBodies {
-    static let anonymizerNames = ["date_shift", "encrypt", "hash", "keep", "mask", "redact", "replace"]
-    static let deanonymizerNames = ["decrypt", "deanonymize_keep"]
-
     /// A span as the de-identifier's ENTITIES output holds it.
     struct Span {
         var entity_type: String

@@ -80,6 +80,13 @@ public enum Recognizer: String, Sendable, CaseIterable, Codable {
 public enum DeidentificationParameters {
     /// The de-identifier backend's name in config.pbtxt.
     public static let backend = "phi_deidentifier"
+    /// Its tensors: text in; de-identified text and the spans found (JSON) out.
+    public static let textInput = "TEXT"
+    public static let textOutput = "DEIDENTIFIED_TEXT"
+    public static let entitiesOutput = "ENTITIES"
+    /// The operators it applies and reverses, by Presidio's names (and ours).
+    public static let anonymizers = ["date_shift", "encrypt", "hash", "keep", "mask", "redact", "replace"]
+    public static let deanonymizers = ["decrypt", "deanonymize_keep"]
     /// A model config parameter naming the de-identifier its text inputs go through.
     public static let redaction = "phi_redaction"
     /// The de-identifier's request parameter that restores encrypted spans;

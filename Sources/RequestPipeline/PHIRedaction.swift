@@ -43,7 +43,7 @@ struct PHIRedaction {
                             input: String) async throws -> ([[UInt8]], [String: Int]) {
         try await models.withModel(name, version: nil) { deidentifier in
             let spec = deidentifier.spec
-            guard spec.inputs.first?.name == "TEXT", spec.inputs.first?.dims == [1] else {
+            guard spec.inputs.first?.name == DeidentificationParameters.textInput, spec.inputs.first?.dims == [1] else {
                 throw InferenceError.invalidArgument("model '\(model)': parameters.phi_redaction names '\(name)', which takes no TEXT input of dims [1]")
             }
             let chunk = max(spec.maxBatchSize, 1)
@@ -53,15 +53,15 @@ struct PHIRedaction {
             for start in stride(from: 0, to: texts.count, by: chunk) {
                 let part = Array(texts[start..<min(start + chunk, texts.count)])
                 let shape = spec.maxBatchSize > 0 ? [part.count, 1] : [1]
-                let request = InferenceRequest(modelName: name, inputs: [Tensor(name: "TEXT", shape: shape, elements: part)])
+                let request = InferenceRequest(modelName: name, inputs: [Tensor(name: DeidentificationParameters.textInput, shape: shape, elements: part)])
                 let response = try await deidentifier.runner.infer(try spec.validate(request))
-                guard let text = response.outputs.first(where: { $0.name == "DEIDENTIFIED_TEXT" }) else {
+                guard let text = response.outputs.first(where: { $0.name == DeidentificationParameters.textOutput }) else {
                     throw InferenceError.internal("model '\(name)' returned no DEIDENTIFIED_TEXT")
                 }
                 let rows = try text.elements()
                 guard rows.count == part.count else { throw InferenceError.internal("model '\(name)' returned \(rows.count) texts for \(part.count)") }
                 cleaned += rows
-                if let entities = response.outputs.first(where: { $0.name == "ENTITIES" }) {
+                if let entities = response.outputs.first(where: { $0.name == DeidentificationParameters.entitiesOutput }) {
                     for row in try entities.elements() { Self.countTypes(row, into: &counts) }
                 }
             }
