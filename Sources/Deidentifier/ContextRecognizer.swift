@@ -96,7 +96,7 @@ enum ContextRecognizer {
     /// Ages over 89: "92-year-old", "92 year old", "92 yo", "92 y/o", "age 95", "aged 101".
     static func ages(_ text: ScannedText, _ found: inout [DetectedEntity]) {
         let t = text.tokens
-        for (i, token) in t.enumerated() where token.kind == .mixed && token.length <= 5 {
+        for token in t where token.kind == .mixed && token.length <= 5 {
             // "101yo", "92y": one token.
             let digits = token.lower.prefix { $0.isNumber }
             guard ["yo", "y", "yr", "yrs"].contains(String(token.lower.dropFirst(digits.count))), let age = Int(digits), age >= 90, age <= 125 else { continue }

@@ -27,9 +27,12 @@ public struct PHIAnalyzer: Sendable {
 
     /// Every identifier of the given types at or above `threshold`, sorted by
     /// start, no two overlapping.
-    public func analyze(_ text: String, entities: Set<EntityType> = Set(EntityType.allCases), threshold: Double = 0.5) -> [DetectedEntity] {
+    /// `modelSpans`: what a token-classification model found in the same
+    /// text, resolved together with the rules' findings.
+    public func analyze(_ text: String, entities: Set<EntityType> = Set(EntityType.allCases), threshold: Double = 0.5,
+                        modelSpans: [DetectedEntity] = []) -> [DetectedEntity] {
         let scanned = ScannedText(text)
-        var found: [DetectedEntity] = []
+        var found = modelSpans
         PatternRecognizers.findAll(scanned, into: &found)
         DateRecognizer.findAll(scanned, into: &found)
         ContextRecognizer.findAll(scanned, into: &found)

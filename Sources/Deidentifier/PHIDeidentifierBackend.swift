@@ -10,7 +10,9 @@ import InferenceCore
 /// (0.5), `operator` (default operator, `replace`), `operator_<TYPE>` (per
 /// type), `tag_style` (brackets | presidio), `key_file`, `allow_list_file`,
 /// `deny_list_file`, `patterns_file`, `first_names_file`, `last_names_file`,
-/// `common_words_file` (paths relative to the version directory).
+/// `common_words_file` (paths relative to the version directory), `ner_labels`
+/// (`LABEL=TYPE,…`: a token-classification model's labels, `ModelEntityLabels`).
+/// Optional input NER_ENTITIES: that model's spans in the same text.
 /// Request parameters: `entities`, `score_threshold`, `operators` (Presidio's
 /// anonymizers JSON), `analyzer_results` (JSON spans to apply instead of
 /// detecting), `patient_key` (date shifts), `deanonymize` (JSON items whose
@@ -24,9 +26,14 @@ public struct PHIDeidentifierBackend: ModelBackend {
     public static let textOutput = DeidentificationParameters.textOutput
     public static let entitiesOutput = DeidentificationParameters.entitiesOutput
 
+    public static let modelEntitiesInput = DeidentificationParameters.modelEntitiesInput
+
     public func validate(_ spec: ModelSpec) throws {
-        guard let input = spec.inputs.first(where: { $0.name == Self.textInput }), input.dataType == .bytes, spec.inputs.count == 1 else {
-            throw InferenceError.invalidArgument("model '\(spec.name)': backend 'phi_deidentifier' takes one input 'TEXT' of TYPE_STRING")
+        guard let input = spec.inputs.first(where: { $0.name == Self.textInput }), input.dataType == .bytes,
+              spec.inputs.allSatisfy({ $0.name == Self.textInput || ($0.name == Self.modelEntitiesInput && $0.dataType == .bytes && $0.dims == input.dims) })
+        else {
+            throw InferenceError.invalidArgument(
+                "model '\(spec.name)': backend 'phi_deidentifier' takes input 'TEXT' of TYPE_STRING, and optionally 'NER_ENTITIES' (TYPE_STRING, the dims of 'TEXT')")
         }
         for output in spec.outputs {
             guard [Self.textOutput, Self.entitiesOutput].contains(output.name), output.dataType == .bytes, output.dims == input.dims else {
@@ -61,8 +68,29 @@ public struct PHIDeidentifierBackend: ModelBackend {
                 throw InferenceError.invalidArgument("model '\(spec.name)': 'analyzer_results' and 'deanonymize' apply to a request of one text")
             }
         }
+        if let spans = request.request.input(named: Self.modelEntitiesInput) {
+            let lists = try spans.elements()
+            guard lists.count == elements.count else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': input 'NER_ENTITIES' has \(lists.count) elements for \(elements.count) texts")
+            }
+            for (index, list) in lists.enumerated() {
+                let length = String(decoding: elements[index], as: UTF8.self).unicodeScalars.count
+                try modelSpans(list, element: index, textLength: length, labels: settings.modelLabels, model: spec.name)
+            }
+        }
         let length = elements.first.map { String(decoding: $0, as: UTF8.self).unicodeScalars.count } ?? 0
         try options.check(textLength: length, hasKey: spec.parameters["key_file"] != nil, model: spec.name, configured: settings.operators)
+    }
+}
+
+/// One text's NER_ENTITIES element, checked and mapped; errors name the element, never its content.
+@discardableResult
+func modelSpans(_ json: [UInt8], element: Int, textLength: Int, labels: ModelEntityLabels, model: String) throws -> [DetectedEntity] {
+    guard let text = String(validating: json, as: UTF8.self) else {
+        throw InferenceError.invalidArgument("model '\(model)': input 'NER_ENTITIES' element \(element) is not valid UTF-8")
+    }
+    do { return try labels.entities(text, textLength: textLength) } catch let error as DeidentificationError {
+        throw InferenceError.invalidArgument("model '\(model)': input 'NER_ENTITIES' element \(element): \(error.message)")
     }
 }
 
@@ -88,8 +116,13 @@ final class PHIDeidentifierInstance: ModelInstance {
             }
             let options = try RequestOptions(item.request.parameters, settings: settings, model: spec.name)
             var cleaned: [[UInt8]] = [], entities: [[UInt8]] = []
-            for element in try text.elements() {
-                let (out, json) = try run(String(decoding: element, as: UTF8.self), options)
+            let spanLists = try item.request.input(named: PHIDeidentifierBackend.modelEntitiesInput)?.elements()
+            for (index, element) in try text.elements().enumerated() {
+                let string = String(decoding: element, as: UTF8.self)
+                let found = try spanLists.map {
+                    try modelSpans($0[index], element: index, textLength: string.unicodeScalars.count, labels: settings.modelLabels, model: spec.name)
+                } ?? []
+                let (out, json) = try run(string, options, modelSpans: found)
                 cleaned.append(Array(out.utf8))
                 entities.append(json)
             }
@@ -99,7 +132,7 @@ final class PHIDeidentifierInstance: ModelInstance {
         }
     }
 
-    func run(_ text: String, _ options: RequestOptions) throws -> (String, [UInt8]) {
+    func run(_ text: String, _ options: RequestOptions, modelSpans: [DetectedEntity] = []) throws -> (String, [UInt8]) {
         var anonymizer = settings.anonymizer
         if let style = options.tagStyle { anonymizer.tagStyle = style }
         do {
@@ -108,7 +141,7 @@ final class PHIDeidentifierInstance: ModelInstance {
                 let (restored, items) = try anonymizer.deanonymize(text, spans: spans, operators: table)
                 return (restored, SpanJSON.encode(items: items))
             }
-            let spans = try options.analyzerResults ?? detect(text, options)
+            let spans = try options.analyzerResults ?? detect(text, options, modelSpans: modelSpans)
             if options.analyzeOnly { return ("", SpanJSON.encode(spans: spans)) }
             let (output, items) = try anonymizer.anonymize(text, spans: spans, operators: options.operators ?? settings.operators,
                                                            patientKey: options.patientKey)
@@ -118,8 +151,8 @@ final class PHIDeidentifierInstance: ModelInstance {
         }
     }
 
-    func detect(_ text: String, _ options: RequestOptions) throws -> [AnonymizeSpan] {
-        let found = settings.analyzer.analyze(text, entities: options.entities, threshold: options.threshold)
+    func detect(_ text: String, _ options: RequestOptions, modelSpans: [DetectedEntity] = []) throws -> [AnonymizeSpan] {
+        let found = settings.analyzer.analyze(text, entities: options.entities, threshold: options.threshold, modelSpans: modelSpans)
         guard !options.allowList.isEmpty || !options.allowListRegex.isEmpty else { return found.map(AnonymizeSpan.init) }
         let scalars = Array(text.unicodeScalars)
         return found.filter { !options.allows(String(String.UnicodeScalarView(scalars[$0.start..<$0.end]))) }.map(AnonymizeSpan.init)
@@ -138,6 +171,8 @@ struct DeidentifierSettings: Sendable {
     /// The longest text one element may hold (`max_text_bytes`, 1 MiB): a note is
     /// kilobytes; a larger element is a mistake to refuse, not to scan.
     var maxTextBytes: Int
+    /// A token-classification model's labels as entity types (`ner_labels`).
+    var modelLabels: ModelEntityLabels
 
     init(spec: ModelSpec, loadFiles: Bool) throws {
         let p = spec.parameters
@@ -150,6 +185,7 @@ struct DeidentifierSettings: Sendable {
         } else {
             maxTextBytes = 1 << 20
         }
+        do { modelLabels = try ModelEntityLabels(configured: p["ner_labels"]) } catch let error as DeidentificationError { throw fail(error.message) }
         guard let style = TagStyle(rawValue: p["tag_style"] ?? "brackets") else {
             throw fail("parameters.tag_style must be brackets or presidio")
         }

@@ -31,6 +31,10 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
     }
 
     public func validate(_ spec: ModelSpec) throws {
+        if spec.parameters["task"] == TokenClassificationHead.task, spec.instanceGroups.contains(where: { $0.kind == .gpu }) {
+            throw InferenceError.invalidArgument(
+                "model '\(spec.name)': task '\(TokenClassificationHead.task)' runs on KIND_CPU instances only (the CUDA engine has no per-token head yet)")
+        }
         if let math = spec.parameters["gpu_math"], CUDAEncoderForward.MatrixMath(rawValue: math) == nil || math == "bf16" {
             throw InferenceError.invalidArgument("model '\(spec.name)': parameters.gpu_math must be tf32 or fp32, got '\(math)'")
         }

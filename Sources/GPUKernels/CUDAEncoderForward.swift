@@ -197,6 +197,9 @@ final class CUDAEncoderForward: @unchecked Sendable {
             var bias = KernelArguments()
             bias.pointer(output); bias.pointer(classifierBias); bias.int32(width)
             try launch("add_bias_f32", plan.rows(sequences), bias)
+        case .tokenClassification:
+            // Refused at load (CUDAEncoderAccelerator.validate); kept exhaustive.
+            throw InferenceError.invalidArgument("token classification runs on KIND_CPU instances only")
         }
 
         let bytes = sequences * width * 4

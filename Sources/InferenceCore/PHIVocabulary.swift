@@ -74,6 +74,9 @@ public enum Recognizer: String, Sendable, CaseIterable, Codable {
     case age = "AgeRecognizer"
     /// A term of the model's deny list.
     case denyList = "DenyListRecognizer"
+    /// A span a token-classification model found (the optional NER_ENTITIES
+    /// input, from a `transformer_encoder` with `task: token_classification`).
+    case model = "TokenClassificationRecognizer"
 }
 
 /// Names of the de-identification parameters more than one module reads.
@@ -84,6 +87,8 @@ public enum DeidentificationParameters {
     public static let textInput = "TEXT"
     public static let textOutput = "DEIDENTIFIED_TEXT"
     public static let entitiesOutput = "ENTITIES"
+    /// Optional: spans a token-classification model found in the same text (JSON).
+    public static let modelEntitiesInput = "NER_ENTITIES"
     /// The operators it applies and reverses, by Presidio's names (and ours).
     public static let anonymizers = ["date_shift", "encrypt", "hash", "keep", "mask", "redact", "replace"]
     public static let deanonymizers = ["decrypt", "deanonymize_keep"]

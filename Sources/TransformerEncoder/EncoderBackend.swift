@@ -13,7 +13,9 @@ import Synchronization
 /// `attention_mask_tensor`, `text_tensor`): INPUT_IDS and ATTENTION_MASK
 /// (INT64 [-1]) as Triton deployments of DistilBERT use them, or TEXT (BYTES
 /// [1], tokenized in the server). Output: LOGITS (FP32 [labels], sequence
-/// classification) or EMBEDDING (FP32 [hidden], mean-pooled and L2-normalized).
+/// classification) or EMBEDDING (FP32 [hidden], mean-pooled and L2-normalized);
+/// with `task: token_classification`, ENTITIES and TOKEN_LOGITS
+/// (`TokenClassificationHead`).
 /// Requests of any lengths share a batch: tokens are packed without padding.
 ///
 /// CPU instances of one model version share one `PreparedEncoder`; an
@@ -55,9 +57,22 @@ public struct EncoderBackend: ModelBackend {
         guard spec.inputs.contains(where: { $0.name == names.ids || $0.name == names.text }) else {
             throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' needs input '\(names.ids)' or '\(names.text)'")
         }
-        guard spec.outputs.count == 1, let output = spec.outputs.first, ["LOGITS", "EMBEDDING"].contains(output.name),
-              output.dataType == .fp32, output.dims.count == 1 else {
-            throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' has one output, LOGITS or EMBEDDING, TYPE_FP32 with one dim")
+        if spec.parameters["task"] == TokenClassificationHead.task {
+            // The labels come from the checkpoint, checked at load.
+            try TokenClassificationHead.validateOutputs(spec, labels: -1)
+            guard !spec.outputs.isEmpty else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': task '\(TokenClassificationHead.task)' needs output ENTITIES or TOKEN_LOGITS")
+            }
+            if spec.outputs.contains(where: { $0.name == TokenClassificationHead.entitiesOutput }),
+               !spec.inputs.contains(where: { $0.name == names.text }) {
+                throw InferenceError.invalidArgument(
+                    "model '\(spec.name)': output 'ENTITIES' needs input '\(names.text)' (spans are offsets into the text)")
+            }
+        } else {
+            guard spec.outputs.count == 1, let output = spec.outputs.first, ["LOGITS", "EMBEDDING"].contains(output.name),
+                  output.dataType == .fp32, output.dims.count == 1 else {
+                throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' has one output, LOGITS or EMBEDDING, TYPE_FP32 with one dim")
+            }
         }
         if let requested = spec.parameters["precision"], !["auto", "fp32", "bf16", "int8"].contains(requested) {
             throw InferenceError.invalidArgument("model '\(spec.name)': parameters.precision must be auto, fp32, bf16 or int8, got '\(requested)'")
@@ -71,14 +86,14 @@ public struct EncoderBackend: ModelBackend {
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
         let accelerated = try accelerator?.makeInstance(for: spec, index: index)
         // Read at load, so a missing or broken vocab.txt fails the model, not its first request.
-        _ = try modelFacts.facts(for: spec)
+        let facts = try modelFacts.facts(for: spec)
         if let accelerated { return accelerated }
         let shared = try prepared.model(for: spec) { try prepare(spec) }
         let threads = Int(spec.parameters["threads"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount
         let forward = try EncoderForward(model: shared.encoder, threads: threads)
         omp_set_num_threads(Int32(max(threads, 1)))   // warm on this (loading) thread with the instance's team
         try forward.warm()
-        return EncoderInstance(shared: shared, forward: forward, threads: threads, reported: [
+        return EncoderInstance(shared: shared, forward: forward, threads: threads, tokenizer: facts.tokenizer, reported: [
             "precision_in_effect": shared.encoder.precision.rawValue,
             "precision_reason": shared.reason,
             "cpu_isa": PreparedEncoder.isa,
@@ -241,13 +256,16 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
     var model: EncoderModel { shared.model }
     let forward: EncoderForward
     let threads: Int
+    /// Token classification: cuts the text again for the spans' offsets.
+    let tokenizer: WordPieceTokenizer?
     let reportedParameters: [String: String]
     private var threadsApplied = false
 
-    init(shared: PreparedModels.Entry, forward: EncoderForward, threads: Int, reported: [String: String]) {
+    init(shared: PreparedModels.Entry, forward: EncoderForward, threads: Int, tokenizer: WordPieceTokenizer?, reported: [String: String]) {
         self.shared = shared
         self.forward = forward
         self.threads = threads
+        self.tokenizer = tokenizer
         self.reportedParameters = reported
     }
 
@@ -257,7 +275,11 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
             threadsApplied = true
         }
         let (packed, rows) = try model.pack(batch)
-        let values = model.head == .logits ? try forward.logits(packed) : try forward.embeddings(packed)
-        return model.split(values, rowsPerItem: rows)
+        switch model.head {
+        case .logits: return model.split(try forward.logits(packed), rowsPerItem: rows)
+        case .embedding: return model.split(try forward.embeddings(packed), rowsPerItem: rows)
+        case .tokenClassification:
+            return try model.splitTokens(try forward.tokenLogits(packed), batch: batch, packed: packed, tokenizer: tokenizer)
+        }
     }
 }

@@ -431,6 +431,25 @@ public final class EncoderForward: @unchecked Sendable {
         return out
     }
 
+    /// Token classification: the classifier on every token's state. (tokens, labels), in packed order.
+    public func tokenLogits(_ batch: PackedSequences) throws -> [Float] {
+        guard let head = model.tokenClassifier else {
+            throw InferenceError.invalidArgument("the checkpoint has no token classification head (classifier on the encoder's states)")
+        }
+        try run(batch)
+        let began = profile == nil ? nil : ContinuousClock.now
+        defer { if let began { profile?.add("head", seconds(since: began)) } }
+        let h = config.hidden, labels = head.bias.count, n = batch.tokenCount
+        var out = [Float](repeating: 0, count: n * labels)
+        try head.weight.withUnsafeBufferPointer { w in
+            try out.withUnsafeMutableBufferPointer { o in
+                try CPUMatmul.linear(hidden.typed(Float.self), rows: n, inFeatures: h, weight: w.baseAddress!, outFeatures: labels, output: o.baseAddress!)
+            }
+        }
+        for t in 0..<n { for j in 0..<labels { out[t * labels + j] += head.bias[j] } }
+        return out
+    }
+
     /// The final hidden states, (tokens, hidden), in packed order: for tests.
     public func hiddenStates(_ batch: PackedSequences) throws -> [Float] {
         try run(batch)

@@ -18,7 +18,7 @@ public struct EncoderInputNames: Sendable {
 /// batch of requests and packed sequences. (Text is tokenized before queuing,
 /// by `EncoderBackend.prepare`.)
 public struct EncoderModel: Sendable {
-    public enum Head: Sendable { case logits, embedding }
+    public enum Head: Sendable { case logits, embedding, tokenClassification }
 
     public let spec: ModelSpec
     public let names: EncoderInputNames
@@ -29,6 +29,8 @@ public struct EncoderModel: Sendable {
     public let outputWidth: Int
     /// The checkpoint has BERT's token-type embedding.
     public let hasTokenTypeEmbedding: Bool
+    /// `task: token_classification`: the labels and how they merge into spans.
+    public let tokenHead: TokenClassificationHead?
 
     /// Loads `config.json` and `model.safetensors`
     /// from the spec's version directory and checks the output against them.
@@ -52,6 +54,22 @@ public struct EncoderModel: Sendable {
         self.names = names
         hasTokenTypeEmbedding = weights.tokenTypeEmbedding != nil
         outputName = spec.outputs[0].name
+        if spec.parameters["task"] == TokenClassificationHead.task {
+            head = .tokenClassification
+            guard let labels = weights.tokenClassifier?.bias.count else {
+                throw InferenceError.invalidArgument(
+                    "model '\(spec.name)': task '\(TokenClassificationHead.task)' needs a token classification checkpoint (classifier on the encoder's states)")
+            }
+            guard config.labels.count == labels else {
+                throw InferenceError.invalidArgument(
+                    "model '\(spec.name)': config.json's id2label names \(config.labels.count) labels but the checkpoint's classifier has \(labels)")
+            }
+            try TokenClassificationHead.validateOutputs(spec, labels: labels)
+            tokenHead = TokenClassificationHead(labels: config.labels)
+            outputWidth = labels
+            return
+        }
+        tokenHead = nil
         outputWidth = spec.outputs[0].dims[0]
         if outputName == "LOGITS" {
             head = .logits

@@ -23,11 +23,14 @@ public struct EncoderWeights: Sendable {
     public var layers: [EncoderLayerWeights]
     /// DistilBERT sequence classification: pre_classifier (hidden, hidden) + ReLU, classifier (labels, hidden).
     public var classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?
+    /// `…ForTokenClassification`: one Linear on every token's state, (labels, hidden) and (labels).
+    public var tokenClassifier: (weight: [Float], bias: [Float])?
 
     /// Weights given directly (tests build small random models with it).
     init(wordEmbeddings: [Float], positionEmbeddings: [Float], tokenTypeEmbedding: [Float]?, embeddingNormScale: [Float],
          embeddingNormBias: [Float], layers: [EncoderLayerWeights],
-         classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?) {
+         classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?,
+         tokenClassifier: (weight: [Float], bias: [Float])? = nil) {
         self.wordEmbeddings = wordEmbeddings
         self.positionEmbeddings = positionEmbeddings
         self.tokenTypeEmbedding = tokenTypeEmbedding
@@ -35,6 +38,7 @@ public struct EncoderWeights: Sendable {
         self.embeddingNormBias = embeddingNormBias
         self.layers = layers
         self.classifier = classifier
+        self.tokenClassifier = tokenClassifier
     }
 
     public init(file: SafeTensorsFile, config: EncoderConfig) throws {
@@ -70,6 +74,7 @@ public struct EncoderWeights: Sendable {
             } else {
                 classifier = nil
             }
+            tokenClassifier = try Self.tokenHead(file, config: config, whenAbsent: "pre_classifier.weight")
         case .bert:
             let p = file.contains("bert.embeddings.word_embeddings.weight") ? "bert." : ""
             wordEmbeddings = try file.floats("\(p)embeddings.word_embeddings.weight", shape: [config.vocabularySize, h])
@@ -95,6 +100,16 @@ public struct EncoderWeights: Sendable {
                     outputNormBias: try file.floats("\(l)output.LayerNorm.bias", shape: [h]))
             }
             classifier = nil
+            tokenClassifier = try Self.tokenHead(file, config: config, whenAbsent: "bert.pooler.dense.weight")
         }
+    }
+
+    /// A token-classification head: `classifier` directly on the encoder's
+    /// states. A sequence classifier's `classifier` follows DistilBERT's
+    /// pre_classifier or BERT's pooler, whose presence rules this reading out.
+    static func tokenHead(_ file: SafeTensorsFile, config: EncoderConfig, whenAbsent other: String) throws -> (weight: [Float], bias: [Float])? {
+        guard file.contains("classifier.weight"), !file.contains(other) else { return nil }
+        let labels = file.entries["classifier.weight"]?.shape.first ?? 0
+        return (try file.floats("classifier.weight", shape: [labels, config.hidden]), try file.floats("classifier.bias", shape: [labels]))
     }
 }

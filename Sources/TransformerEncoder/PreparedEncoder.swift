@@ -26,6 +26,8 @@ public final class PreparedEncoder: @unchecked Sendable {
     let embeddingNorm: Norm
     /// DistilBERT sequence classification: pre_classifier (hidden, hidden) + ReLU, classifier (labels, hidden).
     let classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?
+    /// Token classification: classifier (labels, hidden) on every token.
+    let tokenClassifier: (weight: [Float], bias: [Float])?
 
     /// One layer's product: what oneDNN and the row kernels read, at fixed
     /// addresses for the model's lifetime.
@@ -94,6 +96,7 @@ public final class PreparedEncoder: @unchecked Sendable {
         tokenTypeEmbedding = weights.tokenTypeEmbedding
         embeddingNorm = Norm(scale: weights.embeddingNormScale, shift: weights.embeddingNormBias)
         classifier = weights.classifier
+        tokenClassifier = weights.tokenClassifier
     }
 
     /// oneDNN's kernel for each product, e.g. `qkv: brg:avx512_core_vnni`.
