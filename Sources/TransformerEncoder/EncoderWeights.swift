@@ -100,7 +100,7 @@ public struct EncoderWeights: Sendable {
                     outputNormBias: try file.floats("\(l)output.LayerNorm.bias", shape: [h]))
             }
             classifier = nil
-            tokenClassifier = try Self.tokenHead(file, config: config, whenAbsent: "bert.pooler.dense.weight")
+            tokenClassifier = try Self.tokenHead(file, config: config, whenAbsent: "\(p)pooler.dense.weight")
         }
     }
 

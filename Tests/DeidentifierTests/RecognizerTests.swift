@@ -136,3 +136,30 @@ func has(_ text: String, _ type: EntityType, _ value: String) -> Bool {
         #expect(SpanResolver.resolve([a, b, c, d]) == [b, d])
     }
 }
+
+@Suite struct ModelEntityTests {
+    @Test func labelsMapOntoEntityTypesOrAreDropped() throws {
+        let labels = try ModelEntityLabels(configured: "codename=PERSON, WARD=LOCATION")
+        #expect(labels.type(of: "PER") == .person)
+        #expect(labels.type(of: "patient") == .person)
+        #expect(labels.type(of: "CODENAME") == .person)
+        #expect(labels.type(of: "ward") == .location)
+        #expect(labels.type(of: "MEDICAL_RECORD_NUMBER") == .medicalRecordNumber)
+        #expect(labels.type(of: "STATE") == nil)
+        #expect(labels.type(of: "AGE") == nil)
+        #expect(throws: DeidentificationError.self) { try ModelEntityLabels(configured: "X=NOT_A_TYPE") }
+        #expect(throws: DeidentificationError.self) { try ModelEntityLabels(configured: "PERSON") }
+    }
+
+    @Test func spansAreCheckedAgainstTheTextAndJoinTheRules() throws {
+        let labels = try ModelEntityLabels(configured: nil)
+        let text = "Plan reviewed with Quixby today."
+        let json = #"[{"entity_type":"PATIENT","start":19,"end":25,"score":0.97},{"entity_type":"ORG","start":0,"end":4}]"#
+        let spans = try labels.entities(json, textLength: text.unicodeScalars.count)
+        #expect(spans == [DetectedEntity(type: .person, start: 19, end: 25, score: 0.97, recognizer: .model)])
+        #expect(throws: DeidentificationError.self) { try labels.entities(#"[{"entity_type":"PER","start":19,"end":99}]"#, textLength: 31) }
+        let found = PHIAnalyzer(lexicon: testLexicon).analyze(text, modelSpans: spans)
+        #expect(found.contains { $0.recognizer == .model && $0.start == 19 && $0.end == 25 })
+        #expect(PHIAnalyzer(lexicon: testLexicon).analyze(text).isEmpty)
+    }
+}
