@@ -6,8 +6,9 @@ import InferenceCore
 /// rules' findings before spans are resolved, as a fifth recognizer.
 ///
 /// A model's labels become entity types: our own names as they are, the
-/// labels of common NER and clinical de-identification corpora (CoNLL,
-/// i2b2 2014) by the table below, and the config's `ner_labels`
+/// labels of common NER and clinical de-identification corpora and
+/// checkpoints (CoNLL, i2b2 2014, obi/deid_bert_i2b2, Stanford's
+/// de-identifier) by the table below, and the config's `ner_labels`
 /// (`LABEL=TYPE,…`) before both. A label that names nothing Safe Harbor
 /// covers (a state, a country, an organisation, a profession, any age) is
 /// dropped: the rules still find ages over 89.
@@ -22,6 +23,8 @@ struct ModelEntityLabels: Sendable {
         "MEDICALRECORD": .medicalRecordNumber, "MRN": .medicalRecordNumber, "HEALTHPLAN": .healthPlanNumber,
         "ACCOUNT": .accountNumber, "LICENSE": .medicalLicense, "VEHICLE": .vehicleID, "DEVICE": .deviceID,
         "URL": .url, "IPADDR": .ipAddress, "IP": .ipAddress, "IDNUM": .custom, "BIOID": .custom,
+        // obi/deid_bert_i2b2 (BILOU) and StanfordAIMI/stanford-deidentifier-base label sets.
+        "HOSP": .location, "ID": .custom, "OTHERPHI": .custom, "PATORG": .custom,
     ]
 
     let table: [String: EntityType]
