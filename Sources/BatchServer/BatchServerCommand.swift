@@ -183,6 +183,23 @@ struct BatchServerCommand: AsyncParsableCommand {
             help: "The model the Presidio routes (/analyze, /anonymize, /deanonymize) run: a phi_deidentifier model of the repository.")
     var deidentifierModel = "phi_deidentifier"
 
+    @Option(name: .customLong("trace-config"),
+            help: ArgumentHelp("Triton's trace settings, repeatable: level=OFF|TIMESTAMPS, rate=N (every N-th request), count=N (-1: no limit), mode=triton, triton,file=PATH, triton,log-frequency=N (a new PATH.<i> every N traces). Traces hold timestamps only; level TENSORS is refused.",
+                               valueName: "[MODE,]SETTING=VALUE"))
+    var traceConfig: [String] = []
+
+    /// The --trace-config flags, checked.
+    func traceConfiguration() throws -> TraceConfiguration {
+        let configuration: TraceConfiguration
+        do { configuration = try TraceConfiguration(flags: traceConfig) } catch let error as InferenceError {
+            throw ValidationError(error.message)
+        }
+        if configuration.mode == "opentelemetry" {
+            throw ValidationError("--trace-config mode=opentelemetry is not available in this build yet: use mode=triton with triton,file=PATH")
+        }
+        return configuration
+    }
+
     @Option(name: .customLong("server-name"),
             help: "The name server metadata reports (GET /v2, ServerMetadata); clients written for Triton check for 'triton'.")
     var serverName = "triton"
@@ -203,6 +220,7 @@ struct BatchServerCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try autoCompleteSettings()
+        _ = try traceConfiguration()
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
         where !(0...65535).contains(port) {
             throw ValidationError("--\(name) must be within 0...65535, got \(port)")
@@ -254,7 +272,8 @@ struct BatchServerCommand: AsyncParsableCommand {
         let audit = auditLog ? Logger(label: "audit") : nil
         let server = InferencePipeline(
             identity: ServerIdentity(name: serverName, version: Self.version, extensions: ServerExtensions.supported),
-            models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings, logger: logger)
+            models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings,
+            traceConfiguration: try traceConfiguration(), logger: logger)
         if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
 
         // ServiceGroup shuts services down in reverse order: the serving phase
@@ -301,6 +320,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
         try await ServiceGroup(configuration: configuration).run()
+        server.traces.flush()
         logger.info("batch-server stopped")
     }
 }

@@ -9,8 +9,9 @@ import TritonProto
 /// phase check → model lease → the frontend's decode → shared-memory inputs →
 /// re-identification grant → PHI redaction of text inputs (`PHIRedaction`) →
 /// validation → scheduling (the backend's prepare, the batch) →
-/// shared-memory outputs → the log line. Coming steps go here: a response
-/// cache lookup after redaction, trace events around each step.
+/// shared-memory outputs → the log line, with a trace of the request's
+/// timestamps where it is sampled (`TraceSettingsStore`). Coming steps go
+/// here: a response cache lookup after redaction.
 public final class InferencePipeline: InferenceServer {
     public let identity: ServerIdentity
     private let models: ModelManager
@@ -21,17 +22,21 @@ public final class InferencePipeline: InferenceServer {
     private let redaction: PHIRedaction
     public let cudaSharedMemory: any CUDASharedMemoryRegistry
     public let logSettings: any LogSettingsControl
-    public let traceSettings: any TraceSettingsControl
+    public let traces: TraceSettingsStore
+    public var traceSettings: any TraceSettingsControl { traces }
 
     public init(identity: ServerIdentity, models: ModelManager, phase: ServerPhase, ready: @escaping @Sendable () -> Bool,
-                logSettings: any LogSettingsControl, systemSharedMemory: SystemSharedMemory = SystemSharedMemory(),
+                logSettings: any LogSettingsControl, traceConfiguration: TraceConfiguration = .init(),
+                traceClock: @escaping TraceClock = TraceClocks.monotonic, systemSharedMemory: SystemSharedMemory = SystemSharedMemory(),
                 cudaSharedMemory: any CUDASharedMemoryRegistry = UnavailableCUDASharedMemory(), logger: Logger) {
         self.identity = identity
         self.models = models
         self.phase = phase
         self.ready = ready
         self.logSettings = logSettings
-        self.traceSettings = TraceSettingsStore(knownModel: { name in (try? models.resolve(name, version: nil)) != nil })
+        self.traces = TraceSettingsStore(configuration: traceConfiguration,
+                                         knownModel: { name in (try? models.resolve(name, version: nil)) != nil },
+                                         clock: traceClock, logger: logger)
         self.regions = systemSharedMemory
         self.redaction = PHIRedaction(models: models, logger: logger)
         self.cudaSharedMemory = cudaSharedMemory
@@ -80,9 +85,15 @@ public final class InferencePipeline: InferenceServer {
         guard phase.current == .serving else {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
+        let started = traces.clock()
+        var trace: RequestTrace?
+        var version: Int64?
+        defer { trace?.finish(version: version) }
         let (response, wire, batchSize, spec) = try await models.withModel(call.modelName, version: call.modelVersion) { model in
             if model.spec.decoupled { throw Self.decoupledRefusal(call.protocolName) }
             var (request, wire) = try decode(model.spec)
+            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started)
+            version = model.spec.version
             // The regions stay mapped while this request holds them, even if
             // a client unregisters them meanwhile.
             var held: [MappedRegion] = []
@@ -105,9 +116,11 @@ public final class InferencePipeline: InferenceServer {
                 return (output.name, reference, try regions.region(for: reference))
             }
             try PHIRedaction.checkGrant(request, call: call)
-            request = try await redaction.redact(request, for: model.spec)
+            request = try await redact(request, for: model.spec, trace: trace)
             let validated = try model.spec.validate(request)
+            let handed = traces.clock()
             var response = try await model.runner.infer(validated)
+            trace?.recordScheduling(handed: handed, returned: traces.clock(), timing: response.timing)
             // Every output is checked against its region before any is written.
             let writes = try outputRegions.compactMap { name, reference, region -> (Int, SharedMemoryReference, MappedRegion)? in
                 guard let index = response.outputs.firstIndex(where: { $0.name == name }) else { return nil }
@@ -141,10 +154,16 @@ public final class InferencePipeline: InferenceServer {
         guard phase.current == .serving else {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
+        let started = traces.clock()
+        var trace: RequestTrace?
+        var version: Int64?
+        defer { trace?.finish(version: version) }
         try await models.withModel(call.modelName, version: call.modelVersion) { model in
             var request = try decode(model.spec)
+            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started)
+            version = model.spec.version
             try PHIRedaction.checkGrant(request, call: call)
-            request = try await redaction.redact(request, for: model.spec)
+            request = try await redact(request, for: model.spec, trace: trace)
             guard request.inputRegions.isEmpty, !request.requestedOutputs.contains(where: { $0.region != nil }) else {
                 throw InferenceError.unsupported("model '\(model.spec.name)': shared memory is not supported on a response stream of a decoupled model")
             }
@@ -152,8 +171,10 @@ public final class InferencePipeline: InferenceServer {
             var responses = 0
             // Leaving this loop early (an error from `each`) ends the stream,
             // which cancels the model's remaining responses.
+            trace?.record("QUEUE_START")
             for try await response in model.runner.inferStream(validated) {
                 try await each(response)
+                trace?.record("INFER_RESPONSE_COMPLETE")
                 responses += 1
             }
             logger.debug("inference", metadata: [
@@ -161,6 +182,15 @@ public final class InferencePipeline: InferenceServer {
                 "responses": "\(responses)", "request.bytes": "\(call.requestBytes)", "protocol": "\(call.protocolName)",
             ])
         }
+    }
+
+    /// The redaction step, timed in the trace (ours: PHI_REDACTION_START/END)
+    /// where the model names a de-identifier.
+    private func redact(_ request: InferenceRequest, for spec: ModelSpec, trace: RequestTrace?) async throws -> InferenceRequest {
+        guard spec.parameters[PHIRedaction.parameter] != nil else { return request }
+        trace?.record("PHI_REDACTION_START")
+        defer { trace?.record("PHI_REDACTION_END") }
+        return try await redaction.redact(request, for: spec)
     }
 
     /// Triton's answer to a decoupled model called without a response stream.

@@ -301,8 +301,9 @@ def test_bulk_job_equals_single_requests(server, tmp_path):
 
 
 def test_canary_identifiers_reach_no_byte_the_server_wrote(repo, tmp_path):
-    """Unique identifiers through every route, with verbose JSON logs and the
-    audit log on: none of them is in the log, in /metrics, or in an error."""
+    """Unique identifiers through every route, with verbose JSON logs, the
+    audit log and traces of every request on: none of them is in the log, the
+    trace file, /metrics, or an error."""
     canary = uuid.uuid4().hex[:8]
     letters = canary.translate(str.maketrans("0123456789", "ghijklmnop"))
     name = f"Zqx{letters[:4]} Vlk{letters[4:]}"
@@ -311,7 +312,10 @@ def test_canary_identifiers_reach_no_byte_the_server_wrote(repo, tmp_path):
     mrn = f"{int(canary, 16) % 10_000_000:07d}"
     note = f"Patient: {name}, MRN: {mrn}, phone {phone}, email {email}."
     canaries = [name.split()[0], name.split()[1], phone, email, mrn]
-    running = RunningServer(repo, ["--log-verbose", "1", "--log-format", "json", "--audit-log", "true"],
+    trace_file = tmp_path / "trace.json"
+    running = RunningServer(repo, ["--log-verbose", "1", "--log-format", "json", "--audit-log", "true",
+                                   "--trace-config", "level=TIMESTAMPS", "--trace-config", "rate=1",
+                                   "--trace-config", f"triton,file={trace_file}"],
                             log_path=tmp_path / "canary.log").wait_live()
     try:
         deidentify_http(running, [note])
@@ -338,7 +342,10 @@ def test_canary_identifiers_reach_no_byte_the_server_wrote(repo, tmp_path):
         metrics = requests.get(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=10).text
     finally:
         running.stop()
-    written = running.read_log() + metrics + "".join(e.text for e in errors)
+    traces = trace_file.read_text()
+    assert {"phi_deidentifier", "sst2_redacted", "minilm_redacted"} <= {e["model_name"] for e in json.loads(traces) if "model_name" in e}
+    assert "PHI_REDACTION_START" in traces
+    written = running.read_log() + traces + metrics + "".join(e.text for e in errors)
     assert all(e.status_code >= 400 for e in errors)
     assert "phi_deidentifier" in running.read_log()   # the log is not empty: it names models, not text
     for value in canaries:

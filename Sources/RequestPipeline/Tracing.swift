@@ -1,0 +1,340 @@
+import Dispatch
+import Foundation
+import InferenceCore
+import Logging
+import Synchronization
+
+/// Nanoseconds on a monotonic clock, as Triton's trace timestamps are (its
+/// steady clock). Injected, so tests choose the time.
+public typealias TraceClock = @Sendable () -> UInt64
+
+public enum TraceClocks {
+    /// CLOCK_MONOTONIC, in nanoseconds.
+    public static let monotonic: TraceClock = { DispatchTime.now().uptimeNanoseconds }
+}
+
+/// The trace settings given at start with Triton's `--trace-config` syntax:
+/// `level=TIMESTAMPS`, `rate=N`, `count=N`, `mode=triton`,
+/// `triton,file=PATH`, `triton,log-frequency=N` (and `opentelemetry,url=…`,
+/// `opentelemetry,resource=…`, which are kept for that mode). They are the
+/// defaults the trace-setting APIs fall back to.
+public struct TraceConfiguration: Sendable, Equatable {
+    public var levels: [String] = ["OFF"]
+    public var rate: UInt32 = 1000
+    public var count: Int64 = -1
+    public var mode = "triton"
+    public var file = ""
+    public var logFrequency: UInt32 = 0
+    public var openTelemetry: [String: [String]] = [:]
+
+    public init() {}
+
+    public init(flags: [String]) throws {
+        for flag in flags { try apply(flag) }
+    }
+
+    /// Tensor traces would write request contents, which can hold patient
+    /// data: refused from the command line and the trace APIs alike.
+    static let tensorsRefusal = "trace level TENSORS is refused: tensor traces would write request contents, which can hold patient data (use TIMESTAMPS)"
+
+    mutating func apply(_ flag: String) throws {
+        var parts = flag.split(separator: ",", maxSplits: 1).map(String.init)
+        var section = ""
+        if parts.count == 2, ["triton", "opentelemetry"].contains(parts[0]) { section = parts.removeFirst() }
+        let setting = parts.joined(separator: ",")
+        let pair = setting.split(separator: "=", maxSplits: 1).map(String.init)
+        guard pair.count == 2, !pair[0].isEmpty else {
+            throw InferenceError.invalidArgument("--trace-config '\(flag)': expected [triton|opentelemetry,]<setting>=<value>")
+        }
+        let (key, value) = (pair[0], pair[1])
+        func number<T: FixedWidthInteger>(_: T.Type) throws -> T {
+            guard let parsed = T(value) else { throw InferenceError.invalidArgument("--trace-config '\(flag)': '\(value)' is not a valid \(key)") }
+            return parsed
+        }
+        switch (section, key) {
+        case ("", "level"):
+            switch value.lowercased() {
+            case "off", "false": levels = ["OFF"]
+            case "timestamps", "true": levels = ["TIMESTAMPS"]
+            case "tensors": throw InferenceError.invalidArgument("--trace-config '\(flag)': \(Self.tensorsRefusal)")
+            default: throw InferenceError.invalidArgument("--trace-config '\(flag)': level must be OFF or TIMESTAMPS")
+            }
+        case ("", "rate"): rate = try number(UInt32.self)
+        case ("", "count"):
+            count = try number(Int64.self)
+            guard count >= -1 else { throw InferenceError.invalidArgument("--trace-config '\(flag)': count must be -1 or more") }
+        case ("", "mode"):
+            guard ["triton", "opentelemetry"].contains(value) else {
+                throw InferenceError.invalidArgument("--trace-config '\(flag)': mode must be triton or opentelemetry")
+            }
+            mode = value
+        case ("triton", "file"): file = value
+        case ("triton", "log-frequency"): logFrequency = try number(UInt32.self)
+        case ("opentelemetry", let name): openTelemetry[name, default: []].append(value)
+        default:
+            throw InferenceError.invalidArgument("--trace-config '\(flag)': unknown setting '\(key)'")
+        }
+    }
+
+    /// The settings as the trace APIs report them.
+    var reported: [String: [String]] {
+        ["trace_file": [file], "trace_level": levels, "trace_rate": [String(rate)], "trace_count": [String(count)],
+         "log_frequency": [String(logFrequency)], "trace_mode": [mode]]
+    }
+}
+
+/// Trace settings, global and per model, as Triton keeps and reports them,
+/// and the sampling they drive: every `trace_rate`-th request of a scope
+/// (a model with settings of its own, or the rest) is traced while
+/// `trace_count` lasts, at level TIMESTAMPS, into `trace_file` (Triton's JSON
+/// trace format, `TraceFileWriter`). Changing a scope's settings restarts
+/// its sampling, as Triton replaces its setting object.
+public final class TraceSettingsStore: TraceSettingsControl {
+    private struct Sampling { var seen: UInt64 = 0; var remaining: Int64 }
+    private struct State {
+        var global: [String: [String]]
+        var models: [String: [String: [String]]] = [:]
+        var sampling: [String: Sampling] = [:]
+        var writers: [String: TraceFileWriter] = [:]
+    }
+    private let defaults: [String: [String]]
+    private let state: Mutex<State>
+    /// Names the per-model route may address (the repository's models).
+    private let knownModel: @Sendable (String) -> Bool
+    let clock: TraceClock
+    private let logger: Logger
+    private let nextID = Atomic<UInt64>(1)
+
+    public init(configuration: TraceConfiguration = .init(), knownModel: @escaping @Sendable (String) -> Bool = { _ in true },
+                clock: @escaping TraceClock = TraceClocks.monotonic, logger: Logger = Logger(label: "batch-server")) {
+        defaults = configuration.reported
+        state = Mutex(State(global: configuration.reported))
+        self.knownModel = knownModel
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public func current(model: String) throws -> [String: [String]] {
+        if !model.isEmpty, !knownModel(model) { throw TritonErrors.traceUnknownModel(model) }
+        return state.withLock { state in Self.effective(state, model: model) }
+    }
+
+    private static func effective(_ state: State, model: String) -> [String: [String]] {
+        var settings = state.global.merging(model.isEmpty ? [:] : state.models[model] ?? [:]) { $1 }
+        // Triton reports the count a sampling scope has left.
+        let scope = !model.isEmpty && state.models[model] != nil ? model : ""
+        if let sampling = state.sampling[scope] { settings["trace_count"] = [String(sampling.remaining)] }
+        return settings
+    }
+
+    /// A nil value clears the setting: a model's falls back to the global
+    /// one, a global one to its start value. Keys it does not know are ignored.
+    public func update(model: String, _ changes: [String: [String]?]) throws -> [String: [String]] {
+        if !model.isEmpty, !knownModel(model) { throw TritonErrors.traceUnknownModel(model) }
+        var checked: [String: [String]?] = [:]
+        for (key, value) in changes where defaults[key] != nil {
+            if key == "trace_file" { throw TritonErrors.traceFileNotSettable() }
+            // updateValue keeps a nil (clear) that subscript assignment would drop.
+            checked.updateValue(try value.map { try Self.check(key, $0) }, forKey: key)
+        }
+        state.withLock { state in
+            for (key, value) in checked {
+                if model.isEmpty {
+                    state.global[key] = value ?? defaults[key]
+                } else {
+                    state.models[model, default: [:]][key] = value
+                    if state.models[model]?.isEmpty == true { state.models[model] = nil }
+                }
+            }
+            if model.isEmpty { state.sampling = [:] } else { state.sampling[model] = nil }
+        }
+        return try current(model: model)
+    }
+
+    /// The value as stored, or Triton's error for it.
+    private static func check(_ key: String, _ value: [String]) throws -> [String] {
+        if key == "trace_level" {
+            let levels = value.filter { ["OFF", "TIMESTAMPS", "TENSORS"].contains($0) }
+            if levels.contains("OFF"), levels.count > 1 { throw TritonErrors.traceLevelOffWithOthers() }
+            if levels.contains("TENSORS") { throw InferenceError.invalidArgument(TraceConfiguration.tensorsRefusal) }
+            return levels.isEmpty ? ["OFF"] : levels
+        }
+        guard value.count == 1 else { throw TritonErrors.traceSingleValue(key) }
+        let text = value[0]
+        switch key {
+        case "trace_rate", "log_frequency":
+            guard UInt32(text) != nil else { throw TritonErrors.traceValueUnparsable(key, text) }
+        case "trace_count":
+            guard let count = Int64(text) else { throw TritonErrors.traceValueUnparsable(key, text) }
+            guard count >= -1, count <= Int64(Int32.max) else { throw TritonErrors.traceCountInvalid(text) }
+        case "trace_mode":
+            guard ["triton", "opentelemetry"].contains(text) else { throw TritonErrors.traceValueUnparsable(key, text) }
+        default:
+            break
+        }
+        return value
+    }
+
+    /// A trace for this request of `model`, or nil when it is not sampled.
+    /// `REQUEST_START` is recorded at `started` (the pipeline's entry), or now.
+    public func sample(model: String, requestID: String = "", started: UInt64? = nil) -> RequestTrace? {
+        let picked: (writer: TraceFileWriter, logFrequency: UInt32)? = state.withLock { state in
+            let scope = state.models[model] != nil ? model : ""
+            let settings = state.global.merging(scope.isEmpty ? [:] : state.models[model] ?? [:]) { $1 }
+            guard settings["trace_level"]?.contains("TIMESTAMPS") == true, settings["trace_mode"] == ["triton"],
+                  let rate = settings["trace_rate"]?.first.flatMap({ UInt64($0) }), rate > 0,
+                  let file = settings["trace_file"]?.first, !file.isEmpty else { return nil }
+            var sampling = state.sampling[scope] ?? Sampling(remaining: settings["trace_count"]?.first.flatMap { Int64($0) } ?? -1)
+            defer { state.sampling[scope] = sampling }
+            guard sampling.remaining != 0 else { return nil }
+            sampling.seen += 1
+            guard sampling.seen % rate == 0 else { return nil }
+            if sampling.remaining > 0 { sampling.remaining -= 1 }
+            let writer = state.writers[file] ?? TraceFileWriter(path: file, logger: logger)
+            state.writers[file] = writer
+            return (writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
+        }
+        guard let picked else { return nil }
+        let trace = RequestTrace(id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue, model: model, requestID: requestID,
+                                 clock: clock, writer: picked.writer, logFrequency: picked.logFrequency)
+        trace.record("REQUEST_START", at: started)
+        return trace
+    }
+
+    /// Writes what the writers hold back (a last partial group of
+    /// `log_frequency` traces): at shutdown.
+    public func flush() {
+        for writer in state.withLock({ Array($0.writers.values) }) { writer.flush() }
+    }
+}
+
+/// One sampled request's timestamps, written when it ends. Timestamps are
+/// names and nanoseconds only: nothing of the request's content.
+public final class RequestTrace: Sendable {
+    public let id: UInt64
+    let model: String
+    let requestID: String
+    let clock: TraceClock
+    let writer: TraceFileWriter
+    let logFrequency: UInt32
+    private let events = Mutex<[(name: String, ns: UInt64)]>([])
+
+    init(id: UInt64, model: String, requestID: String, clock: @escaping TraceClock, writer: TraceFileWriter, logFrequency: UInt32) {
+        self.id = id
+        self.model = model
+        self.requestID = requestID
+        self.clock = clock
+        self.writer = writer
+        self.logFrequency = logFrequency
+    }
+
+    public var now: UInt64 { clock() }
+
+    public func record(_ name: String, at ns: UInt64? = nil) {
+        let time = ns ?? clock()
+        events.withLock { $0.append((name, time)) }
+    }
+
+    /// The scheduler's stages, placed back from `returned` (when the
+    /// response reached the pipeline) by the durations the scheduler
+    /// measured: QUEUE_START, COMPUTE_START, COMPUTE_INPUT_END,
+    /// COMPUTE_OUTPUT_START, COMPUTE_END. `handed`: when the request was
+    /// given to the scheduler (its checks and tokenizing run before queuing).
+    public func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming) {
+        func ns(_ duration: Duration) -> UInt64 { UInt64(clamping: duration.nanosecondsClamped) }
+        let computeEnd = returned
+        let outputStart = computeEnd &- min(ns(timing.computeOutput), computeEnd - handed)
+        let inputEnd = outputStart &- min(ns(timing.computeInfer), outputStart - handed)
+        let computeStart = inputEnd &- min(ns(timing.computeInput), inputEnd - handed)
+        let queueStart = computeStart &- min(ns(timing.queue), computeStart - handed)
+        for (name, time) in [("QUEUE_START", queueStart), ("COMPUTE_START", computeStart), ("COMPUTE_INPUT_END", inputEnd),
+                             ("COMPUTE_OUTPUT_START", outputStart), ("COMPUTE_END", computeEnd)] {
+            record(name, at: time)
+        }
+    }
+
+    /// Records REQUEST_END and writes the trace: Triton's entries, the
+    /// model's (`model_version` -1 when no version was resolved) then one per
+    /// timestamp, in time order.
+    public func finish(version: Int64?) {
+        record("REQUEST_END")
+        let stamps = events.withLock { $0 }.enumerated().sorted { ($0.element.ns, $0.offset) < ($1.element.ns, $1.offset) }.map(\.element)
+        var json = "{\"id\":\(id),\"model_name\":\(Self.quoted(model)),\"model_version\":\(version ?? -1)"
+        if !requestID.isEmpty { json += ",\"request_id\":\(Self.quoted(String(requestID.prefix(128))))" }
+        json += "}"
+        for stamp in stamps { json += ",{\"id\":\(id),\"timestamps\":[{\"name\":\"\(stamp.name)\",\"ns\":\(stamp.ns)}]}" }
+        writer.append(json, logFrequency: logFrequency)
+    }
+
+    static func quoted(_ text: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: text, options: [.fragmentsAllowed])) ?? Data("\"\"".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// One trace file. With `log_frequency` 0 every trace is appended to the
+/// file, which stays a valid JSON array between writes (the closing bracket
+/// is rewritten each time); with N > 0 every N traces go to a new file
+/// `PATH.0`, `PATH.1`, … as Triton names them, and `flush` writes the rest.
+/// Writes are small and synchronous, under the lock, so traces never
+/// interleave.
+public final class TraceFileWriter: Sendable {
+    let path: String
+    let logger: Logger
+    private struct State { var pending: [String] = []; var nextIndex = 0; var handle: FileHandle?; var failed = false }
+    private let state = Mutex<State>(State())
+
+    init(path: String, logger: Logger) {
+        self.path = path
+        self.logger = logger
+    }
+
+    /// Logs the first failure to write this file (the path is the operator's; no trace content).
+    private func failed(_ state: inout State) {
+        if !state.failed { logger.error("cannot write the trace file", metadata: ["trace.file": "\(path)"]) }
+        state.failed = true
+    }
+
+    func append(_ trace: String, logFrequency: UInt32) {
+        state.withLock { state in
+            if logFrequency == 0 {
+                if !Self.appendToArray(trace, path: path, state: &state) { failed(&state) }
+            } else {
+                state.pending.append(trace)
+                if state.pending.count >= Int(logFrequency), !Self.writeIndexed(path: path, state: &state) { failed(&state) }
+            }
+        }
+    }
+
+    func flush() {
+        state.withLock { state in
+            if !state.pending.isEmpty, !Self.writeIndexed(path: path, state: &state) { failed(&state) }
+            try? state.handle?.synchronize()
+        }
+    }
+
+    private static func appendToArray(_ trace: String, path: String, state: inout State) -> Bool {
+        guard let handle = state.handle else {
+            guard FileManager.default.createFile(atPath: path, contents: Data("[\(trace)]".utf8), attributes: [.posixPermissions: 0o640]),
+                  let handle = FileHandle(forUpdatingAtPath: path) else { return false }
+            state.handle = handle
+            return true
+        }
+        do {
+            let end = try handle.seekToEnd()
+            try handle.seek(toOffset: end - 1)   // over the closing bracket
+            try handle.write(contentsOf: Data(",\(trace)]".utf8))
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private static func writeIndexed(path: String, state: inout State) -> Bool {
+        let name = "\(path).\(state.nextIndex)"
+        state.nextIndex += 1
+        let body = "[" + state.pending.joined(separator: ",") + "]"
+        state.pending = []
+        return FileManager.default.createFile(atPath: name, contents: Data(body.utf8), attributes: [.posixPermissions: 0o640])
+    }
+}

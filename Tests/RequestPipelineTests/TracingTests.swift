@@ -1,0 +1,103 @@
+import Foundation
+import InferenceCore
+import Logging
+import Synchronization
+import Testing
+@testable import RequestPipeline
+
+/// A clock the test moves by hand.
+final class ManualTraceClock: Sendable {
+    private let value = Atomic<UInt64>(1_000)
+    func advance(_ ns: UInt64) { value.add(ns, ordering: .relaxed) }
+    var clock: TraceClock { { [self] in value.load(ordering: .relaxed) } }
+}
+
+@Suite struct TracingTests {
+    func temporaryFile() -> String {
+        NSTemporaryDirectory() + "trace-\(UUID().uuidString).json"
+    }
+
+    @Test func traceConfigFlagsAsTritonSpellsThem() throws {
+        let config = try TraceConfiguration(flags: ["triton,file=/tmp/t.json", "level=timestamps", "rate=5", "count=7",
+                                                    "triton,log-frequency=3", "opentelemetry,url=http://collector:4318/v1/traces"])
+        #expect(config.file == "/tmp/t.json" && config.levels == ["TIMESTAMPS"] && config.rate == 5 && config.count == 7)
+        #expect(config.logFrequency == 3 && config.openTelemetry["url"] == ["http://collector:4318/v1/traces"])
+        #expect(config.reported["trace_rate"] == ["5"] && config.reported["log_frequency"] == ["3"])
+        #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["level=TENSORS"]) }
+        #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["count=-2"]) }
+        #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["rate"]) }
+        #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["triton,url=x"]) }
+    }
+
+    @Test func everyRateThRequestIsTracedWhileTheCountLasts() throws {
+        var config = TraceConfiguration()
+        (config.levels, config.rate, config.count, config.file) = (["TIMESTAMPS"], 3, 2, temporaryFile())
+        let store = TraceSettingsStore(configuration: config)
+        let traced = (1...12).map { _ in store.sample(model: "m") != nil }
+        #expect(traced == [false, false, true, false, false, true, false, false, false, false, false, false])
+        #expect(try store.current(model: "")["trace_count"] == ["0"])
+        // A new setting restarts the scope's sampling.
+        _ = try store.update(model: "", ["trace_count": ["1"], "trace_rate": ["1"]])
+        #expect(store.sample(model: "m") != nil && store.sample(model: "m") == nil)
+    }
+
+    @Test func aModelsOwnSettingsTraceItAlone() throws {
+        var config = TraceConfiguration()
+        (config.rate, config.file) = (1, temporaryFile())
+        let store = TraceSettingsStore(configuration: config, knownModel: { ["a", "b"].contains($0) })
+        #expect(store.sample(model: "a") == nil)
+        _ = try store.update(model: "a", ["trace_level": ["TIMESTAMPS"]])
+        #expect(store.sample(model: "a") != nil && store.sample(model: "b") == nil)
+        #expect(throws: InferenceError.self) { try store.update(model: "", ["trace_level": ["TENSORS"]]) }
+    }
+
+    @Test func aTraceIsTritonsJSONWithItsStagesInOrder() throws {
+        let manual = ManualTraceClock()
+        var config = TraceConfiguration()
+        (config.levels, config.rate, config.file) = (["TIMESTAMPS"], 1, temporaryFile())
+        let store = TraceSettingsStore(configuration: config, clock: manual.clock)
+        let trace = try #require(store.sample(model: "m", requestID: "req \"7\"", started: 1_000))
+        manual.advance(100)
+        let handed = manual.clock()   // 1100
+        manual.advance(1_000)         // 2100: the response is back
+        var timing = RequestTiming()
+        (timing.queue, timing.computeInput, timing.computeInfer, timing.computeOutput) = (.nanoseconds(300), .nanoseconds(50), .nanoseconds(400), .nanoseconds(20))
+        trace.recordScheduling(handed: handed, returned: manual.clock(), timing: timing)
+        manual.advance(5)
+        trace.finish(version: 3)
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config.file))) as? [[String: Any]])
+        #expect(entries[0]["model_name"] as? String == "m" && entries[0]["model_version"] as? Int == 3)
+        #expect(entries[0]["request_id"] as? String == "req \"7\"")
+        let stamps = entries.dropFirst().map { ($0["timestamps"] as! [[String: Any]])[0] }
+        #expect(stamps.map { $0["name"] as! String } == ["REQUEST_START", "QUEUE_START", "COMPUTE_START", "COMPUTE_INPUT_END",
+                                                         "COMPUTE_OUTPUT_START", "COMPUTE_END", "REQUEST_END"])
+        #expect(stamps.map { $0["ns"] as! Int } == [1_000, 1_330, 1_630, 1_680, 2_080, 2_100, 2_105])
+    }
+
+    @Test func durationsLongerThanTheCallAreClampedToIt() throws {
+        var config = TraceConfiguration()
+        (config.levels, config.rate, config.file) = (["TIMESTAMPS"], 1, temporaryFile())
+        let store = TraceSettingsStore(configuration: config, clock: { 500 })
+        let trace = try #require(store.sample(model: "m"))
+        var timing = RequestTiming()
+        timing.queue = .seconds(1)
+        trace.recordScheduling(handed: 400, returned: 500, timing: timing)
+        trace.finish(version: nil)
+        let text = try String(contentsOfFile: config.file, encoding: .utf8)
+        #expect(text.contains(#"{"name":"QUEUE_START","ns":400}"#) && text.contains(#""model_version":-1"#))
+    }
+
+    @Test func theFileStaysOneJSONArrayAndLogFrequencyRotates() throws {
+        let path = temporaryFile()
+        let writer = TraceFileWriter(path: path, logger: .init(label: "test"))
+        for id in 1...3 { writer.append(#"{"id":\#(id)}"#, logFrequency: 0) }
+        let array = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [[String: Int]]
+        #expect(array?.map { $0["id"]! } == [1, 2, 3])
+        let rotated = temporaryFile()
+        let groups = TraceFileWriter(path: rotated, logger: .init(label: "test"))
+        for id in 1...5 { groups.append(#"{"id":\#(id)}"#, logFrequency: 2) }
+        #expect(FileManager.default.fileExists(atPath: rotated + ".1") && !FileManager.default.fileExists(atPath: rotated + ".2"))
+        groups.flush()
+        #expect(try String(contentsOfFile: rotated + ".2", encoding: .utf8) == #"[{"id":5}]"#)
+    }
+}
