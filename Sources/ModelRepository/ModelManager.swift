@@ -229,7 +229,8 @@ public final class ModelManager: Sendable {
                         // parameters (operators, thresholds, spans) must not weaken it.
                         var request = request
                         if model.spec.backend == DeidentificationParameters.backend { request.parameters = [:] }
-                        return try await model.runner.infer(try model.spec.validate(request))
+                        let validated = try model.spec.validate(request)
+                        return try await RunTracing.child(model: model.spec.name) { try await model.runner.infer(validated) }
                     }
                 }
             } else if let backend {

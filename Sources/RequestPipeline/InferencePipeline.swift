@@ -119,7 +119,7 @@ public final class InferencePipeline: InferenceServer {
             request = try await redact(request, for: model.spec, trace: trace)
             let validated = try model.spec.validate(request)
             let handed = traces.clock()
-            var response = try await model.runner.infer(validated)
+            var response = try await RunTracing.$current.withValue(trace) { try await model.runner.infer(validated) }
             trace?.recordScheduling(handed: handed, returned: traces.clock(), timing: response.timing)
             // Every output is checked against its region before any is written.
             let writes = try outputRegions.compactMap { name, reference, region -> (Int, SharedMemoryReference, MappedRegion)? in

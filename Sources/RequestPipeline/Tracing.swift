@@ -103,7 +103,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
     private let knownModel: @Sendable (String) -> Bool
     let clock: TraceClock
     private let logger: Logger
-    private let nextID = Atomic<UInt64>(1)
+    private let nextID = Counter()
 
     public init(configuration: TraceConfiguration = .init(), knownModel: @escaping @Sendable (String) -> Bool = { _ in true },
                 clock: @escaping TraceClock = TraceClocks.monotonic, logger: Logger = Logger(label: "batch-server")) {
@@ -195,8 +195,9 @@ public final class TraceSettingsStore: TraceSettingsControl {
             return (writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
         }
         guard let picked else { return nil }
-        let trace = RequestTrace(id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue, model: model, requestID: requestID,
-                                 clock: clock, writer: picked.writer, logFrequency: picked.logFrequency)
+        let ids: @Sendable () -> UInt64 = { [nextID] in nextID.next() }
+        let trace = RequestTrace(id: ids(), model: model, requestID: requestID, clock: clock, writer: picked.writer,
+                                 logFrequency: picked.logFrequency, ids: ids)
         trace.record("REQUEST_START", at: started)
         return trace
     }
@@ -208,27 +209,51 @@ public final class TraceSettingsStore: TraceSettingsControl {
     }
 }
 
+/// Trace ids, shared by a store's traces and their children.
+final class Counter: Sendable {
+    private let value = Atomic<UInt64>(1)
+    func next() -> UInt64 {
+        value.wrappingAdd(1, ordering: .relaxed).oldValue
+    }
+}
+
 /// One sampled request's timestamps, written when it ends. Timestamps are
 /// names and nanoseconds only: nothing of the request's content.
-public final class RequestTrace: Sendable {
+public final class RequestTrace: RunTrace {
     public let id: UInt64
+    /// The trace of the ensemble this run is a step of.
+    let parentID: UInt64?
     let model: String
     let requestID: String
     let clock: TraceClock
     let writer: TraceFileWriter
     let logFrequency: UInt32
+    /// Hands out ids, the store's counter: children draw from it too.
+    let ids: @Sendable () -> UInt64
     private let events = Mutex<[(name: String, ns: UInt64)]>([])
 
-    init(id: UInt64, model: String, requestID: String, clock: @escaping TraceClock, writer: TraceFileWriter, logFrequency: UInt32) {
+    init(id: UInt64, parentID: UInt64? = nil, model: String, requestID: String, clock: @escaping TraceClock, writer: TraceFileWriter,
+         logFrequency: UInt32, ids: @escaping @Sendable () -> UInt64) {
         self.id = id
+        self.parentID = parentID
         self.model = model
         self.requestID = requestID
         self.clock = clock
         self.writer = writer
         self.logFrequency = logFrequency
+        self.ids = ids
     }
 
     public var now: UInt64 { clock() }
+
+    /// A step's trace, written to the same file with this one as its parent
+    /// (Triton's `parent_id`); REQUEST_START is recorded now.
+    public func child(model: String) -> any RunTrace {
+        let child = RequestTrace(id: ids(), parentID: id, model: model, requestID: requestID, clock: clock, writer: writer,
+                                 logFrequency: logFrequency, ids: ids)
+        child.record("REQUEST_START")
+        return child
+    }
 
     public func record(_ name: String, at ns: UInt64? = nil) {
         let time = ns ?? clock()
@@ -261,6 +286,7 @@ public final class RequestTrace: Sendable {
         let stamps = events.withLock { $0 }.enumerated().sorted { ($0.element.ns, $0.offset) < ($1.element.ns, $1.offset) }.map(\.element)
         var json = "{\"id\":\(id),\"model_name\":\(Self.quoted(model)),\"model_version\":\(version ?? -1)"
         if !requestID.isEmpty { json += ",\"request_id\":\(Self.quoted(String(requestID.prefix(128))))" }
+        if let parentID { json += ",\"parent_id\":\(parentID)" }
         json += "}"
         for stamp in stamps { json += ",{\"id\":\(id),\"timestamps\":[{\"name\":\"\(stamp.name)\",\"ns\":\(stamp.ns)}]}" }
         writer.append(json, logFrequency: logFrequency)

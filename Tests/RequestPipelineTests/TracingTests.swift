@@ -74,6 +74,28 @@ final class ManualTraceClock: Sendable {
         #expect(stamps.map { $0["ns"] as! Int } == [1_000, 1_330, 1_630, 1_680, 2_080, 2_100, 2_105])
     }
 
+    @Test func aNestedRunIsAChildTraceNamingItsParent() async throws {
+        let manual = ManualTraceClock()
+        var config = TraceConfiguration()
+        (config.levels, config.rate, config.file) = (["TIMESTAMPS"], 1, temporaryFile())
+        let store = TraceSettingsStore(configuration: config, clock: manual.clock)
+        let trace = try #require(store.sample(model: "ensemble", requestID: "e-1"))
+        _ = try await RunTracing.$current.withValue(trace) {
+            try await RunTracing.child(model: "step") {
+                manual.advance(10)
+                return InferenceResponse(id: "", modelName: "step", modelVersion: 2, outputs: [])
+            }
+        }
+        // Outside a traced request a nested run writes nothing.
+        _ = try await RunTracing.child(model: "untraced") { InferenceResponse(id: "", modelName: "untraced", modelVersion: 1, outputs: []) }
+        trace.finish(version: 1)
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config.file))) as? [[String: Any]])
+        let models = entries.filter { $0["model_name"] != nil }
+        #expect(models.map { $0["model_name"] as? String } == ["step", "ensemble"])
+        #expect(models[0]["parent_id"] as? Int == models[1]["id"] as? Int && models[1]["parent_id"] == nil)
+        #expect(models[0]["model_version"] as? Int == 2 && models[0]["request_id"] as? String == "e-1")
+    }
+
     @Test func durationsLongerThanTheCallAreClampedToIt() throws {
         var config = TraceConfiguration()
         (config.levels, config.rate, config.file) = (["TIMESTAMPS"], 1, temporaryFile())

@@ -86,15 +86,28 @@ def test_every_protocol_writes_ordered_triton_traces(tmp_path):
     finally:
         assert server.stop() == 0
     traces = traces_in(trace_file)
-    by_request = {t["model"].get("request_id"): t for t in traces.values()}
+    top = {i: t for i, t in traces.items() if "parent_id" not in t["model"]}
+    by_request = {t["model"].get("request_id"): t for t in top.values()}
     for request_id, model in [("http-1", "simple"), ("grpc-1", "simple"), ("stream-1", "simple"),
                               ("ensemble-1", "sst2_text_classifier"), ("batch-8", "simple")] + \
                              [(f"together-{i}", "distilbert_sst2") for i in range(8)]:
         trace = by_request[request_id]
         assert trace["model"]["model_name"] == model and trace["model"]["model_version"] == 1
         check_ordered(trace)
-    assert len(traces) == 13
-    assert len({t["model"]["id"] for t in traces.values()}) == 13
+    assert len(top) == 13
+    # The ensemble's steps are traces of their own whose parent is the
+    # ensemble's, each inside the ensemble's span, in step order.
+    ensemble = by_request["ensemble-1"]
+    children = sorted((t for t in traces.values() if t["model"].get("parent_id") == ensemble["model"]["id"]),
+                      key=lambda t: t["stamps"][0][1])
+    assert [c["model"]["model_name"] for c in children] == ["distilbert_sst2", "sst2_softmax"]
+    began, ended = ensemble["stamps"][0][1], ensemble["stamps"][-1][1]
+    for child in children:
+        check_ordered(child)
+        assert child["model"]["model_version"] == 1
+        assert began <= child["stamps"][0][1] and child["stamps"][-1][1] <= ended
+    assert children[0]["stamps"][-1][1] <= children[1]["stamps"][0][1]
+    assert len(traces) == 15
 
 
 def test_rate_and_count_choose_the_traced_requests(tmp_path):
