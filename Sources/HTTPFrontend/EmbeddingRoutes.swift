@@ -10,7 +10,7 @@ import InferenceCore
 /// access group (`inference`) and statistics; errors take each API's shape
 /// (`ErrorDialect`).
 extension KServeHTTPServer {
-    func addEmbeddingRoutes(to router: Router<BasicRequestContext>) {
+    func addEmbeddingRoutes(to router: Router<KServeRequestContext>) {
         let started = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ in
             let models = server.repositoryIndex(readyOnly: true).map(\.name)
@@ -18,7 +18,7 @@ extension KServeHTTPServer {
                 OpenAIBodies.Model(id: $0, created: started)
             }))
         }
-        router.post("/v1/embeddings") { request, _ in
+        router.postCancellable("/v1/embeddings") { request, _ in
             let body = try await body(request)
             let fields = try JSONValue.object(from: body, what: "embeddings request")
             guard case .string(let model)? = fields["model"] else { throw RouteError.validation("'model' is required", param: "model") }
@@ -41,7 +41,7 @@ extension KServeHTTPServer {
                 },
                 model: model, usage: .init(prompt_tokens: result.tokens, total_tokens: result.tokens)))
         }
-        router.post("/embed") { request, _ in
+        router.postCancellable("/embed") { request, _ in
             let body = try await body(request)
             let fields = try JSONValue.object(from: body, what: "embed request")
             let inputs = try TextInputs.parse(fields["inputs"], field: "inputs")
@@ -52,7 +52,7 @@ extension KServeHTTPServer {
             let normalize = try Self.bool(fields["normalize"], field: "normalize") ?? true
             return try json(result.vectors.map { normalize ? EmbeddingMath.normalized($0) : $0 })
         }
-        router.post("/predict") { request, _ in
+        router.postCancellable("/predict") { request, _ in
             let body = try await body(request)
             let fields = try JSONValue.object(from: body, what: "predict request")
             let (texts, single) = try Self.predictInputs(fields["inputs"])

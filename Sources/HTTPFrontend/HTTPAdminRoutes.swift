@@ -5,7 +5,7 @@ import NIOCore
 
 /// Shared memory, logging and trace routes, with Triton's JSON shapes.
 extension KServeHTTPServer {
-    func addAdministrationRoutes(to router: Router<BasicRequestContext>) {
+    func addAdministrationRoutes(to router: Router<KServeRequestContext>) {
         let system = server.systemSharedMemory
         for prefix in ["/v2/systemsharedmemory", "/v2/systemsharedmemory/region/:region"] {
             router.get(RouterPath(prefix + "/status")) { _, context in

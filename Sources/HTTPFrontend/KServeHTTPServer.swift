@@ -57,12 +57,13 @@ public struct KServeHTTPServer: Sendable {
 
     /// The Hummingbird application, a Service to run in the server's ServiceGroup.
     public func makeApplication() throws -> some ApplicationProtocol {
-        let router = Router()
+        let router = Router(context: KServeRequestContext.self)
         router.add(middleware: TritonErrorMiddleware(logger: logger))
         router.add(middleware: AccessMiddleware(access: access, audit: audit))
         addRoutes(to: router)
         let logger = self.logger
-        let http1 = HTTP1Channel.Configuration(idleTimeout: configuration.idleTimeout.map(TimeAmount.init))
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [ClientDisconnectHandler()],
+                                               idleTimeout: configuration.idleTimeout.map(TimeAmount.init))
         var server = HTTPServerBuilder.http1(configuration: http1)
         if var tls = configuration.tls {
             tls.applicationProtocols = ["http/1.1"]
@@ -78,7 +79,7 @@ public struct KServeHTTPServer: Sendable {
             logger: logger)
     }
 
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<KServeRequestContext>) {
         router.get("/v2") { _, _ in
             try json(HTTPResponseBodies.ServerMetadata(
                 name: server.identity.name, version: server.identity.version, extensions: server.identity.extensions))
@@ -124,7 +125,7 @@ public struct KServeHTTPServer: Sendable {
                 return try json(HTTPResponseBodies.StatisticsBody(
                     model_stats: try server.statistics(name, version: version).map(HTTPResponseBodies.ModelStatisticsBody.init)))
             }
-            router.post(RouterPath(prefix + "/infer")) { request, context in
+            router.postCancellable(RouterPath(prefix + "/infer")) { request, context in
                 try await infer(request, context: context)
             }
         }
@@ -141,7 +142,7 @@ public struct KServeHTTPServer: Sendable {
                                            limit: configuration.maxRequestBytes)
     }
 
-    private func infer(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    private func infer(_ request: Request, context: KServeRequestContext) async throws -> Response {
         let (name, version) = try Self.target(context)
         let headerLength = try Self.inferenceHeaderLength(request.headers)
         let body = Array(try await body(request).readableBytesView)
@@ -167,7 +168,7 @@ public struct KServeHTTPServer: Sendable {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: payload))
     }
 
-    private static func target(_ context: BasicRequestContext) throws -> (String, String) {
+    private static func target(_ context: KServeRequestContext) throws -> (String, String) {
         (try context.parameters.require("model"), context.parameters.get("version") ?? "")
     }
 
@@ -200,7 +201,7 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
 
 /// Turns every error into Triton's `{"error": "..."}` body with the mapped status.
 struct TritonErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = KServeRequestContext
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -234,7 +235,7 @@ struct TritonErrorMiddleware: RouterMiddleware {
 /// Checks the bearer token against the route's endpoint group (401 / 403 via
 /// the error middleware) and, with `--audit-log`, writes who did what.
 struct AccessMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = KServeRequestContext
     let access: AccessPolicy
     let audit: Logger?
 

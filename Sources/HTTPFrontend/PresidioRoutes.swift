@@ -13,7 +13,7 @@ import InferenceCore
 /// `inference` access group; /deanonymize needs the `reidentify` group.
 /// Errors are Presidio's `{"error": "..."}`.
 extension KServeHTTPServer {
-    func addPresidioRoutes(to router: Router<BasicRequestContext>) {
+    func addPresidioRoutes(to router: Router<KServeRequestContext>) {
         let model = configuration.deidentifierModel
         router.get("/supportedentities") { request, _ in
             try Self.requireEnglish(request.uri.queryParameters.get("language") ?? "en")
