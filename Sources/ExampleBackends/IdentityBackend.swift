@@ -66,6 +66,6 @@ struct ExecutionDelay: Sendable {
 /// The backends this module provides.
 public enum ExampleBackends {
     public static var all: [any ModelBackend] {
-        [AddSubBackend(), IdentityBackend(), SequenceAccumulatorBackend.sequence, SequenceAccumulatorBackend.dynaSequence, RepeatBackend(), SoftmaxBackend()]
+        [AddSubBackend(), IdentityBackend(), SequenceBackend.example, SequenceBackend.sequence, SequenceBackend.dynaSequence, RepeatBackend(), SoftmaxBackend()]
     }
 }

@@ -4,6 +4,7 @@ idle release, the backlog, implicit state on an ONNX model, and the errors
 a bad sequence request gets."""
 
 import asyncio
+import itertools
 import queue
 import shutil
 import threading
@@ -21,15 +22,17 @@ from conftest import MODEL_REPOSITORY
 VALUES = [11, 7, 5, 3, 2, 0, 1]
 
 
-def expected(first, values, correlation, dyna):
-    """Triton's example accumulator: START adds 1 and resets; END (dyna) adds the id."""
+def expected(model, first, values, correlation):
+    """What Triton's example models answer (see their configs): simple_sequence
+    and simple_dyna_sequence are stateless (START adds 1; dyna's END adds the
+    id); simple_string_dyna_sequence accumulates from START and its END adds the id."""
     inputs = [first] + values
-    total, out = 0, []
-    for i, v in enumerate(inputs):
-        total = (v + 1) if i == 0 else total + v
-        if dyna and i == len(inputs) - 1:
-            total += int(correlation) if str(correlation).lstrip("-").isdigit() else 0
-        out.append(total)
+    if model == "simple_string_dyna_sequence":
+        out = list(itertools.accumulate(inputs))
+    else:
+        out = [inputs[0] + 1] + inputs[1:]
+    if model != "simple_sequence":
+        out[-1] += int(correlation)
     return out
 
 
@@ -39,7 +42,7 @@ def tensor(module, value):
     return [t]
 
 
-def run_interleaved(client, module, model, sequences, dyna):
+def run_interleaved(client, module, model, sequences):
     """Sends every sequence's requests round-robin, one request at a time."""
     results = {cid: [] for cid, _ in sequences}
     longest = max(len(inputs) for _, inputs in sequences)
@@ -50,7 +53,7 @@ def run_interleaved(client, module, model, sequences, dyna):
                                  sequence_start=step == 0, sequence_end=step == len(inputs) - 1)
                 results[cid].append(int(r.as_numpy("OUTPUT")[0][0]))
     for cid, inputs in sequences:
-        assert results[cid] == expected(inputs[0], inputs[1:], cid, dyna), (model, cid)
+        assert results[cid] == expected(model, inputs[0], inputs[1:], cid), (model, cid)
 
 
 def three_sequences(ids):
@@ -58,25 +61,25 @@ def three_sequences(ids):
     return [(ids[0], [0] + VALUES), (ids[1], [100] + [-v for v in VALUES]), (ids[2], [20] + [-v for v in VALUES])]
 
 
-MODELS = [("simple_sequence", [1000, 1001, 1002], False),
-          ("simple_dyna_sequence", [1000, 1001, 1002], True),
-          ("simple_string_dyna_sequence", ["1000", "1001", "seq-two"], True)]
+MODELS = [("simple_sequence", [1000, 1001, 1002]),
+          ("simple_dyna_sequence", [1000, 1001, 1002]),
+          ("simple_string_dyna_sequence", ["1000", "1001", "1002"])]
 
 
-@pytest.mark.parametrize("model, ids, dyna", MODELS)
-def test_interleaved_sequences_over_http(server, model, ids, dyna):
+@pytest.mark.parametrize("model, ids", MODELS)
+def test_interleaved_sequences_over_http(server, model, ids):
     with httpclient.InferenceServerClient(server.http_url) as client:
-        run_interleaved(client, httpclient, model, three_sequences(ids), dyna)
+        run_interleaved(client, httpclient, model, three_sequences(ids))
 
 
-@pytest.mark.parametrize("model, ids, dyna", MODELS)
-def test_interleaved_sequences_over_grpc_unary(server, model, ids, dyna):
+@pytest.mark.parametrize("model, ids", MODELS)
+def test_interleaved_sequences_over_grpc_unary(server, model, ids):
     with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as client:
-        run_interleaved(client, grpcclient, model, three_sequences([f"{i}" if isinstance(i, str) else i + 10 for i in ids]), dyna)
+        run_interleaved(client, grpcclient, model, three_sequences([str(int(i) + 10) if isinstance(i, str) else i + 10 for i in ids]))
 
 
-@pytest.mark.parametrize("model, ids, dyna", MODELS)
-def test_concurrent_sequences_over_grpc_threads(server, model, ids, dyna):
+@pytest.mark.parametrize("model, ids", MODELS)
+def test_concurrent_sequences_over_grpc_threads(server, model, ids):
     """Three clients at once, one sequence each: the batcher keeps them apart."""
     errors = []
 
@@ -86,11 +89,11 @@ def test_concurrent_sequences_over_grpc_threads(server, model, ids, dyna):
                 got = [int(client.infer(model, tensor(grpcclient, v), sequence_id=cid, sequence_start=i == 0,
                                         sequence_end=i == len(inputs) - 1).as_numpy("OUTPUT")[0][0])
                        for i, v in enumerate(inputs)]
-            assert got == expected(inputs[0], inputs[1:], cid, dyna)
+            assert got == expected(model, inputs[0], inputs[1:], cid)
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append((cid, error))
 
-    sequences = three_sequences([f"t{i}" if isinstance(i, str) else i + 20 for i in ids])
+    sequences = three_sequences([str(int(i) + 20) if isinstance(i, str) else i + 20 for i in ids])
     threads = [threading.Thread(target=one, args=s) for s in sequences]
     for t in threads:
         t.start()
@@ -99,12 +102,12 @@ def test_concurrent_sequences_over_grpc_threads(server, model, ids, dyna):
     assert not errors, errors
 
 
-@pytest.mark.parametrize("model, ids, dyna", MODELS)
-def test_interleaved_sequences_over_grpc_stream(server, model, ids, dyna):
+@pytest.mark.parametrize("model, ids", MODELS)
+def test_interleaved_sequences_over_grpc_stream(server, model, ids):
     responses = queue.Queue()
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
     client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    sequences = three_sequences([f"s{i}" if isinstance(i, str) else i + 30 for i in ids])
+    sequences = three_sequences([str(int(i) + 30) if isinstance(i, str) else i + 30 for i in ids])
     sent = 0
     for step in range(8):
         for cid, inputs in sequences:
@@ -123,7 +126,7 @@ def test_interleaved_sequences_over_grpc_stream(server, model, ids, dyna):
     for cid, inputs in sequences:
         # A sequence's responses come in its order.
         assert [s for s, _ in got[str(cid)]] == list(range(8))
-        assert [v for _, v in got[str(cid)]] == expected(inputs[0], inputs[1:], cid, dyna)
+        assert [v for _, v in got[str(cid)]] == expected(model, inputs[0], inputs[1:], cid)
 
 
 def test_sequence_over_grpc_asyncio(server):
@@ -136,14 +139,14 @@ def test_sequence_over_grpc_asyncio(server):
                                        sequence_start=i == 0, sequence_end=i == len(inputs) - 1)
                 got.append(int(r.as_numpy("OUTPUT")[0][0]))
             return got
-    assert asyncio.run(run()) == expected(0, VALUES, 4242, True)
+    assert asyncio.run(run()) == expected("simple_dyna_sequence", 0, VALUES, 4242)
 
 
 def test_an_idle_sequence_is_released(server):
     """simple_sequence keeps Triton's default max_sequence_idle_microseconds (1 s)."""
     with httpclient.InferenceServerClient(server.http_url) as client:
         client.infer("simple_sequence", tensor(httpclient, 5), sequence_id=777, sequence_start=True)
-        assert int(client.infer("simple_sequence", tensor(httpclient, 1), sequence_id=777).as_numpy("OUTPUT")[0][0]) == 7
+        assert int(client.infer("simple_sequence", tensor(httpclient, 1), sequence_id=777).as_numpy("OUTPUT")[0][0]) == 1
         time.sleep(1.6)
         with pytest.raises(InferenceServerException) as raised:
             client.infer("simple_sequence", tensor(httpclient, 1), sequence_id=777)
@@ -193,6 +196,8 @@ def test_bad_sequence_requests_get_clear_errors_and_the_server_serves_on(server,
              "sequence batching control 'CORRID' data-type is 'BYTES', but model 'simple_dyna_sequence' expects 'UINT64'"),
             (dict(model_name="simple_string_dyna_sequence", sequence_id=5, sequence_start=True),
              "data-type is 'UINT64', but model 'simple_string_dyna_sequence' expects 'BYTES'"),
+            (dict(model_name="simple_string_dyna_sequence", sequence_id="seq-two", sequence_start=True),
+             "dyna sequence backend expects correlation ID to be decodable into an integer"),
         ]
         for arguments, text in cases:
             with pytest.raises(InferenceServerException) as raised:
@@ -229,7 +234,7 @@ def test_a_stream_closed_mid_sequence_leaves_the_server_serving(server):
     with grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}") as fresh:
         # The open sequence continues from a new connection, then a new one runs.
         assert int(fresh.infer("simple_dyna_sequence", tensor(grpcclient, 2), sequence_id=7070,
-                               sequence_end=True).as_numpy("OUTPUT")[0][0]) == 2 + 2 + 7070
+                               sequence_end=True).as_numpy("OUTPUT")[0][0]) == 2 + 7070
         assert int(fresh.infer("simple_dyna_sequence", tensor(grpcclient, 3), sequence_id=7071, sequence_start=True,
                                sequence_end=True).as_numpy("OUTPUT")[0][0]) == 4 + 7071
 
@@ -333,4 +338,4 @@ def test_interleaved_sequences_over_grpc_asyncio_stream(server):
     got = asyncio.run(run())
     for cid, inputs in sequences:
         assert [s for s, _ in got[cid]] == list(range(8))
-        assert [v for _, v in got[cid]] == expected(inputs[0], inputs[1:], cid, True)
+        assert [v for _, v in got[cid]] == expected("simple_dyna_sequence", inputs[0], inputs[1:], cid)
