@@ -71,10 +71,24 @@ let package = Package(
             ]
         ),
         // config.pbtxt, versions, model lifecycle.
+        // Triton's response cache: entries named by an HMAC of the request and
+        // sealed with AES-GCM, in a local LRU or a shared Redis (RESP over
+        // SwiftNIO); the runner that answers from it.
+        .target(
+            name: "ResponseCache",
+            dependencies: [
+                "InferenceCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "ModelRepository",
             dependencies: [
-                "InferenceCore", "TritonProto",
+                "InferenceCore", "TritonProto", "ResponseCache",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -201,7 +215,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier",
+                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier", "ResponseCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -238,6 +252,7 @@ let package = Package(
         .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
         .testTarget(name: "ONNXRuntimeBackendTests", dependencies: ["ONNXRuntimeBackend", "InferenceCore"]),
         .testTarget(name: "DeidentifierTests", dependencies: ["Deidentifier", "InferenceCore"]),
+        .testTarget(name: "ResponseCacheTests", dependencies: ["ResponseCache", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
         .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
         .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),

@@ -16,6 +16,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)   # the TLS tests make their certificates
 # The de-identifier's safe list of common English words.
 [ -f /usr/share/dict/american-english ] || need_apt+=(wamerican)
+# The response cache tests start a real Redis server (and read it with redis-cli).
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq

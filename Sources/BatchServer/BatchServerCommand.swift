@@ -14,6 +14,7 @@ import Logging
 import MetricsExporter
 import ModelRepository
 import RequestPipeline
+import ResponseCache
 import NIOSSL
 import Scheduler
 import ServiceLifecycle
@@ -200,6 +201,26 @@ struct BatchServerCommand: AsyncParsableCommand {
         return configuration
     }
 
+    @Option(name: .customLong("cache-config"),
+            help: ArgumentHelp("Triton's response cache, repeatable: local,size=BYTES (an LRU in this process) or redis,host=H plus redis,port=P and redis,key_file=PATH (a shared Redis; the file's secret, the same on every server, names and encrypts entries), redis,user/password/db/connect_timeout/socket_timeout/ttl. Models opt in with response_cache { enable: true }.",
+                               valueName: "CACHE,SETTING=VALUE"))
+    var cacheConfig: [String] = []
+
+    @Option(name: .customLong("response-cache-byte-size"),
+            help: ArgumentHelp("Deprecated (Triton's): the same as --cache-config local,size=BYTES.", visibility: .hidden))
+    var responseCacheByteSize: Int?
+
+    /// The --cache-config flags (or the deprecated byte size), checked.
+    func cacheConfiguration() throws -> CacheConfiguration? {
+        if responseCacheByteSize != nil && !cacheConfig.isEmpty {
+            throw ValidationError("Error: Incompatible flags --response-cache-byte-size and --cache-config both provided. Please provide one or the other.")
+        }
+        let flags = responseCacheByteSize.map { ["local,size=\($0)"] } ?? cacheConfig
+        do { return try CacheConfiguration.parse(flags) } catch let error as InferenceError {
+            throw ValidationError(error.message)
+        }
+    }
+
     @Option(name: .customLong("server-name"),
             help: "The name server metadata reports (GET /v2, ServerMetadata); clients written for Triton check for 'triton'.")
     var serverName = "triton"
@@ -221,6 +242,7 @@ struct BatchServerCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try autoCompleteSettings()
         _ = try traceConfiguration()
+        _ = try cacheConfiguration()
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
         where !(0...65535).contains(port) {
             throw ValidationError("--\(name) must be within 0...65535, got \(port)")
@@ -252,6 +274,11 @@ struct BatchServerCommand: AsyncParsableCommand {
             logger.warning("'--strict-model-config' has been deprecated! Please use '--disable-auto-complete-config' instead.",
                            metadata: ["strict_model_config": "\(strictModelConfig)"])
         }
+        if let bytes = responseCacheByteSize {
+            logger.warning("'--response-cache-byte-size' has been deprecated! This will default to the 'local' cache implementation with the provided byte size for its config. Please use '--cache-config' instead. The equivalent --cache-config CLI args would be: '--cache-config=local,size=\(bytes)'")
+        }
+        var responseCache: ResponseCache?
+        if let cache = try cacheConfiguration() { responseCache = try await ResponseCache.make(cache, logger: logger) }
         let onnxLibrary = onnxruntimeLibrary ?? ProcessInfo.processInfo.environment["BATCHSERVER_ONNXRUNTIME_LIBRARY"]
         let models = ModelManager(
             repositoryPath: modelRepository,
@@ -262,6 +289,7 @@ struct BatchServerCommand: AsyncParsableCommand {
             ]),
             controlMode: modelControlMode,
             autoComplete: try autoCompleteSettings(),
+            responseCache: responseCache,
             logger: logger,
             makeRunner: { [defaultMaxQueueSize] spec, backend in
                 try ModelScheduler.runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
@@ -321,6 +349,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         configuration.maximumGracefulShutdownDuration = .seconds(exitTimeoutSecs)
         try await ServiceGroup(configuration: configuration).run()
         server.traces.flush()
+        await responseCache?.close()
         logger.info("batch-server stopped")
     }
 }

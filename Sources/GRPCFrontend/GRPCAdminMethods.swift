@@ -152,8 +152,8 @@ enum GRPCAdminMessages {
                 $0.computeInput = duration(stats.computeInput)
                 $0.computeInfer = duration(stats.computeInfer)
                 $0.computeOutput = duration(stats.computeOutput)
-                $0.cacheHit = duration(.init())
-                $0.cacheMiss = duration(.init())
+                $0.cacheHit = duration(stats.cacheHit)
+                $0.cacheMiss = duration(stats.cacheMiss)
             }
             $0.batchStats = stats.batches.keys.sorted().map { size in
                 let batch = stats.batches[size]!

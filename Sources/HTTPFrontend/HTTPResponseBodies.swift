@@ -84,7 +84,7 @@ enum HTTPResponseBodies {
             inference_stats = InferenceStats(
                 success: .init(stats.success), fail: .init(stats.fail), queue: .init(stats.queue),
                 compute_input: .init(stats.computeInput), compute_infer: .init(stats.computeInfer),
-                compute_output: .init(stats.computeOutput), cache_hit: .init(.init()), cache_miss: .init(.init()))
+                compute_output: .init(stats.computeOutput), cache_hit: .init(stats.cacheHit), cache_miss: .init(stats.cacheMiss))
             batch_stats = stats.batches.keys.sorted().map { size in
                 let batch = stats.batches[size]!
                 return BatchStats(batch_size: size, compute_input: .init(batch.computeInput),

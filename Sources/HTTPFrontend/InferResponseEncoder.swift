@@ -24,6 +24,9 @@ enum InferResponseEncoder {
             model_name: response.modelName, model_version: String(response.modelVersion),
             id: response.id.isEmpty ? nil : response.id, outputs: outputs)
         let encoder = JSONEncoder()
+        // Foundation's key order varies from one encoding to the next; the
+        // same answer (a cached one included) must be the same bytes.
+        encoder.outputFormatting = [.sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         var body = Array(try encoder.encode(header))
         guard !binary.isEmpty else { return (body, nil) }

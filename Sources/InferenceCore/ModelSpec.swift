@@ -147,6 +147,9 @@ public struct ModelSpec: Sendable {
     /// `model_transaction_policy { decoupled: true }`: zero, one or many
     /// responses per request, over ModelStreamInfer only.
     public var decoupled = false
+    /// `response_cache { enable: true }`: answers are kept in the server's
+    /// response cache, where the server has one.
+    public var responseCache = false
 
     public init(name: String, version: Int64, platform: String = "", backend: String, maxBatchSize: Int,
                 inputs: [TensorSpec], outputs: [TensorSpec], parameters: [String: String] = [:],

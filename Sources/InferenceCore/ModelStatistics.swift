@@ -49,6 +49,9 @@ public struct ModelStatistics: Sendable, Hashable {
     public var computeInput = StatisticDuration()
     public var computeInfer = StatisticDuration()
     public var computeOutput = StatisticDuration()
+    /// Response cache hits (lookup time) and misses (lookup and insert time).
+    public var cacheHit = StatisticDuration()
+    public var cacheMiss = StatisticDuration()
     /// Keyed by batch size.
     public var batches: [Int: BatchStatistics] = [:]
     /// Failed requests by reason (the label of nv_inference_request_failure).

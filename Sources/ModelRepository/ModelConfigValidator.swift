@@ -18,6 +18,16 @@ public enum ModelConfigValidator {
         if config.modelTransactionPolicy.decoupled, config.schedulingChoice != nil {
             throw fail("a decoupled model runs each request alone: dynamic_batching and sequence_batching are not supported with decoupled: true")
         }
+        // Triton's refusals, in its words: a cached answer cannot stand in
+        // for a step of a stateful sequence or for a stream of responses.
+        if config.responseCache.enable, case .sequenceBatching? = config.schedulingChoice {
+            throw InferenceError.invalidArgument(
+                "Response Cache does not currently support model \(model) with sequence batching scheduler. Please disable the response cache.")
+        }
+        if config.responseCache.enable, config.modelTransactionPolicy.decoupled {
+            throw InferenceError.invalidArgument(
+                "Response Cache does not currently support model \(model) with 'decoupled' transaction policy. Please disable the response cache.")
+        }
         guard !config.input.isEmpty else { throw fail("input: at least one input is required") }
         guard !config.output.isEmpty else { throw fail("output: at least one output is required") }
         var names = Set<String>()

@@ -1,5 +1,6 @@
 import Foundation
 import InferenceCore
+import ResponseCache
 import Logging
 import Synchronization
 import TritonProto
@@ -72,14 +73,17 @@ public final class ModelManager: Sendable {
     private let autoComplete: AutoCompleteSettings
     private let makeRunner: RunnerFactory
     private let logger: Logger
+    /// The server's response cache (`--cache-config`); nil: no model caches.
+    private let responseCache: ResponseCache?
     private let state = Mutex(State())
     /// Loads and unloads of one model never overlap.
     private let loading = ModelOperationLocks()
 
     public init(repositoryPath: String, backends: BackendRegistry, controlMode: ModelControlMode = .none,
-                autoComplete: AutoCompleteSettings = AutoCompleteSettings(),
+                autoComplete: AutoCompleteSettings = AutoCompleteSettings(), responseCache: ResponseCache? = nil,
                 logger: Logger, makeRunner: @escaping RunnerFactory) {
         self.repositoryPath = repositoryPath
+        self.responseCache = responseCache
         self.controlMode = controlMode
         self.backends = backends
         self.autoComplete = autoComplete
@@ -211,7 +215,7 @@ public final class ModelManager: Sendable {
                              backend: (any ModelBackend)?, ensemble: [EnsembleStep]?, modelPath: String) async -> VersionEntry {
         do {
             let spec = try ModelSpecBuilder.build(config: config, version: version, modelPath: modelPath)
-            let runner: any InferenceRunner
+            var runner: any InferenceRunner
             if let ensemble {
                 runner = EnsembleRunner(spec: spec, steps: ensemble) { [weak self] step, request in
                     guard let self else { throw InferenceError.unavailable("the server is shutting down") }
@@ -244,6 +248,12 @@ public final class ModelManager: Sendable {
             } catch {
                 await runner.shutdown()
                 throw error
+            }
+            // After warm-up, whose samples are not answers to keep. As in
+            // Triton, a model that enables the cache on a server without one
+            // runs uncached; composing models of an ensemble cache their own.
+            if spec.responseCache, let responseCache {
+                runner = CachingRunner(inner: runner, cache: responseCache, model: spec.name, version: spec.version)
             }
             let serial = state.withLock { state in
                 state.nextSerial += 1

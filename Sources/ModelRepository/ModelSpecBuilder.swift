@@ -29,6 +29,7 @@ enum ModelSpecBuilder {
             dynamicBatching: batching, versionPath: versionPath)
         spec.modelFileName = config.defaultModelFilename
         spec.decoupled = config.modelTransactionPolicy.decoupled
+        spec.responseCache = config.responseCache.enable
         if case .sequenceBatching(let sequence)? = config.schedulingChoice {
             spec.sequenceBatching = try SequenceBatchingConfig.build(sequence, model: config.name, maxBatchSize: Int(config.maxBatchSize),
                                                                     modelPath: modelPath)
