@@ -60,7 +60,7 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // Bearer tokens and endpoint groups, shared by every frontend.
-        .target(name: "AccessControl", dependencies: ["InferenceCore"]),
+        .target(name: "AccessControl", dependencies: ["InferenceCore", .product(name: "CoreMetrics", package: "swift-metrics")]),
         // Executes batches on model instances. Imports no NIO and no CUDA.
         .target(
             name: "Scheduler",

@@ -42,14 +42,17 @@ public struct AccessPolicy: Sendable {
     /// nil: access control is off and everything is allowed.
     private let enabled: Bool
     public let openHealth: Bool
+    /// Each token's inference limits (those whose entry sets `limits`).
+    public let limiter: PrincipalLimiter
 
     /// No access control: every request is allowed (the default, as in Triton).
     public static let open = AccessPolicy(credentials: [], enabled: false, openHealth: true)
 
-    init(credentials: [Credential], enabled: Bool, openHealth: Bool) {
+    init(credentials: [Credential], enabled: Bool, openHealth: Bool, limiter: PrincipalLimiter = PrincipalLimiter(limits: [:])) {
         self.credentials = credentials
         self.enabled = enabled
         self.openHealth = openHealth
+        self.limiter = limiter
     }
 
     struct TokenFile: Decodable {
@@ -57,6 +60,7 @@ public struct AccessPolicy: Sendable {
             let name: String
             let token: String
             let groups: [EndpointGroup]
+            let limits: PrincipalLimit?
         }
         let tokens: [Entry]
     }
@@ -69,7 +73,7 @@ public struct AccessPolicy: Sendable {
             file = try JSONDecoder().decode(TokenFile.self, from: json)
         } catch {
             throw InferenceError.invalidArgument(
-                "\(source): expected {\"tokens\": [{\"name\", \"token\", \"groups\"}]} with groups among \(EndpointGroup.allCases.map(\.rawValue).joined(separator: ", "))")
+                "\(source): expected {\"tokens\": [{\"name\", \"token\", \"groups\", \"limits\"?}]} with groups among \(EndpointGroup.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard !file.tokens.isEmpty else { throw InferenceError.invalidArgument("\(source): no tokens") }
         for entry in file.tokens where entry.token.utf8.count < 16 {
@@ -78,8 +82,16 @@ public struct AccessPolicy: Sendable {
         guard Set(file.tokens.map(\.token)).count == file.tokens.count else {
             throw InferenceError.invalidArgument("\(source): two entries share one token")
         }
+        var limits: [String: PrincipalLimit] = [:]
+        for entry in file.tokens {
+            guard let limit = entry.limits else { continue }
+            do { try limit.check(name: entry.name) } catch let error as InferenceError {
+                throw InferenceError.invalidArgument("\(source): \(error.message)")
+            }
+            limits[entry.name] = limit
+        }
         self.init(credentials: file.tokens.map { Credential(name: $0.name, token: Array($0.token.utf8), groups: Set($0.groups)) },
-                  enabled: true, openHealth: openHealth)
+                  enabled: true, openHealth: openHealth, limiter: PrincipalLimiter(limits: limits))
     }
 
     public var isEnabled: Bool { enabled }

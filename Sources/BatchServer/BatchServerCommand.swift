@@ -201,6 +201,24 @@ struct BatchServerCommand: AsyncParsableCommand {
         return configuration
     }
 
+    @Option(name: .customLong("rate-limit"),
+            help: "Triton's rate limiter: off, or execution_count (instances whose instance_group names rate_limiter resources run only while those are free; priority orders the waiting).")
+    var rateLimit: RateLimitMode = .off
+
+    @Option(name: .customLong("rate-limit-resource"),
+            help: ArgumentHelp("Copies of a rate-limiter resource, repeatable (default: the most any instance asks for); without DEVICE, on every device.",
+                               valueName: "NAME:COUNT[:DEVICE]"))
+    var rateLimitResource: [String] = []
+
+    /// The rate limiter the flags ask for; nil when it is off.
+    func rateLimiter() throws -> RateLimiter? {
+        let resources: [RateLimiter.ResourceLimit]
+        do { resources = try rateLimitResource.map(RateLimiter.ResourceLimit.init(flag:)) } catch let error as InferenceError {
+            throw ValidationError(error.message)
+        }
+        return rateLimit == .executionCount ? RateLimiter(resources: resources) : nil
+    }
+
     @Option(name: .customLong("cache-config"),
             help: ArgumentHelp("Triton's response cache, repeatable: local,size=BYTES (an LRU in this process) or redis,host=H plus redis,port=P and redis,key_file=PATH (a shared Redis; the file's secret, the same on every server, names and encrypts entries), redis,user/password/db/connect_timeout/socket_timeout/ttl. Models opt in with response_cache { enable: true }.",
                                valueName: "CACHE,SETTING=VALUE"))
@@ -243,6 +261,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         _ = try autoCompleteSettings()
         _ = try traceConfiguration()
         _ = try cacheConfiguration()
+        _ = try rateLimiter()
         for (name, port) in [("http-port", httpPort), ("grpc-port", grpcPort), ("metrics-port", metricsPort)]
         where !(0...65535).contains(port) {
             throw ValidationError("--\(name) must be within 0...65535, got \(port)")
@@ -291,8 +310,8 @@ struct BatchServerCommand: AsyncParsableCommand {
             autoComplete: try autoCompleteSettings(),
             responseCache: responseCache,
             logger: logger,
-            makeRunner: { [defaultMaxQueueSize] spec, backend in
-                try ModelScheduler.runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+            makeRunner: { [defaultMaxQueueSize, rateLimiter = try rateLimiter()] spec, backend in
+                try ModelScheduler.runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, rateLimiter: rateLimiter)
             })
         try await models.loadAll(only: modelControlMode == .explicit ? loadModel : nil)
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
@@ -355,6 +374,12 @@ struct BatchServerCommand: AsyncParsableCommand {
 }
 
 extension ModelControlMode: ExpressibleByArgument {}
+
+/// `--rate-limit`, Triton's values.
+enum RateLimitMode: String, ExpressibleByArgument, CaseIterable {
+    case off
+    case executionCount = "execution_count"
+}
 
 /// Poll mode: rescans the repository until shutdown.
 struct RepositoryPollService: Service {

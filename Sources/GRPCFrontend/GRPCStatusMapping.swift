@@ -26,7 +26,10 @@ extension GRPCStatus {
     init(_ error: any Error) {
         switch error {
         case let status as GRPCStatus: self = status
-        case let inference as InferenceError: self.init(inference.code.grpcCode, inference.message)
+        case let inference as InferenceError:
+            // gRPC has no Retry-After: the wait is said in the message.
+            let retry = inference.retryAfter.map { "; retry after \(Double($0.nanosecondsClamped / 1_000_000) / 1000) s" } ?? ""
+            self.init(inference.code.grpcCode, inference.message + retry)
         case is CancellationError: self.init(.cancelled, "call cancelled")
         default: self.init(.internal, "internal error")
         }

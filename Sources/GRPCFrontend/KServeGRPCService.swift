@@ -79,8 +79,8 @@ public struct KServeGRPCService: Sendable {
             GRPCTensorCoding.response(try await infer(request))
         }
         router.register(Self.service + "ModelStreamInfer", .bidirectionalStreaming { requests, responses, context in
-            try authorize(context)
-            try await streamInfer(requests, responses)
+            let principal = try authorize(context)
+            try await streamInfer(requests, responses, principal: principal)
         })
         addAdministrationMethods(to: &router)
         router.register("/grpc.health.v1.Health/Check", .unary { bytes, context in
@@ -96,7 +96,8 @@ public struct KServeGRPCService: Sendable {
     }
 
     /// The call's bearer token against its method's endpoint group; audited with `--audit-log`.
-    private func authorize(_ context: GRPCCallContext) throws {
+    @discardableResult
+    private func authorize(_ context: GRPCCallContext) throws -> String? {
         let group = EndpointGroups.forGRPC(method: context.path)
         let authorization = context.metadata.first { $0.name == "authorization" }?.value
         do {
@@ -105,6 +106,7 @@ public struct KServeGRPCService: Sendable {
                 "audit.principal": "\(principal ?? (access.isEnabled ? "anonymous" : "-"))", "audit.group": "\(group.rawValue)",
                 "grpc.method": "\(context.path)", "audit.outcome": "allowed",
             ])
+            return principal
         } catch {
             audit?.info("audit", metadata: [
                 "audit.principal": "anonymous", "audit.group": "\(group.rawValue)", "grpc.method": "\(context.path)",
@@ -119,7 +121,11 @@ public struct KServeGRPCService: Sendable {
         _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
         router.register(Self.service + method, .unary { bytes, context in
-            try authorize(context)
+            let principal = try authorize(context)
+            // A token's inference limits (requests/s, in flight) hold per call.
+            let permit = try EndpointGroups.forGRPC(method: context.path) == .inference
+                ? mapped { try access.limiter.admit(principal) } : .none
+            defer { permit.release() }
             do {
                 let response = try await body(try decode(Request.self, bytes))
                 return try response.serializedBytes()
@@ -127,6 +133,11 @@ public struct KServeGRPCService: Sendable {
                 throw GRPCStatus(error)
             }
         })
+    }
+
+    /// Runs `body`, its InferenceError turned into the gRPC status.
+    private func mapped<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw GRPCStatus(error) }
     }
 
     private func decode<M: SwiftProtobuf.Message>(_: M.Type, _ bytes: [UInt8]) throws -> M {
@@ -149,12 +160,19 @@ public struct KServeGRPCService: Sendable {
     /// a bad request never ends the stream. Requests run concurrently, except
     /// those of one sequence (`sequence_id`), which run in the order they
     /// came, as a sequence's requests must.
-    private func streamInfer(_ requests: GRPCRequestStream, _ responses: GRPCResponseWriter) async throws {
+    private func streamInfer(_ requests: GRPCRequestStream, _ responses: GRPCResponseWriter, principal: String?) async throws {
         let lanes = SequenceLanes()
         try await withThrowingDiscardingTaskGroup { (group: inout ThrowingDiscardingTaskGroup<any Error>) in
             for try await bytes in requests {
                 let message = try? decode(Inference_ModelInferRequest.self, bytes)
                 let work: @Sendable () async throws -> Void = {
+                    // Each message of a stream counts against the token's limits.
+                    let permit: PrincipalLimiter.Permit
+                    do { permit = try access.limiter.admit(principal) } catch {
+                        if let message { try await responses.write(try Self.errorReply(error, to: message).serializedBytes()) }
+                        return
+                    }
+                    defer { permit.release() }
                     try await streamReplies(message) { reply in try await responses.write(try reply.serializedBytes()) }
                 }
                 if let message, let lane = Self.sequenceLane(message) {

@@ -341,6 +341,17 @@ enum ErrorDialect {
     }
 
     func response(_ error: InferenceError) throws -> Response {
+        var response = try body(error)
+        // A rate limit: 429 with when to come back, in every dialect.
+        if let retry = error.retryAfter {
+            response.status = .tooManyRequests
+            let milliseconds = retry.nanosecondsClamped / 1_000_000
+            response.headers[.retryAfter] = String(max(1, (milliseconds + 999) / 1000))
+        }
+        return response
+    }
+
+    private func body(_ error: InferenceError) throws -> Response {
         let status = error.code.httpStatus
         switch self {
         case .openAI:

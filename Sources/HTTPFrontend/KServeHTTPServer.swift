@@ -254,6 +254,9 @@ struct AccessMiddleware: RouterMiddleware {
         }
         do {
             principal = try access.authorize(request.headers[.authorization], for: group)
+            // A token's inference limits (requests/s, in flight) hold per request.
+            let permit = group == .inference ? try access.limiter.admit(principal) : .none
+            defer { permit.release() }
             let response = try await next(request, context)
             status = "\(response.status.code)"
             return response

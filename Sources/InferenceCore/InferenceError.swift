@@ -33,10 +33,14 @@ public struct InferenceError: Error, Sendable, Hashable, CustomStringConvertible
 
     public var code: Code
     public var message: String
+    /// When the client may try again (a rate limit): HTTP answers 429 with
+    /// `Retry-After`, gRPC RESOURCE_EXHAUSTED.
+    public var retryAfter: Duration?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfter: Duration? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code): \(message)" }

@@ -30,15 +30,42 @@ public struct InstanceGroupSpec: Sendable, Hashable {
     public var count: Int
     /// GPU indices for KIND_GPU; empty: instances are spread over the visible GPUs.
     public var gpus: [Int]
+    /// `rate_limiter`: what each instance of the group holds while it
+    /// executes, and its priority, under `--rate-limit=execution_count`.
+    public var rateLimiter: RateLimiterSpec?
 
-    public init(kind: Kind = .cpu, count: Int = 1, gpus: [Int] = []) {
+    public init(kind: Kind = .cpu, count: Int = 1, gpus: [Int] = [], rateLimiter: RateLimiterSpec? = nil) {
         self.kind = kind
         self.count = count
         self.gpus = gpus
+        self.rateLimiter = rateLimiter
     }
 
     /// Instances the group creates: `count` on each listed GPU.
     public var instanceCount: Int { count * max(gpus.count, 1) }
+}
+
+/// Triton's ModelRateLimiter: resources an instance needs free before it may
+/// execute (per device, or `global`: one pool for the server), and a priority
+/// (1 or more; an instance with priority 2 gets half the turns of one with 1).
+public struct RateLimiterSpec: Sendable, Hashable {
+    public struct Resource: Sendable, Hashable {
+        public var name: String
+        public var global: Bool
+        public var count: Int
+        public init(name: String, global: Bool = false, count: Int) {
+            self.name = name
+            self.global = global
+            self.count = count
+        }
+    }
+    public var resources: [Resource]
+    public var priority: Int
+
+    public init(resources: [Resource] = [], priority: Int = 0) {
+        self.resources = resources
+        self.priority = priority
+    }
 }
 
 /// What happens to a request whose queue timeout expires (Triton's ModelQueuePolicy).
@@ -132,6 +159,16 @@ public struct ModelSpec: Sendable {
     public var instanceCount: Int
     /// Where the instances run; their counts add up to `instanceCount`.
     public var instanceGroups: [InstanceGroupSpec]
+
+    /// Each instance's group and device, in the order instances are made
+    /// (group by group, `count` per listed GPU; CPU instances on device 0).
+    public var instanceGroupsAndDevices: [(group: InstanceGroupSpec, device: Int)] {
+        instanceGroups.flatMap { group in
+            (group.gpus.isEmpty ? [0] : group.gpus).flatMap { device in
+                Array(repeating: (group: group, device: device), count: group.count)
+            }
+        }
+    }
     /// nil: each request runs alone, as Triton does without `dynamic_batching`.
     public var dynamicBatching: DynamicBatchingSpec?
     /// The version directory holding the model's files.

@@ -24,7 +24,12 @@ enum ModelSpecBuilder {
             parameters: config.parameters.mapValues(\.stringValue),
             instanceGroups: config.instanceGroup.map { group in
                 InstanceGroupSpec(kind: group.kind == .gpu ? .gpu : group.kind == .model ? .model : .cpu,
-                                  count: Int(group.count), gpus: group.gpus.map(Int.init))
+                                  count: Int(group.count), gpus: group.gpus.map(Int.init),
+                                  rateLimiter: group.hasRateLimiter ? RateLimiterSpec(
+                                      resources: group.rateLimiter.resources.map {
+                                          .init(name: $0.name, global: $0.global, count: Int($0.count))
+                                      },
+                                      priority: Int(group.rateLimiter.priority)) : nil)
             },
             dynamicBatching: batching, versionPath: versionPath)
         spec.modelFileName = config.defaultModelFilename

@@ -29,12 +29,13 @@ public actor DecoupledScheduler: InferenceRunner {
     /// The cancellation flags of the requests running, by instance.
     private var running: [Int: CancellationFlag] = [:]
 
-    public init(spec: ModelSpec, instances: [any DecoupledModelInstance], maxQueueSize: Int = 0) {
+    public init(spec: ModelSpec, instances: [any DecoupledModelInstance], maxQueueSize: Int = 0,
+                admissions: [RateLimiter.Admission] = []) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         maxQueued = max(maxQueueSize, 0)
         self.spec = spec
         self.instances = instances
-        executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
+        executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
         free = Array(instances.indices.reversed())
     }
 

@@ -14,9 +14,12 @@ public final class InstanceExecutor: Sendable {
     private let state = Mutex(State())
     private let wakeup = DispatchSemaphore(value: 0)
     public let name: String
+    /// The instance's place in the server's rate limiter, when one is on.
+    let admission: RateLimiter.Admission?
 
-    public init(name: String) {
+    public init(name: String, admission: RateLimiter.Admission? = nil) {
         self.name = name
+        self.admission = admission
         // The thread holds the executor until `stop()` ends its loop.
         let thread = Thread { [self] in self.loop() }
         thread.start()
@@ -38,8 +41,16 @@ public final class InstanceExecutor: Sendable {
         }
     }
 
-    /// Runs `body` on the executor's thread and returns its result.
+    /// Runs `body` on the executor's thread and returns its result, once the
+    /// rate limiter (if any) has granted the instance its resources.
     public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard let admission else { return try await runOnThread(body) }
+        await admission.acquire()
+        defer { admission.release() }
+        return try await runOnThread(body)
+    }
+
+    private func runOnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             let accepted = state.withLock { state -> Bool in
                 guard !state.stopped else { return false }
@@ -56,8 +67,14 @@ public final class InstanceExecutor: Sendable {
         }
     }
 
+    /// One executor per instance, each with its admission (if any).
+    public static func forInstances(_ count: Int, model: String, admissions: [RateLimiter.Admission]) -> [InstanceExecutor] {
+        (0..<count).map { InstanceExecutor(name: "\(model)-\($0)", admission: $0 < admissions.count ? admissions[$0] : nil) }
+    }
+
     /// Lets queued jobs finish, then ends the thread.
     public func stop() {
+        admission?.unregister()
         state.withLock { $0.stopped = true }
         wakeup.signal()
     }

@@ -52,13 +52,14 @@ public actor ModelScheduler: InferenceRunner {
     /// leaves `max_queue_size` at 0 (Triton: unbounded), so memory stays bounded
     /// under overload; 0 keeps such levels unbounded.
     public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil,
-                defaultMaxQueueSize: Int = 0, clock: any SchedulerClock = SystemSchedulerClock()) {
+                defaultMaxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
+                clock: any SchedulerClock = SystemSchedulerClock()) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.clock = clock
         self.backend = backend
         self.instances = instances
-        self.executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
+        self.executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
         self.freeInstances = Array(instances.indices.reversed())
         self.variableLengthBatching = backend?.variableLengthBatching
         self.metrics = ModelMetrics(model: spec.name, version: spec.version)
@@ -89,14 +90,28 @@ public actor ModelScheduler: InferenceRunner {
 
     /// Creates `spec.instanceCount` instances of `backend` and a scheduler over them.
     public static func make(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0,
+                            admissions: [RateLimiter.Admission] = [],
                             clock: any SchedulerClock = SystemSchedulerClock()) throws -> ModelScheduler {
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, clock: clock)
+        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize,
+                              admissions: admissions, clock: clock)
     }
 
     /// The runner a model's config asks for: the sequence batcher for
     /// `sequence_batching`, else this scheduler (dynamic batching or none).
-    public static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0) throws -> any InferenceRunner {
+    public static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0,
+                              rateLimiter: RateLimiter? = nil) throws -> any InferenceRunner {
+        let admissions = try rateLimiter?.register(spec) ?? []
+        do {
+            return try runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions)
+        } catch {
+            for admission in admissions { admission.unregister() }
+            throw error
+        }
+    }
+
+    static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int,
+                       admissions: [RateLimiter.Admission]) throws -> any InferenceRunner {
         if spec.decoupled {
             let instances = try (0..<max(spec.instanceCount, 1)).map { index -> any DecoupledModelInstance in
                 guard let instance = try backend.makeInstance(for: spec, index: index) as? any DecoupledModelInstance else {
@@ -104,13 +119,14 @@ public actor ModelScheduler: InferenceRunner {
                 }
                 return instance
             }
-            return DecoupledScheduler(spec: spec, instances: instances, maxQueueSize: defaultMaxQueueSize)
+            return DecoupledScheduler(spec: spec, instances: instances, maxQueueSize: defaultMaxQueueSize, admissions: admissions)
         }
         guard let sequence = spec.sequenceBatching else {
-            return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize)
+            return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions)
         }
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend, maxQueueSize: defaultMaxQueueSize)
+        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend, maxQueueSize: defaultMaxQueueSize,
+                                 admissions: admissions)
     }
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }

@@ -35,7 +35,8 @@ public actor SequenceScheduler: InferenceRunner {
     private let maxQueued: Int
 
     public init(spec: ModelSpec, sequence: SequenceBatchingSpec, instances: [any ModelInstance],
-                backend: (any ModelBackend)? = nil, maxQueueSize: Int = 0, clock: any SchedulerClock = SystemSchedulerClock()) {
+                backend: (any ModelBackend)? = nil, maxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
+                clock: any SchedulerClock = SystemSchedulerClock()) {
         self.maxQueued = max(maxQueueSize, 0)
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
@@ -43,7 +44,7 @@ public actor SequenceScheduler: InferenceRunner {
         self.backend = backend
         self.instances = instances
         self.clock = clock
-        executors = instances.indices.map { InstanceExecutor(name: "\(spec.name)-\($0)") }
+        executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
         policy = Policy(strategy: sequence.strategy, instances: instances.count, maxBatchSize: spec.maxBatchSize,
                         idleTimeout: sequence.maxSequenceIdle)
         metrics = ModelMetrics(model: spec.name, version: spec.version)
