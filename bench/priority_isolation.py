@@ -78,16 +78,16 @@ def main():
     parser.add_argument("--binary", default=str(ROOT / ".build" / "release" / "batch-server"))
     args = parser.parse_args()
     rows = []
-    for max_batch_size in (32, 8):
+    for max_batch_size, bulk_rows in ((32, 8), (8, 8), (4, 4)):
         process, http, _ = start_server(args.binary, repository(max_batch_size))
         url = f"127.0.0.1:{http}"
         try:
             idle = latency_client(url, args.samples, 1)
-            rows.append({"max_batch_size": max_batch_size, "case": "alone", "p50_ms": statistics.median(idle),
+            rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": "alone", "p50_ms": statistics.median(idle),
                          "p99_ms": idle[int(0.99 * (len(idle) - 1))], "bulk_rows_per_s": 0})
             for case, priority in (("beside bulk, same level", 2), ("beside bulk, level 1", 1)):
                 stop, counter = threading.Event(), [threading.Lock(), 0]
-                workers = [threading.Thread(target=bulk_job, args=(url, stop, 8, counter)) for _ in range(4)]
+                workers = [threading.Thread(target=bulk_job, args=(url, stop, bulk_rows, counter)) for _ in range(4)]
                 for worker in workers:
                     worker.start()
                 time.sleep(1.0)
@@ -97,7 +97,7 @@ def main():
                 stop.set()
                 for worker in workers:
                     worker.join()
-                rows.append({"max_batch_size": max_batch_size, "case": case, "p50_ms": statistics.median(values),
+                rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": case, "p50_ms": statistics.median(values),
                              "p99_ms": values[int(0.99 * (len(values) - 1))], "bulk_rows_per_s": round(throughput)})
         finally:
             process.terminate()
@@ -105,16 +105,16 @@ def main():
     name, flags = cpu()
     out = ROOT / "bench" / "results" / "priority_isolation.csv"
     with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["cpu", "flags", "max_batch_size", "case", "p50_ms", "p99_ms", "bulk_rows_per_s"])
+        writer = csv.DictWriter(f, fieldnames=["cpu", "flags", "max_batch_size", "bulk_rows", "case", "p50_ms", "p99_ms", "bulk_rows_per_s"])
         writer.writeheader()
         for row in rows:
             writer.writerow({"cpu": name, "flags": flags, **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}})
-    print(f"CPU: {name} ({flags}); bulk: 4 threads x 8 notes per request; latency client: 1 note, 100 ms apart\n")
-    print("| max_batch_size | latency client | p50 ms | p99 ms | p99 / alone p99 | bulk rows/s |")
-    print("|---|---|---|---|---|---|")
+    print(f"CPU: {name} ({flags}); bulk: 4 threads, back to back; latency client: 1 note, 100 ms apart\n")
+    print("| max_batch_size | bulk notes/request | latency client | p50 ms | p99 ms | p99 / alone p99 | bulk rows/s |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         alone = next(r for r in rows if r["max_batch_size"] == row["max_batch_size"] and r["case"] == "alone")
-        print(f"| {row['max_batch_size']} | {row['case']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
+        print(f"| {row['max_batch_size']} | {row['bulk_rows']} | {row['case']} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
               f"{row['p99_ms'] / alone['p99_ms']:.2f}x | {row['bulk_rows_per_s']} |")
 
 
