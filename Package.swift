@@ -49,6 +49,9 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.0"),
+        // OTLP/HTTP only: the gRPC exporter's trait would build a second gRPC stack.
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // The vocabulary every layer shares: datatypes, tensors, requests,
@@ -68,6 +71,7 @@ let package = Package(
                 "InferenceCore",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ]
         ),
         // config.pbtxt, versions, model lifecycle.
@@ -117,6 +121,8 @@ let package = Package(
                 "InferenceCore", "ModelRepository", "TritonProto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
             ]
         ),
         // ONNX Runtime's C API header (scripts/install-onnxruntime.sh puts it in
@@ -216,6 +222,9 @@ let package = Package(
             name: "BatchServer",
             dependencies: [
                 "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier", "ResponseCache",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Instrumentation", package: "swift-distributed-tracing"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -18,6 +18,9 @@ import ResponseCache
 import NIOSSL
 import Scheduler
 import ServiceLifecycle
+import OTel
+import Instrumentation
+import Tracing
 import TransformerEncoder
 import UnixSignals
 
@@ -185,7 +188,7 @@ struct BatchServerCommand: AsyncParsableCommand {
     var deidentifierModel = "phi_deidentifier"
 
     @Option(name: .customLong("trace-config"),
-            help: ArgumentHelp("Triton's trace settings, repeatable: level=OFF|TIMESTAMPS, rate=N (every N-th request), count=N (-1: no limit), mode=triton, triton,file=PATH, triton,log-frequency=N (a new PATH.<i> every N traces). Traces hold timestamps only; level TENSORS is refused.",
+            help: ArgumentHelp("Triton's trace settings, repeatable: level=OFF|TIMESTAMPS, rate=N (every N-th request), count=N (-1: no limit), mode=triton|opentelemetry, triton,file=PATH, triton,log-frequency=N (a new PATH.<i> every N traces), opentelemetry,url=HOST:4318/v1/traces, opentelemetry,resource=KEY=VALUE, opentelemetry,bsp_schedule_delay=MS|bsp_max_queue_size=N|bsp_max_export_batch_size=N. Traces hold timestamps and names only; level TENSORS is refused.",
                                valueName: "[MODE,]SETTING=VALUE"))
     var traceConfig: [String] = []
 
@@ -195,10 +198,48 @@ struct BatchServerCommand: AsyncParsableCommand {
         do { configuration = try TraceConfiguration(flags: traceConfig) } catch let error as InferenceError {
             throw ValidationError(error.message)
         }
-        if configuration.mode == "opentelemetry" {
-            throw ValidationError("--trace-config mode=opentelemetry is not available in this build yet: use mode=triton with triton,file=PATH")
-        }
+        _ = try openTelemetryConfiguration(configuration)
         return configuration
+    }
+
+    /// swift-otel's configuration for mode=opentelemetry (nil otherwise):
+    /// spans over OTLP/HTTP protobuf to `opentelemetry,url`, every span the
+    /// server's own rate and count sampled kept, W3C trace context.
+    func openTelemetryConfiguration(_ trace: TraceConfiguration) throws -> OTel.Configuration? {
+        guard trace.mode == "opentelemetry" else { return nil }
+        let known: Set = ["url", "resource", "bsp_schedule_delay", "bsp_max_queue_size", "bsp_max_export_batch_size"]
+        if let unknown = trace.openTelemetry.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ValidationError("--trace-config opentelemetry,\(unknown): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        var config = OTel.Configuration.default
+        config.logs.enabled = false
+        config.metrics.enabled = false
+        config.traces.exporter = .otlp
+        config.traces.otlpExporter.protocol = .httpProtobuf
+        config.traces.sampler = .alwaysOn
+        config.propagators = [.traceContext]
+        config.serviceName = "triton-inference-server"
+        var url = trace.openTelemetry["url"]?.last ?? "http://localhost:4318/v1/traces"
+        if !url.contains("://") { url = "http://" + url }
+        config.traces.otlpExporter.endpoint = url
+        for resource in trace.openTelemetry["resource"] ?? [] {
+            let parts = resource.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("--trace-config opentelemetry,resource='\(resource)': expected KEY=VALUE")
+            }
+            if parts[0] == "service.name" { config.serviceName = parts[1] } else { config.resourceAttributes[parts[0]] = parts[1] }
+        }
+        func number(_ key: String) throws -> Int? {
+            guard let text = trace.openTelemetry[key]?.last else { return nil }
+            guard let value = Int(text), value > 0 else {
+                throw ValidationError("--trace-config opentelemetry,\(key)=\(text): expected a positive integer")
+            }
+            return value
+        }
+        if let delay = try number("bsp_schedule_delay") { config.traces.batchSpanProcessor.scheduleDelay = .milliseconds(delay) }
+        if let size = try number("bsp_max_queue_size") { config.traces.batchSpanProcessor.maxQueueSize = size }
+        if let size = try number("bsp_max_export_batch_size") { config.traces.batchSpanProcessor.maxExportBatchSize = size }
+        return config
     }
 
     @Option(name: .customLong("rate-limit"),
@@ -317,15 +358,26 @@ struct BatchServerCommand: AsyncParsableCommand {
         let readiness = Readiness(phase: phase, models: models, strict: strictReadiness)
         let access = try accessPolicy()
         let audit = auditLog ? Logger(label: "audit") : nil
+        // Mode opentelemetry: swift-otel's tracer becomes the process's, and
+        // its exporter runs (and flushes at shutdown) in the service group.
+        var openTelemetry: (traces: OpenTelemetryTraces, service: any Service)?
+        if let config = try openTelemetryConfiguration(try traceConfiguration()) {
+            let backend = try OTel.makeTracingBackend(configuration: config)
+            InstrumentationSystem.bootstrap(backend.factory)
+            openTelemetry = (OpenTelemetryTraces(), backend.service)
+            logger.info("OpenTelemetry traces", metadata: ["otlp.endpoint": "\(config.traces.otlpExporter.endpoint)"])
+        }
         let server = InferencePipeline(
             identity: ServerIdentity(name: serverName, version: Self.version, extensions: ServerExtensions.supported),
             models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings,
-            traceConfiguration: try traceConfiguration(), logger: logger)
+            traceConfiguration: try traceConfiguration(), openTelemetry: openTelemetry?.traces, logger: logger)
         if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
 
         // ServiceGroup shuts services down in reverse order: the serving phase
         // first (readiness off at once, queues drain), then the endpoints.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // First, so it stops last: spans of draining requests are exported.
+        if let openTelemetry { services.append(.init(service: openTelemetry.service)) }
         if allowGRPC {
             let grpc = GRPCServer(
                 configuration: .init(

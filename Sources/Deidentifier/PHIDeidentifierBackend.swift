@@ -110,25 +110,33 @@ final class PHIDeidentifierInstance: ModelInstance {
     }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {
-        try batch.items.map { item in
-            guard let text = item.request.input(named: PHIDeidentifierBackend.textInput) else {
-                throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' is required")
-            }
-            let options = try RequestOptions(item.request.parameters, settings: settings, model: spec.name)
-            var cleaned: [[UInt8]] = [], entities: [[UInt8]] = []
-            let spanLists = try item.request.input(named: PHIDeidentifierBackend.modelEntitiesInput)?.elements()
-            for (index, element) in try text.elements().enumerated() {
-                let string = String(decoding: element, as: UTF8.self)
-                let found = try spanLists.map {
-                    try modelSpans($0[index], element: index, textLength: string.unicodeScalars.count, labels: settings.modelLabels, model: spec.name)
-                } ?? []
-                let (out, json) = try run(string, options, modelSpans: found)
-                cleaned.append(Array(out.utf8))
-                entities.append(json)
-            }
-            return spec.outputs.map { output in
-                Tensor(name: output.name, shape: text.shape, elements: output.name == PHIDeidentifierBackend.textOutput ? cleaned : entities)
-            }
+        try executeEach(batch).map { try $0.get() }
+    }
+
+    /// A request's bad input (a span that does not decrypt, an unknown
+    /// operator) fails that request alone, not the others in its batch.
+    func executeEach(_ batch: Batch) -> [Result<[Tensor], any Error>] {
+        batch.items.map { item in Result { try execute(item) } }
+    }
+
+    func execute(_ item: ValidatedRequest) throws -> [Tensor] {
+        guard let text = item.request.input(named: PHIDeidentifierBackend.textInput) else {
+            throw InferenceError.invalidArgument("model '\(spec.name)': input 'TEXT' is required")
+        }
+        let options = try RequestOptions(item.request.parameters, settings: settings, model: spec.name)
+        var cleaned: [[UInt8]] = [], entities: [[UInt8]] = []
+        let spanLists = try item.request.input(named: PHIDeidentifierBackend.modelEntitiesInput)?.elements()
+        for (index, element) in try text.elements().enumerated() {
+            let string = String(decoding: element, as: UTF8.self)
+            let found = try spanLists.map {
+                try modelSpans($0[index], element: index, textLength: string.unicodeScalars.count, labels: settings.modelLabels, model: spec.name)
+            } ?? []
+            let (out, json) = try run(string, options, modelSpans: found)
+            cleaned.append(Array(out.utf8))
+            entities.append(json)
+        }
+        return spec.outputs.map { output in
+            Tensor(name: output.name, shape: text.shape, elements: output.name == PHIDeidentifierBackend.textOutput ? cleaned : entities)
         }
     }
 

@@ -80,7 +80,9 @@ public struct KServeGRPCService: Sendable {
         }
         router.register(Self.service + "ModelStreamInfer", .bidirectionalStreaming { requests, responses, context in
             let principal = try authorize(context)
-            try await streamInfer(requests, responses, principal: principal)
+            try await IncomingTraceContext.$headers.withValue(IncomingTraceContext.headers(context)) {
+                try await streamInfer(requests, responses, principal: principal)
+            }
         })
         addAdministrationMethods(to: &router)
         router.register("/grpc.health.v1.Health/Check", .unary { bytes, context in
@@ -127,7 +129,9 @@ public struct KServeGRPCService: Sendable {
                 ? mapped { try access.limiter.admit(principal) } : .none
             defer { permit.release() }
             do {
-                let response = try await body(try decode(Request.self, bytes))
+                let response = try await IncomingTraceContext.$headers.withValue(IncomingTraceContext.headers(context)) {
+                    try await body(try decode(Request.self, bytes))
+                }
                 return try response.serializedBytes()
             } catch {
                 throw GRPCStatus(error)
@@ -149,8 +153,9 @@ public struct KServeGRPCService: Sendable {
     }
 
     func infer(_ message: Inference_ModelInferRequest) async throws -> InferenceResponse {
-        let call = InferenceCall(modelName: message.modelName, modelVersion: message.modelVersion, protocolName: "grpc",
+        var call = InferenceCall(modelName: message.modelName, modelVersion: message.modelVersion, protocolName: "grpc",
                                  requestBytes: message.rawInputContents.reduce(0) { $0 + $1.count })
+        call.traceHeaders = IncomingTraceContext.headers
         return try await server.infer(call) { spec in
             (try GRPCTensorCoding.request(from: message, version: spec.version, model: spec.name), ())
         }.0
@@ -207,8 +212,9 @@ public struct KServeGRPCService: Sendable {
             }
             emptyFinal = value
         }
-        let call = InferenceCall(modelName: message.modelName, modelVersion: message.modelVersion, protocolName: "grpc",
+        var call = InferenceCall(modelName: message.modelName, modelVersion: message.modelVersion, protocolName: "grpc",
                                  requestBytes: message.rawInputContents.reduce(0) { $0 + $1.count })
+        call.traceHeaders = IncomingTraceContext.headers
         var version = message.modelVersion
         do {
             try await server.inferStream(call, decode: { spec in
@@ -306,5 +312,19 @@ final class SequenceLanes: Sendable {
         lanes.withLock { state in
             if state.byName[name]?.serial == serial { state.byName[name] = nil }
         }
+    }
+}
+
+/// The W3C trace context of the call being served (`traceparent`,
+/// `tracestate` metadata), for the requests it carries.
+enum IncomingTraceContext {
+    @TaskLocal static var headers: [String: String] = [:]
+
+    static func headers(_ context: GRPCCallContext) -> [String: String] {
+        var headers: [String: String] = [:]
+        for entry in context.metadata where entry.name == "traceparent" || entry.name == "tracestate" {
+            headers[entry.name] = entry.value
+        }
+        return headers
     }
 }

@@ -146,7 +146,10 @@ public struct KServeHTTPServer: Sendable {
         let (name, version) = try Self.target(context)
         let headerLength = try Self.inferenceHeaderLength(request.headers)
         let body = Array(try await body(request).readableBytesView)
-        let call = InferenceCall(modelName: name, modelVersion: version, protocolName: "http", requestBytes: body.count)
+        var call = InferenceCall(modelName: name, modelVersion: version, protocolName: "http", requestBytes: body.count)
+        for field in ["traceparent", "tracestate"] {
+            if let value = request.headers[HTTPField.Name(field)!] { call.traceHeaders[field] = value }
+        }
         let (response, encoding) = try await server.infer(call) { spec in
             let decoded = try InferRequestDecoder.decode(
                 body: body, headerLength: headerLength, modelName: name, modelVersion: spec.version, spec: spec)

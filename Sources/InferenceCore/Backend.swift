@@ -16,6 +16,10 @@ public struct Batch: Sendable {
 public protocol ModelInstance: AnyObject, Sendable {
     /// Returns, for each item of the batch in order, every output the model declares.
     func execute(_ batch: Batch) throws -> [[Tensor]]
+    /// Per request: its outputs, or why that request alone failed, so one
+    /// client's bad input does not fail the others batched with it. The
+    /// default runs `execute`, whose error fails the whole batch.
+    func executeEach(_ batch: Batch) throws -> [Result<[Tensor], any Error>]
     /// What the instance resolved at load that an operator should see in the
     /// model's config `parameters` (say, the precision and instruction set in effect).
     var reportedParameters: [String: String] { get }
@@ -23,6 +27,10 @@ public protocol ModelInstance: AnyObject, Sendable {
 
 extension ModelInstance {
     public var reportedParameters: [String: String] { [:] }
+
+    public func executeEach(_ batch: Batch) throws -> [Result<[Tensor], any Error>] {
+        try execute(batch).map { .success($0) }
+    }
 }
 
 /// An instance of a decoupled model: it answers one request with zero, one

@@ -5,6 +5,12 @@
 public protocol RunTrace: Sendable {
     /// Nanoseconds on the trace's clock.
     var now: UInt64 { get }
+    /// A named moment of the request (ours: PHI_REDACTION_START/END; a
+    /// stream's INFER_RESPONSE_COMPLETE).
+    func record(_ name: String)
+    /// Runs `body` inside this trace: `RunTracing.current` and whatever
+    /// task-local context the trace's format carries (an OpenTelemetry span's).
+    func run<T: Sendable>(_ body: () async throws -> T) async rethrows -> T
     /// A trace of a nested run of `model`, whose parent is this one.
     func child(model: String) -> any RunTrace
     /// The scheduler's stages, from when the request was handed to it to
@@ -12,6 +18,12 @@ public protocol RunTrace: Sendable {
     func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming)
     /// Ends and writes the trace; `version` is the model version that ran.
     func finish(version: Int64?)
+}
+
+extension RunTrace {
+    public func run<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
+        try await RunTracing.$current.withValue(self) { try await body() }
+    }
 }
 
 public enum RunTracing {
@@ -25,7 +37,7 @@ public enum RunTracing {
         let handed = trace.now
         var version: Int64?
         defer { trace.finish(version: version) }
-        let response = try await $current.withValue(trace) { try await body() }
+        let response = try await trace.run { try await body() }
         trace.recordScheduling(handed: handed, returned: trace.now, timing: response.timing)
         version = response.modelVersion
         return response

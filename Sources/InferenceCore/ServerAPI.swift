@@ -50,6 +50,9 @@ public struct InferenceCall: Sendable {
     /// Whether the caller was granted re-identification (the `reidentify`
     /// endpoint group): only /deanonymize sets it.
     public var grantsReidentification: Bool
+    /// W3C trace context the client sent (`traceparent`, `tracestate`; HTTP
+    /// headers or gRPC metadata, names lowercased), for OpenTelemetry traces.
+    public var traceHeaders: [String: String] = [:]
 
     public init(modelName: String, modelVersion: String, protocolName: String, requestBytes: Int = 0,
                 grantsReidentification: Bool = false) {

@@ -27,7 +27,8 @@ public final class InferencePipeline: InferenceServer {
 
     public init(identity: ServerIdentity, models: ModelManager, phase: ServerPhase, ready: @escaping @Sendable () -> Bool,
                 logSettings: any LogSettingsControl, traceConfiguration: TraceConfiguration = .init(),
-                traceClock: @escaping TraceClock = TraceClocks.monotonic, systemSharedMemory: SystemSharedMemory = SystemSharedMemory(),
+                traceClock: @escaping TraceClock = TraceClocks.monotonic, openTelemetry: OpenTelemetryTraces? = nil,
+                systemSharedMemory: SystemSharedMemory = SystemSharedMemory(),
                 cudaSharedMemory: any CUDASharedMemoryRegistry = UnavailableCUDASharedMemory(), logger: Logger) {
         self.identity = identity
         self.models = models
@@ -36,7 +37,7 @@ public final class InferencePipeline: InferenceServer {
         self.logSettings = logSettings
         self.traces = TraceSettingsStore(configuration: traceConfiguration,
                                          knownModel: { name in (try? models.resolve(name, version: nil)) != nil },
-                                         clock: traceClock, logger: logger)
+                                         clock: traceClock, openTelemetry: openTelemetry, logger: logger)
         self.regions = systemSharedMemory
         self.redaction = PHIRedaction(models: models, logger: logger)
         self.cudaSharedMemory = cudaSharedMemory
@@ -86,13 +87,13 @@ public final class InferencePipeline: InferenceServer {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
         let started = traces.clock()
-        var trace: RequestTrace?
+        var trace: (any RunTrace)?
         var version: Int64?
         defer { trace?.finish(version: version) }
         let (response, wire, batchSize, spec) = try await models.withModel(call.modelName, version: call.modelVersion) { model in
             if model.spec.decoupled { throw Self.decoupledRefusal(call.protocolName) }
             var (request, wire) = try decode(model.spec)
-            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started)
+            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started, headers: call.traceHeaders)
             version = model.spec.version
             // The regions stay mapped while this request holds them, even if
             // a client unregisters them meanwhile.
@@ -119,7 +120,7 @@ public final class InferencePipeline: InferenceServer {
             request = try await redact(request, for: model.spec, trace: trace)
             let validated = try model.spec.validate(request)
             let handed = traces.clock()
-            var response = try await RunTracing.$current.withValue(trace) { try await model.runner.infer(validated) }
+            var response = try await Self.within(trace) { try await model.runner.infer(validated) }
             trace?.recordScheduling(handed: handed, returned: traces.clock(), timing: response.timing)
             // Every output is checked against its region before any is written.
             let writes = try outputRegions.compactMap { name, reference, region -> (Int, SharedMemoryReference, MappedRegion)? in
@@ -155,12 +156,12 @@ public final class InferencePipeline: InferenceServer {
             throw InferenceError.unavailable("server is not accepting inference requests (\(phase.current))")
         }
         let started = traces.clock()
-        var trace: RequestTrace?
+        var trace: (any RunTrace)?
         var version: Int64?
         defer { trace?.finish(version: version) }
         try await models.withModel(call.modelName, version: call.modelVersion) { model in
             var request = try decode(model.spec)
-            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started)
+            trace = traces.sample(model: model.spec.name, requestID: request.id, started: started, headers: call.traceHeaders)
             version = model.spec.version
             try PHIRedaction.checkGrant(request, call: call)
             request = try await redact(request, for: model.spec, trace: trace)
@@ -186,7 +187,13 @@ public final class InferencePipeline: InferenceServer {
 
     /// The redaction step, timed in the trace (ours: PHI_REDACTION_START/END)
     /// where the model names a de-identifier.
-    private func redact(_ request: InferenceRequest, for spec: ModelSpec, trace: RequestTrace?) async throws -> InferenceRequest {
+    /// Runs `body` inside the request's trace, when it is sampled.
+    static func within<T: Sendable>(_ trace: (any RunTrace)?, _ body: () async throws -> T) async throws -> T {
+        guard let trace else { return try await body() }
+        return try await trace.run { try await body() }
+    }
+
+    private func redact(_ request: InferenceRequest, for spec: ModelSpec, trace: (any RunTrace)?) async throws -> InferenceRequest {
         guard spec.parameters[PHIRedaction.parameter] != nil else { return request }
         trace?.record("PHI_REDACTION_START")
         defer { trace?.record("PHI_REDACTION_END") }

@@ -104,9 +104,13 @@ public final class TraceSettingsStore: TraceSettingsControl {
     let clock: TraceClock
     private let logger: Logger
     private let nextID = Counter()
+    /// Where mode `opentelemetry` sends spans; nil: that mode traces nothing.
+    private let openTelemetry: OpenTelemetryTraces?
 
     public init(configuration: TraceConfiguration = .init(), knownModel: @escaping @Sendable (String) -> Bool = { _ in true },
-                clock: @escaping TraceClock = TraceClocks.monotonic, logger: Logger = Logger(label: "batch-server")) {
+                clock: @escaping TraceClock = TraceClocks.monotonic, openTelemetry: OpenTelemetryTraces? = nil,
+                logger: Logger = Logger(label: "batch-server")) {
+        self.openTelemetry = openTelemetry
         defaults = configuration.reported
         state = Mutex(State(global: configuration.reported))
         self.knownModel = knownModel
@@ -177,35 +181,65 @@ public final class TraceSettingsStore: TraceSettingsControl {
 
     /// A trace for this request of `model`, or nil when it is not sampled.
     /// `REQUEST_START` is recorded at `started` (the pipeline's entry), or now.
-    public func sample(model: String, requestID: String = "", started: UInt64? = nil) -> RequestTrace? {
-        let picked: (writer: TraceFileWriter, logFrequency: UInt32)? = state.withLock { state in
+    public func sample(model: String, requestID: String = "", started: UInt64? = nil,
+                       headers: [String: String] = [:]) -> (any RunTrace)? {
+        enum Picked { case triton(TraceFileWriter, UInt32), openTelemetry(OpenTelemetryTraces) }
+        let picked: Picked? = state.withLock { state in
             let scope = state.models[model] != nil ? model : ""
             let settings = state.global.merging(scope.isEmpty ? [:] : state.models[model] ?? [:]) { $1 }
-            guard settings["trace_level"]?.contains("TIMESTAMPS") == true, settings["trace_mode"] == ["triton"],
-                  let rate = settings["trace_rate"]?.first.flatMap({ UInt64($0) }), rate > 0,
-                  let file = settings["trace_file"]?.first, !file.isEmpty else { return nil }
+            guard settings["trace_level"]?.contains("TIMESTAMPS") == true,
+                  let rate = settings["trace_rate"]?.first.flatMap({ UInt64($0) }), rate > 0 else { return nil }
+            let file = settings["trace_file"]?.first ?? ""
+            switch settings["trace_mode"]?.first {
+            case "triton" where !file.isEmpty: break
+            case "opentelemetry" where openTelemetry != nil: break
+            default: return nil
+            }
             var sampling = state.sampling[scope] ?? Sampling(remaining: settings["trace_count"]?.first.flatMap { Int64($0) } ?? -1)
             defer { state.sampling[scope] = sampling }
             guard sampling.remaining != 0 else { return nil }
             sampling.seen += 1
             guard sampling.seen % rate == 0 else { return nil }
             if sampling.remaining > 0 { sampling.remaining -= 1 }
+            if settings["trace_mode"]?.first == "opentelemetry", let openTelemetry { return .openTelemetry(openTelemetry) }
             let writer = state.writers[file] ?? TraceFileWriter(path: file, logger: logger)
             state.writers[file] = writer
-            return (writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
+            return .triton(writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
         }
-        guard let picked else { return nil }
-        let ids: @Sendable () -> UInt64 = { [nextID] in nextID.next() }
-        let trace = RequestTrace(id: ids(), model: model, requestID: requestID, clock: clock, writer: picked.writer,
-                                 logFrequency: picked.logFrequency, ids: ids)
-        trace.record("REQUEST_START", at: started)
-        return trace
+        switch picked {
+        case nil:
+            return nil
+        case .openTelemetry(let traces):
+            return traces.request(model: model, requestID: requestID, started: started ?? clock(), headers: headers)
+        case .triton(let writer, let logFrequency):
+            let ids: @Sendable () -> UInt64 = { [nextID] in nextID.next() }
+            let trace = RequestTrace(id: ids(), model: model, requestID: requestID, clock: clock, writer: writer,
+                                     logFrequency: logFrequency, ids: ids)
+            trace.record("REQUEST_START", at: started ?? clock())
+            return trace
+        }
     }
 
     /// Writes what the writers hold back (a last partial group of
     /// `log_frequency` traces): at shutdown.
     public func flush() {
         for writer in state.withLock({ Array($0.writers.values) }) { writer.flush() }
+    }
+}
+
+/// The scheduler's stages of one request, placed back from `returned` (when
+/// the response reached the pipeline) by the durations the scheduler
+/// measured, none before `handed`.
+struct SchedulingStamps {
+    let queueStart, computeStart, inputEnd, outputStart, computeEnd: UInt64
+
+    init(handed: UInt64, returned: UInt64, timing: RequestTiming) {
+        func ns(_ duration: Duration) -> UInt64 { UInt64(clamping: duration.nanosecondsClamped) }
+        computeEnd = max(returned, handed)
+        outputStart = computeEnd &- min(ns(timing.computeOutput), computeEnd - handed)
+        inputEnd = outputStart &- min(ns(timing.computeInfer), outputStart - handed)
+        computeStart = inputEnd &- min(ns(timing.computeInput), inputEnd - handed)
+        queueStart = computeStart &- min(ns(timing.queue), computeStart - handed)
     }
 }
 
@@ -255,9 +289,10 @@ public final class RequestTrace: RunTrace {
         return child
     }
 
-    public func record(_ name: String, at ns: UInt64? = nil) {
-        let time = ns ?? clock()
-        events.withLock { $0.append((name, time)) }
+    public func record(_ name: String) { record(name, at: clock()) }
+
+    public func record(_ name: String, at ns: UInt64) {
+        events.withLock { $0.append((name, ns)) }
     }
 
     /// The scheduler's stages, placed back from `returned` (when the
@@ -266,14 +301,10 @@ public final class RequestTrace: RunTrace {
     /// COMPUTE_OUTPUT_START, COMPUTE_END. `handed`: when the request was
     /// given to the scheduler (its checks and tokenizing run before queuing).
     public func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming) {
-        func ns(_ duration: Duration) -> UInt64 { UInt64(clamping: duration.nanosecondsClamped) }
-        let computeEnd = returned
-        let outputStart = computeEnd &- min(ns(timing.computeOutput), computeEnd - handed)
-        let inputEnd = outputStart &- min(ns(timing.computeInfer), outputStart - handed)
-        let computeStart = inputEnd &- min(ns(timing.computeInput), inputEnd - handed)
-        let queueStart = computeStart &- min(ns(timing.queue), computeStart - handed)
-        for (name, time) in [("QUEUE_START", queueStart), ("COMPUTE_START", computeStart), ("COMPUTE_INPUT_END", inputEnd),
-                             ("COMPUTE_OUTPUT_START", outputStart), ("COMPUTE_END", computeEnd)] {
+        let stamps = SchedulingStamps(handed: handed, returned: returned, timing: timing)
+        for (name, time) in [("QUEUE_START", stamps.queueStart), ("COMPUTE_START", stamps.computeStart),
+                             ("COMPUTE_INPUT_END", stamps.inputEnd), ("COMPUTE_OUTPUT_START", stamps.outputStart),
+                             ("COMPUTE_END", stamps.computeEnd)] {
             record(name, at: time)
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import InferenceCore
 import Synchronization
+import Tracing
 
 /// Queues one model version's requests, forms batches with `BatchingPolicy`
 /// and runs them on the model's instances, each on its own executor thread.
@@ -17,6 +18,9 @@ public actor ModelScheduler: InferenceRunner {
         /// Whether this entry counts as a client request in the statistics
         /// (the later parts of a split request do not).
         let countsAsRequest: Bool
+        /// The request's span, when it is traced (OpenTelemetry mode): the
+        /// batch that runs it links to it.
+        let traceContext: InstrumentationContext?
     }
     typealias Entry = QueuedRequest<Pending>
 
@@ -230,7 +234,8 @@ public actor ModelScheduler: InferenceRunner {
         let timeout = batching.queuePolicy(level: level).effectiveTimeout(requested: request.request.timeout)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let pending = Pending(request: request, continuation: continuation, countsAsRequest: countsAsRequest)
+                let pending = Pending(request: request, continuation: continuation, countsAsRequest: countsAsRequest,
+                                      traceContext: InstrumentationContext.current)
                 let entry = Entry(sequence: sequence, rows: request.batchSize, shapeKey: shapeKey(request),
                                   length: request.rowTokens?.max() ?? sequenceLength(request), tokens: request.rowTokens?.reduce(0, +),
                                   arrival: now, deadline: timeout.map { now + $0 },
@@ -349,12 +354,14 @@ public actor ModelScheduler: InferenceRunner {
         let started = clock.now
         let batch = Batch(items: entries.map(\.payload.request))
         let instance = instances[index]
-        let result: Result<[[Tensor]], any Error>
+        let span = Self.batchSpan(model: spec.name, rows: batch.batchSize, linking: entries.compactMap(\.payload.traceContext))
+        let result: Result<[Result<[Tensor], any Error>], any Error>
         do {
-            result = .success(try await executors[index].run { try instance.execute(batch) })
+            result = .success(try await executors[index].run { try instance.executeEach(batch) })
         } catch {
             result = .failure(error)
         }
+        span?.end()
         let computed = clock.now
         finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: computed)
         freeInstances.append(index)
@@ -362,10 +369,21 @@ public actor ModelScheduler: InferenceRunner {
         pump()
     }
 
-    private func finishBatch(_ entries: [Entry], batchSize: Int, result: Result<[[Tensor]], any Error>,
+    /// One span per execution that carries traced requests, linked to each
+    /// of their spans (a batch has many parents, so it is a root of its own).
+    static func batchSpan(model: String, rows: Int, linking contexts: [InstrumentationContext]) -> (any Span)? {
+        guard !contexts.isEmpty else { return nil }
+        let span = startSpan("batch", context: .topLevel, ofKind: .internal)
+        span.attributes["triton.model_name"] = model
+        span.attributes["triton.batch_size"] = rows
+        for context in contexts { span.addLink(SpanLink(context: context, attributes: [:])) }
+        return span
+    }
+
+    private func finishBatch(_ entries: [Entry], batchSize: Int, result: Result<[Result<[Tensor], any Error>], any Error>,
                              started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
         let infer = computed - started
-        let outputs: [[Tensor]]
+        let outputs: [Result<[Tensor], any Error>]
         switch result {
         case .success(let value) where value.count == entries.count:
             outputs = value
@@ -381,7 +399,14 @@ public actor ModelScheduler: InferenceRunner {
         }
         var responses: [InferenceResponse] = []
         var answered: [Entry] = []
-        for (entry, tensors) in zip(entries, outputs) {
+        for (entry, output) in zip(entries, outputs) {
+            let tensors: [Tensor]
+            switch output {
+            case .success(let value): tensors = value
+            case .failure(let error):
+                complete(entry, .failure(error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")), reason: .backend)
+                continue
+            }
             let request = entry.payload.request
             let wanted = request.outputs.map(\.name)
             var timing = RequestTiming()

@@ -16,6 +16,7 @@ a second server that has tokens (`reidentifier`)."""
 
 import base64
 import hashlib
+import concurrent.futures
 import json
 import re
 
@@ -539,6 +540,25 @@ def test_encrypt_then_decrypt_round_trip(reidentifier):
     assert decrypted["text"] == text
     assert {(i["start"], i["end"], i["text"]) for i in items_without_score(decrypted)} == {
         (*span(text, "Zoë Ångström"), "Zoë Ångström"), (*span(text, "555-123-4567"), "555-123-4567")}
+
+
+def test_a_bad_ciphertext_fails_only_its_own_request(reidentifier):
+    """Requests sent together share the de-identifier's batches: one that
+    cannot be decrypted is refused alone, and the rest are answered."""
+    key = "1111111111111111"
+    text = "e6HnOMnIxbd4a8Qea44LshQDnjvxwzBIaAz+YqHNnMW2mC5r3AWoay8Spsoajyyy"
+    good = {"text": text, "deanonymizers": {"NUMBER": {"type": "decrypt", "key": key}},
+            "anonymizer_results": [{"start": 0, "end": len(text), "entity_type": "NUMBER"}]}
+    bad = {**good, "text": "A" * len(text)}
+    bodies = [bad if i % 3 == 0 else good for i in range(24)]
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        responses = list(pool.map(lambda body: post(reidentifier, "/deanonymize", body), bodies))
+    for body, response in zip(bodies, responses):
+        if body is bad:
+            assert response.status_code == 422, response.text
+        else:
+            assert response.status_code == 200, response.text
+            assert response.json()["text"] == "text_for_encryption"
 
 
 def test_deanonymize_keep(reidentifier):

@@ -166,10 +166,13 @@ def _identity_input():
     ("level=TENSORS", "patient data"),
     ("rate=often", "is not a valid rate"),
     ("triton,colour=blue", "unknown setting 'colour'"),
-    ("mode=opentelemetry", "opentelemetry"),
+    (("mode=opentelemetry", "opentelemetry,colour=blue"), "opentelemetry,colour: unknown setting"),
+    (("mode=opentelemetry", "opentelemetry,bsp_schedule_delay=soon"), "expected a positive integer"),
 ])
 def test_bad_trace_flags_stop_the_server_saying_why(tmp_path, flag, message):
-    server = RunningServer(MODEL_REPOSITORY, ["--trace-config", flag], log_path=tmp_path / "bad.log")
+    flags = [flag] if isinstance(flag, str) else list(flag)
+    args = [arg for f in flags for arg in ("--trace-config", f)]
+    server = RunningServer(MODEL_REPOSITORY, args, log_path=tmp_path / "bad.log")
     assert server.process.wait(timeout=30) != 0
     server.stop()
     assert message in server.read_log()
