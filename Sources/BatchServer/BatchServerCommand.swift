@@ -360,8 +360,9 @@ struct BatchServerCommand: AsyncParsableCommand {
         let audit = auditLog ? Logger(label: "audit") : nil
         // Mode opentelemetry: swift-otel's tracer becomes the process's, and
         // its exporter runs (and flushes at shutdown) in the service group.
+        let traces = try traceConfiguration()
         var openTelemetry: (traces: OpenTelemetryTraces, service: any Service)?
-        if let config = try openTelemetryConfiguration(try traceConfiguration()) {
+        if let config = try openTelemetryConfiguration(traces) {
             let backend = try OTel.makeTracingBackend(configuration: config)
             InstrumentationSystem.bootstrap(backend.factory)
             openTelemetry = (OpenTelemetryTraces(), backend.service)
@@ -370,7 +371,7 @@ struct BatchServerCommand: AsyncParsableCommand {
         let server = InferencePipeline(
             identity: ServerIdentity(name: serverName, version: Self.version, extensions: ServerExtensions.supported),
             models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings,
-            traceConfiguration: try traceConfiguration(), openTelemetry: openTelemetry?.traces, logger: logger)
+            traceConfiguration: traces, openTelemetry: openTelemetry?.traces, logger: logger)
         if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
 
         // ServiceGroup shuts services down in reverse order: the serving phase

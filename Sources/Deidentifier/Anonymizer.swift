@@ -390,10 +390,6 @@ public struct Anonymizer: Sendable {
     }
 }
 
-extension Sequence where Element == UInt8 {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
-}
-
 extension Digest {
     var hex: String { Array(self).hex }
 }

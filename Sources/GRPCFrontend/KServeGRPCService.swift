@@ -322,7 +322,7 @@ enum IncomingTraceContext {
 
     static func headers(_ context: GRPCCallContext) -> [String: String] {
         var headers: [String: String] = [:]
-        for entry in context.metadata where entry.name == "traceparent" || entry.name == "tracestate" {
+        for entry in context.metadata where InferenceCall.traceHeaderNames.contains(entry.name) {
             headers[entry.name] = entry.value
         }
         return headers

@@ -147,7 +147,7 @@ public struct KServeHTTPServer: Sendable {
         let headerLength = try Self.inferenceHeaderLength(request.headers)
         let body = Array(try await body(request).readableBytesView)
         var call = InferenceCall(modelName: name, modelVersion: version, protocolName: "http", requestBytes: body.count)
-        for field in ["traceparent", "tracestate"] {
+        for field in InferenceCall.traceHeaderNames {
             if let value = request.headers[HTTPField.Name(field)!] { call.traceHeaders[field] = value }
         }
         let (response, encoding) = try await server.infer(call) { spec in

@@ -53,6 +53,8 @@ public struct InferenceCall: Sendable {
     /// W3C trace context the client sent (`traceparent`, `tracestate`; HTTP
     /// headers or gRPC metadata, names lowercased), for OpenTelemetry traces.
     public var traceHeaders: [String: String] = [:]
+    /// The W3C trace-context fields the frontends read into `traceHeaders`.
+    public static let traceHeaderNames = ["traceparent", "tracestate"]
 
     public init(modelName: String, modelVersion: String, protocolName: String, requestBytes: Int = 0,
                 grantsReidentification: Bool = false) {

@@ -161,3 +161,17 @@ public enum ShapeMath {
         "[" + shape.map(String.init).joined(separator: ",") + "]"
     }
 }
+
+extension Sequence where Element == UInt8 {
+    /// Lowercase hexadecimal, two digits a byte (digests, keyed hashes).
+    public var hex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(underestimatedCount * 2)
+        for byte in self {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -10,8 +10,9 @@ import TritonProto
 /// re-identification grant → PHI redaction of text inputs (`PHIRedaction`) →
 /// validation → scheduling (the backend's prepare, the batch) →
 /// shared-memory outputs → the log line, with a trace of the request's
-/// timestamps where it is sampled (`TraceSettingsStore`). Coming steps go
-/// here: a response cache lookup after redaction.
+/// timestamps where it is sampled (`TraceSettingsStore`). The response cache
+/// sits in the model's runner (`CachingRunner`, wrapped at load), so it sees
+/// the request after redaction, and ensemble steps find it too.
 public final class InferencePipeline: InferenceServer {
     public let identity: ServerIdentity
     private let models: ModelManager
@@ -185,14 +186,14 @@ public final class InferencePipeline: InferenceServer {
         }
     }
 
-    /// The redaction step, timed in the trace (ours: PHI_REDACTION_START/END)
-    /// where the model names a de-identifier.
     /// Runs `body` inside the request's trace, when it is sampled.
     static func within<T: Sendable>(_ trace: (any RunTrace)?, _ body: () async throws -> T) async throws -> T {
         guard let trace else { return try await body() }
         return try await trace.run { try await body() }
     }
 
+    /// The redaction step, timed in the trace (ours: PHI_REDACTION_START/END)
+    /// where the model names a de-identifier.
     private func redact(_ request: InferenceRequest, for spec: ModelSpec, trace: (any RunTrace)?) async throws -> InferenceRequest {
         guard spec.parameters[PHIRedaction.parameter] != nil else { return request }
         trace?.record("PHI_REDACTION_START")

@@ -44,12 +44,10 @@ struct TraceHeaderExtractor: Extractor {
 final class OpenTelemetryRequestTrace: RunTrace {
     let traces: OpenTelemetryTraces
     let span: any Span
-    let model: String
     let requestID: String
 
     init(traces: OpenTelemetryTraces, model: String, requestID: String, parent: InstrumentationContext, kind: SpanKind, started: UInt64) {
         self.traces = traces
-        self.model = model
         self.requestID = requestID
         span = startSpan("InferRequest", at: traces.instant(started), context: parent, ofKind: kind)
         span.attributes["triton.model_name"] = model

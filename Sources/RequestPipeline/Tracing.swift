@@ -103,7 +103,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
     private let knownModel: @Sendable (String) -> Bool
     let clock: TraceClock
     private let logger: Logger
-    private let nextID = Counter()
+    private let ids = TraceIDs()
     /// Where mode `opentelemetry` sends spans; nil: that mode traces nothing.
     private let openTelemetry: OpenTelemetryTraces?
 
@@ -190,7 +190,8 @@ public final class TraceSettingsStore: TraceSettingsControl {
             guard settings["trace_level"]?.contains("TIMESTAMPS") == true,
                   let rate = settings["trace_rate"]?.first.flatMap({ UInt64($0) }), rate > 0 else { return nil }
             let file = settings["trace_file"]?.first ?? ""
-            switch settings["trace_mode"]?.first {
+            let mode = settings["trace_mode"]?.first
+            switch mode {
             case "triton" where !file.isEmpty: break
             case "opentelemetry" where openTelemetry != nil: break
             default: return nil
@@ -201,7 +202,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
             sampling.seen += 1
             guard sampling.seen % rate == 0 else { return nil }
             if sampling.remaining > 0 { sampling.remaining -= 1 }
-            if settings["trace_mode"]?.first == "opentelemetry", let openTelemetry { return .openTelemetry(openTelemetry) }
+            if mode == "opentelemetry", let openTelemetry { return .openTelemetry(openTelemetry) }
             let writer = state.writers[file] ?? TraceFileWriter(path: file, logger: logger)
             state.writers[file] = writer
             return .triton(writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
@@ -212,8 +213,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
         case .openTelemetry(let traces):
             return traces.request(model: model, requestID: requestID, started: started ?? clock(), headers: headers)
         case .triton(let writer, let logFrequency):
-            let ids: @Sendable () -> UInt64 = { [nextID] in nextID.next() }
-            let trace = RequestTrace(id: ids(), model: model, requestID: requestID, clock: clock, writer: writer,
+            let trace = RequestTrace(id: ids.next(), model: model, requestID: requestID, clock: clock, writer: writer,
                                      logFrequency: logFrequency, ids: ids)
             trace.record("REQUEST_START", at: started ?? clock())
             return trace
@@ -244,7 +244,7 @@ struct SchedulingStamps {
 }
 
 /// Trace ids, shared by a store's traces and their children.
-final class Counter: Sendable {
+final class TraceIDs: Sendable {
     private let value = Atomic<UInt64>(1)
     func next() -> UInt64 {
         value.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -263,11 +263,11 @@ public final class RequestTrace: RunTrace {
     let writer: TraceFileWriter
     let logFrequency: UInt32
     /// Hands out ids, the store's counter: children draw from it too.
-    let ids: @Sendable () -> UInt64
+    let ids: TraceIDs
     private let events = Mutex<[(name: String, ns: UInt64)]>([])
 
     init(id: UInt64, parentID: UInt64? = nil, model: String, requestID: String, clock: @escaping TraceClock, writer: TraceFileWriter,
-         logFrequency: UInt32, ids: @escaping @Sendable () -> UInt64) {
+         logFrequency: UInt32, ids: TraceIDs) {
         self.id = id
         self.parentID = parentID
         self.model = model
@@ -283,7 +283,7 @@ public final class RequestTrace: RunTrace {
     /// A step's trace, written to the same file with this one as its parent
     /// (Triton's `parent_id`); REQUEST_START is recorded now.
     public func child(model: String) -> any RunTrace {
-        let child = RequestTrace(id: ids(), parentID: id, model: model, requestID: requestID, clock: clock, writer: writer,
+        let child = RequestTrace(id: ids.next(), parentID: id, model: model, requestID: requestID, clock: clock, writer: writer,
                                  logFrequency: logFrequency, ids: ids)
         child.record("REQUEST_START")
         return child

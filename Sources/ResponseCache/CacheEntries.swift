@@ -66,7 +66,7 @@ public struct CacheKeys: Sendable {
             feed(key)
             feed(String(describing: value))
         }
-        return mac.finalize().map { String(format: "%02x", $0) }.joined()
+        return Array(mac.finalize()).hex
     }
 
     func seal(_ plain: [UInt8], name: String) throws -> [UInt8] {

@@ -29,7 +29,7 @@ public final class CachingRunner: InferenceRunner {
     /// Triton's per-model cache counters (durations in µs) and the request
     /// series a hit adds to.
     struct Metrics {
-        let hits, hitDuration, misses, missDuration, success, requestDuration, queueDuration: Counter
+        let hits, hitDuration, misses, missDuration, success, requestDuration: Counter
         init(model: String, version: Int64) {
             let labels = [("model", model), ("version", String(version))]
             hits = Counter(label: "nv_cache_num_hits_per_model", dimensions: labels)
@@ -38,7 +38,6 @@ public final class CachingRunner: InferenceRunner {
             missDuration = Counter(label: "nv_cache_miss_duration_per_model", dimensions: labels)
             success = Counter(label: "nv_inference_request_success", dimensions: labels)
             requestDuration = Counter(label: "nv_inference_request_duration_us", dimensions: labels)
-            queueDuration = Counter(label: "nv_inference_queue_duration_us", dimensions: labels)
         }
     }
 
@@ -71,7 +70,6 @@ public final class CachingRunner: InferenceRunner {
             metrics.hitDuration.increment(by: Int64(clamping: took.nanosecondsClamped / 1000))
             metrics.success.increment()
             metrics.requestDuration.increment(by: Int64(clamping: took.nanosecondsClamped / 1000))
-            metrics.queueDuration.increment(by: 0)
             return hit
         }
         let lookedUp = now() - started

@@ -8,6 +8,12 @@ public protocol ResponseStore: Sendable {
     /// Entries held, bytes held and the bound, evictions so far (nil where
     /// the store cannot tell, as for Redis).
     func occupancy() -> StoreOccupancy?
+    /// Lets go of connections at shutdown.
+    func close() async
+}
+
+extension ResponseStore {
+    public func close() async {}
 }
 
 public enum StoreOutcome: Sendable, Equatable {

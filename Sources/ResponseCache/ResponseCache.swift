@@ -60,9 +60,7 @@ public final class ResponseCache: Sendable {
         }
     }
 
-    public func close() async {
-        if let redis = store as? RedisResponseStore { await redis.close() }
-    }
+    public func close() async { await store.close() }
 
     /// The cached answer under `name`, re-addressed to this request.
     func lookup(_ name: String, id: String, model: String, version: Int64) async -> InferenceResponse? {

@@ -393,8 +393,7 @@ public actor ModelScheduler: InferenceRunner {
             for entry in entries { complete(entry, .failure(error), reason: .backend) }
             return
         case .failure(let error):
-            let wrapped = error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
-            for entry in entries { complete(entry, .failure(wrapped), reason: .backend) }
+            for entry in entries { complete(entry, .failure(backendFailure(error)), reason: .backend) }
             return
         }
         var responses: [InferenceResponse] = []
@@ -404,7 +403,7 @@ public actor ModelScheduler: InferenceRunner {
             switch output {
             case .success(let value): tensors = value
             case .failure(let error):
-                complete(entry, .failure(error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")), reason: .backend)
+                complete(entry, .failure(backendFailure(error)), reason: .backend)
                 continue
             }
             let request = entry.payload.request
@@ -428,6 +427,12 @@ public actor ModelScheduler: InferenceRunner {
         for (entry, response) in zip(answered, responses) {
             complete(entry, .success(response), reason: nil)
         }
+    }
+
+    /// What a backend's error tells the client: its own InferenceError, or
+    /// that the model failed.
+    private func backendFailure(_ error: any Error) -> InferenceError {
+        error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
     }
 
     /// The classification extension on outputs requested with `classification: N`.

@@ -30,12 +30,17 @@ def canceled_count(server):
     return 0
 
 
-def test_closed_connections_drop_their_queued_requests(start_server, tmp_path):
+def slow_server(start_server, tmp_path, delay_ms):
+    """A server whose model `slow` takes `delay_ms` per execution, one request each."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    write_model(repo, "slow", 'parameters { key: "execute_delay_ms" value: { string_value: "1500" } }\n'
+    write_model(repo, "slow", f'parameters {{ key: "execute_delay_ms" value: {{ string_value: "{delay_ms}" }} }}\n'
                 "dynamic_batching { preferred_batch_size: [ 1 ] }")
-    server = start_server(repo)
+    return start_server(repo)
+
+
+def test_closed_connections_drop_their_queued_requests(start_server, tmp_path):
+    server = slow_server(start_server, tmp_path, 1500)
     # One request computes for 1.5 s; sixteen queue behind it.
     first = {}
     blocker = threading.Thread(target=lambda: first.update(
@@ -62,11 +67,7 @@ def test_closed_connections_drop_their_queued_requests(start_server, tmp_path):
 
 def test_a_client_that_waits_gets_its_answer(start_server, tmp_path):
     """The close watcher does not cancel requests whose client is still there."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    write_model(repo, "slow", 'parameters { key: "execute_delay_ms" value: { string_value: "100" } }\n'
-                "dynamic_batching { preferred_batch_size: [ 1 ] }")
-    server = start_server(repo)
+    server = slow_server(start_server, tmp_path, 100)
     with requests.Session() as session:    # one kept-alive connection, several requests
         for _ in range(3):
             response = session.post(f"{server.base}/v2/models/slow/infer", data=BODY, timeout=30)
