@@ -18,6 +18,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)   # the TLS tests make thei
 [ -f /usr/share/dict/american-english ] || need_apt+=(wamerican)
 # The response cache tests start a real Redis server (and read it with redis-cli).
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
+# PySpark (the Spark job tests) runs on a Java runtime: Spark 4 needs 17 or later.
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
@@ -31,6 +33,8 @@ if [ ! -x .venv/bin/python ] || ! cmp -s requirements-test.txt .venv/.requiremen
   .venv/bin/pip install -q -r requirements-test.txt
   cp requirements-test.txt .venv/.requirements-installed
 fi
+# The Spark and Ray helpers, editable: the engines' workers import them from .venv.
+.venv/bin/python -c 'import batchserver_client' 2>/dev/null || .venv/bin/pip install -q -e ./clients/python
 
 echo "setup: ONNX Runtime (C API header for the build, the wheel's library at run time): $(scripts/install-onnxruntime.sh)"
 

@@ -62,6 +62,10 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Compress requests with gzip (grpc-encoding).")
     var compress = false
 
+    @Option(name: .customLong("lookup-secs"),
+            help: "Look server names up again this often (and soon after a failure), following pods that restart at new addresses; 0: only at the start.")
+    var lookupSecs = 30
+
     @Option(name: .customLong("timeout-secs"), help: "Deadline of each call.")
     var timeoutSecs = 60
 
@@ -82,16 +86,14 @@ struct Run: AsyncParsableCommand {
         if let classes, classes < 1 { throw ValidationError("--classes must be at least 1") }
         guard maxInFlight >= 1 else { throw ValidationError("--max-in-flight must be at least 1") }
         guard !servers.isEmpty else { throw ValidationError("give at least one --server") }
+        guard lookupSecs >= 0 else { throw ValidationError("--lookup-secs must be 0 or more") }
+        for server in servers {
+            do { _ = try ServerName(parsing: server) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func run() async throws {
-        let endpoints: [(String, Int)]
-        do {
-            endpoints = try servers.flatMap(EndpointResolution.resolve)
-        } catch {
-            FileHandle.standardError.write(Data("batch-server-client: \(error)\n".utf8))
-            throw ExitCode(3)
-        }
+        let names = try servers.map(ServerName.init(parsing:))
         var options = BulkJobOptions(model: model, input: input, output: output)
         options.errors = errors
         options.fields = FieldNames(id: idField, text: textField, inputIDs: idsField)
@@ -104,17 +106,11 @@ struct Run: AsyncParsableCommand {
         options.callTimeout = .seconds(timeoutSecs)
         options.giveUpAfter = .seconds(giveUpSecs)
         options.maxAttempts = maxAttempts
+        options.lookupInterval = lookupSecs > 0 ? .seconds(lookupSecs) : nil
         options.stopRequested = StopSignal.install()
-        let connections = try endpoints.map { host, port in
-            try KServeConnection(host: host, port: port, timeout: options.callTimeout, compress: compress)
-        }
         let summary: BulkJobSummary
         do {
-            summary = try await withThrowingTaskGroup(of: Void.self) { group in
-                for connection in connections { group.addTask { try await connection.run() } }
-                defer { connections.forEach { $0.stop() } }
-                return try await BulkJob(options: options, connections: connections, progress: ProgressReporter(mode: progress)).run()
-            }
+            summary = try await BulkJob(options: options, servers: names, progress: ProgressReporter(mode: progress)).run()
         } catch let error as BulkJobError {
             FileHandle.standardError.write(Data("batch-server-client: \(error)\n".utf8))
             throw ExitCode(3)
@@ -179,37 +175,5 @@ final class StopFlag: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return raised
-    }
-}
-
-/// `host:port` to addresses: a name resolving to several (a Kubernetes
-/// headless Service) gives one endpoint per address.
-enum EndpointResolution {
-    static func resolve(_ server: String) throws -> [(String, Int)] {
-        guard let colon = server.lastIndex(of: ":"), let port = Int(server[server.index(after: colon)...]), (1...65535).contains(port) else {
-            throw ValidationError("--server '\(server)' must be host:port")
-        }
-        var host = String(server[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, String(port), &hints, &result) == 0, let first = result else {
-            throw ValidationError("--server '\(server)': cannot resolve '\(host)'")
-        }
-        defer { freeaddrinfo(first) }
-        var addresses: [String] = []
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let entry = cursor {
-            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            if getnameinfo(entry.pointee.ai_addr, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
-                let address = String(cString: buffer)
-                if !addresses.contains(address) { addresses.append(address) }
-            }
-            cursor = entry.pointee.ai_next
-        }
-        // A name that is a single address keeps its name (TLS and logs read better).
-        if addresses.count <= 1 { return [(host, port)] }
-        return addresses.map { ($0, port) }
     }
 }

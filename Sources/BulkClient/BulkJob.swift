@@ -21,6 +21,11 @@ public struct BulkJobOptions: Sendable {
     /// The job stops (resumable) when no endpoint has answered for this long.
     public var giveUpAfter: Duration = .seconds(300)
     public var commitInterval: Duration = .seconds(1)
+    /// Server names are looked up again this often, and soon after an
+    /// endpoint fails (a restarted pod may come back at another address);
+    /// nil: only at the start.
+    public var lookupInterval: Duration? = .seconds(30)
+    public var lookup = AddressLookup()
     /// Polled on every tick: once true, no new rows are sent, those in flight
     /// finish and are committed, and the job ends resumable (SIGTERM, SIGINT).
     public var stopRequested: @Sendable () -> Bool = { false }
@@ -54,14 +59,14 @@ public struct BulkJobSummary: Sendable, Codable {
 /// calls run as child tasks and report back to it.
 public final class BulkJob {
     let options: BulkJobOptions
-    let connections: [KServeConnection]
+    let servers: [ServerName]
     let progress: ProgressReporter
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
-    public init(options: BulkJobOptions, connections: [KServeConnection], progress: ProgressReporter) {
+    public init(options: BulkJobOptions, servers: [ServerName], progress: ProgressReporter) {
         self.options = options
-        self.connections = connections
+        self.servers = servers
         self.progress = progress
         started = clock.now
     }
@@ -75,7 +80,10 @@ public final class BulkJob {
     enum Event: Sendable {
         case answered(row: InputRow, endpoint: Int, attempt: Int, result: Result<Inference_ModelInferResponse, Failure>)
         case tick
-        case statistics([Inference_ModelStatisticsResponse?])
+        case statistics([Int: Inference_ModelStatisticsResponse])
+        case resolved([ServerName: [String]?])
+        /// A connection's task ended (it was stopped).
+        case closed
     }
 
     struct Failure: Error, Sendable {
@@ -95,15 +103,33 @@ public final class BulkJob {
             + "fields=\(options.fields.id),\(options.fields.text),\(options.fields.inputIDs) ordered=\(options.ordered)"
         let journal = try ResultJournal(paths: .init(output: options.output, errors: options.errors), job: job, restart: options.restart)
         summary.resumed = journal.resumedRows
-        let shape = try await modelShape()
-        let messages = KServeMessages(model: shape, classes: options.classes)
+        // Endpoints and their connections, index for index; both only grow.
+        var pool = EndpointPool()
+        var connections: [KServeConnection] = []
+        let names = servers.filter { !$0.isAddressLiteral }
+        let found = await options.lookup.addresses(of: names)
+        for server in servers {
+            if server.isAddressLiteral {
+                _ = pool.add(host: server.host, port: server.port)
+            } else if let addresses = found[server] ?? nil {
+                _ = pool.update(server, addresses: addresses)
+            } else {
+                throw BulkJobError.server("--server '\(server)': cannot resolve '\(server.host)'")
+            }
+        }
+        func connect(_ index: Int) throws -> KServeConnection {
+            let endpoint = pool.endpoints[index]
+            let connection = try KServeConnection(host: endpoint.host, port: endpoint.port, timeout: options.callTimeout, compress: options.compress)
+            connections.append(connection)
+            return connection
+        }
+        for index in pool.endpoints.indices { _ = try connect(index) }
         var reader: any RowReader = options.input.lowercased().hasSuffix(".csv")
             ? try CSVReader(path: options.input, fields: options.fields)
             : try JSONLinesReader(path: options.input, fields: options.fields)
         let total = RowCounter.lines(in: options.input).map { options.input.lowercased().hasSuffix(".csv") ? max($0 - 1, 0) : $0 }
         var window = InFlightWindow(initial: options.inFlight ?? 8 * connections.count, maximum: options.inFlight ?? options.maxInFlight,
                                     fixed: options.inFlight != nil)
-        var pool = EndpointPool(addresses: connections.map(\.address))
         var order = OrderedWriter(ordered: options.ordered)
         var finished = Set<Int>()
         var seen = Set<String>()
@@ -112,8 +138,10 @@ public final class BulkJob {
         var inputEnded = false
         var lastCommit = now
         var lastProgress = now
-        var previousStatistics: [Inference_ModelStatistics?] = Array(repeating: nil, count: connections.count)
+        var previousStatistics: [Int: Inference_ModelStatistics] = [:]
         var statisticsPending = false
+        var lookupPending = false, lookupWanted = false
+        var lastLookup = now
         var stopping = false
         var abandoned = 0
 
@@ -165,7 +193,21 @@ public final class BulkJob {
             }
         }
 
+        /// Stops a retired endpoint's connection once nothing is in flight on it.
+        func closeIfIdle(_ index: Int) {
+            if pool.endpoints[index].retired, pool.endpoints[index].inFlight == 0 { connections[index].stop() }
+        }
+
         try await withThrowingTaskGroup(of: Event.self) { group in
+            func keepRunning(_ connection: KServeConnection) {
+                group.addTask {
+                    try? await connection.run()
+                    return .closed
+                }
+            }
+            connections.forEach(keepRunning)
+            defer { connections.forEach { $0.stop() } }
+            let messages = KServeMessages(model: try await modelShape(connections), classes: options.classes)
             group.addTask { try await Task.sleep(for: .milliseconds(250)); return .tick }
             while true {
                 // Send while the window allows: retries first; new rows only
@@ -212,6 +254,7 @@ public final class BulkJob {
                 switch event {
                 case .answered(let row, let endpoint, let attempt, let result):
                     inFlight -= 1
+                    defer { closeIfIdle(endpoint) }
                     switch result {
                     case .success(let response):
                         pool.succeeded(endpoint)
@@ -234,7 +277,12 @@ public final class BulkJob {
                             if !stopping { summary.stoppedEarly = "\(reason) (from \(connections[endpoint].address)); fix it and rerun the same command" }
                             stopping = true
                         case .retry(let suspect, let bound):
-                            if suspect { pool.failed(endpoint, now: now) } else { pool.released(endpoint) }
+                            if suspect {
+                                pool.failed(endpoint, now: now)
+                                lookupWanted = true
+                            } else {
+                                pool.released(endpoint)
+                            }
                             summary.retries += 1
                             if let bound, attempt >= bound {
                                 try finish(index: row.index, id: row.id, line: nil, error: "\(failure.error) (after \(attempt) attempts)")
@@ -264,20 +312,30 @@ public final class BulkJob {
                     }
                     if !statisticsPending, !window.fixed {
                         statisticsPending = true
-                        let connections = self.connections, model = options.model
+                        let active = pool.endpoints.indices.filter { !pool.endpoints[$0].retired }.map { ($0, connections[$0]) }
+                        let model = options.model
                         group.addTask {
-                            var results: [Inference_ModelStatisticsResponse?] = []
-                            for connection in connections { results.append(try? await connection.statistics(model: model)) }
+                            var results: [Int: Inference_ModelStatisticsResponse] = [:]
+                            for (index, connection) in active { results[index] = try? await connection.statistics(model: model) }
                             return .statistics(results)
                         }
+                    }
+                    // Names again: on the timer, and within a second of a failure.
+                    if !lookupPending, !names.isEmpty, let interval = options.lookupInterval,
+                       at - lastLookup >= Self.seconds(interval) || (lookupWanted && at - lastLookup >= 1) {
+                        lookupPending = true
+                        lookupWanted = false
+                        lastLookup = at
+                        let lookup = options.lookup
+                        group.addTask { .resolved(await lookup.addresses(of: names)) }
                     }
                     group.addTask { try await Task.sleep(for: .milliseconds(250)); return .tick }
                 case .statistics(let responses):
                     statisticsPending = false
                     var sample = InFlightWindow.Sample(queueNanoseconds: 0, computeNanoseconds: 0, requests: 0)
                     var queue = 0.0, compute = 0.0
-                    for (index, response) in responses.enumerated() {
-                        guard let stats = response?.modelStats.last else { continue }
+                    for (index, response) in responses {
+                        guard let stats = response.modelStats.last else { continue }
                         // A restarted server counts from zero again: that interval only sets the baseline.
                         if let before = previousStatistics[index],
                            stats.inferenceStats.success.count > before.inferenceStats.success.count,
@@ -295,6 +353,17 @@ public final class BulkJob {
                         sample.computeNanoseconds = compute / Double(sample.requests)
                         window.adjust(sample, inFlight: inFlight)
                     }
+                case .resolved(let found):
+                    lookupPending = false
+                    for name in names {
+                        // A failed lookup (the DNS server away, every pod down) keeps what there is.
+                        guard let addresses = found[name] ?? nil else { continue }
+                        let (added, retired) = pool.update(name, addresses: addresses)
+                        for index in added { keepRunning(try connect(index)) }
+                        retired.forEach(closeIfIdle)
+                    }
+                case .closed:
+                    break
                 }
                 if summary.stoppedEarly != nil { break }
             }
@@ -312,8 +381,9 @@ public final class BulkJob {
         summary.rowsPerSecond = summary.seconds > 0 ? Double(summary.succeeded + summary.errors) / summary.seconds : 0
         summary.finalWindow = window.size
         for endpoint in pool.endpoints {
-            summary.completedByEndpoint[endpoint.address] = endpoint.completed
-            summary.failuresByEndpoint[endpoint.address] = endpoint.failures
+            // An address that left and came back was two endpoints: one line.
+            summary.completedByEndpoint[endpoint.address, default: 0] += endpoint.completed
+            summary.failuresByEndpoint[endpoint.address, default: 0] += endpoint.failures
         }
         progress.finish(.init(done: summary.succeeded + summary.errors + summary.resumed, total: total, errors: summary.errors,
                               retries: summary.retries, inFlight: 0, window: window.size, elapsed: summary.seconds))
@@ -321,7 +391,7 @@ public final class BulkJob {
     }
 
     /// The model's inputs and outputs, from the first endpoint that answers.
-    private func modelShape() async throws -> ModelShape {
+    private func modelShape(_ connections: [KServeConnection]) async throws -> ModelShape {
         var lastError: (any Error)?
         let deadline = clock.now + options.giveUpAfter
         while clock.now < deadline {

@@ -46,7 +46,13 @@ public struct InFlightWindow: Sendable, Equatable {
 
 /// One server address and what the client knows of it.
 public struct EndpointState: Sendable, Equatable {
-    public let address: String
+    public let host: String
+    public let port: Int
+    /// The `--server` name it came from (nil for an address literal): a
+    /// name's endpoints change as the name resolves.
+    public let source: ServerName?
+    /// Gone from its name's addresses: takes no new requests; those in flight finish.
+    public var retired = false
     public var inFlight = 0
     /// No requests go to it before this instant (after a failure), seconds.
     public var downUntil: Double = 0
@@ -54,21 +60,52 @@ public struct EndpointState: Sendable, Equatable {
     public var completed = 0
     public var failures = 0
 
-    public init(address: String) { self.address = address }
+    public init(host: String, port: Int, source: ServerName? = nil) {
+        self.host = host
+        self.port = port
+        self.source = source
+    }
+
+    /// `host:port`, as logs and the summary name it.
+    public var address: String { ServerName.endpoint(host, port: port) }
 }
 
 /// Picks endpoints by in-flight count among the healthy ones, and backs off
 /// from one that fails (exponentially, 0.1 s doubling to 5 s).
 public struct EndpointPool: Sendable {
-    public private(set) var endpoints: [EndpointState]
+    public private(set) var endpoints: [EndpointState] = []
 
-    public init(addresses: [String]) {
-        endpoints = addresses.map(EndpointState.init)
-    }
+    public init() {}
 
     /// The healthy endpoint with the fewest requests in flight, or nil.
     public func pick(now: Double) -> Int? {
-        endpoints.indices.filter { endpoints[$0].downUntil <= now }.min { endpoints[$0].inFlight < endpoints[$1].inFlight }
+        endpoints.indices.filter { !endpoints[$0].retired && endpoints[$0].downUntil <= now }
+            .min { endpoints[$0].inFlight < endpoints[$1].inFlight }
+    }
+
+    /// `name` resolves to `addresses` now: an address not yet served becomes
+    /// a new endpoint, and the name's endpoints whose address is gone retire.
+    /// Indices never move (requests in flight name theirs); a retired address
+    /// that comes back is a new endpoint with a new connection.
+    public mutating func update(_ name: ServerName, addresses: [String]) -> (added: [Int], retired: [Int]) {
+        var added: [Int] = [], retired: [Int] = []
+        for index in endpoints.indices where endpoints[index].source == name && !endpoints[index].retired
+            && !addresses.contains(endpoints[index].host) {
+            endpoints[index].retired = true
+            retired.append(index)
+        }
+        for address in addresses
+        where !endpoints.contains(where: { $0.source == name && $0.host == address && !$0.retired }) {
+            endpoints.append(EndpointState(host: address, port: name.port, source: name))
+            added.append(endpoints.count - 1)
+        }
+        return (added, retired)
+    }
+
+    /// Adds an endpoint that stays (an address literal).
+    public mutating func add(host: String, port: Int) -> Int {
+        endpoints.append(EndpointState(host: host, port: port))
+        return endpoints.count - 1
     }
 
     public mutating func started(_ index: Int) { endpoints[index].inFlight += 1 }

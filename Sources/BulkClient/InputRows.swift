@@ -259,10 +259,11 @@ public enum BulkJobError: Error, CustomStringConvertible {
     case input(String)
     case output(String)
     case server(String)
+    case usage(String)
 
     public var description: String {
         switch self {
-        case .input(let message), .output(let message), .server(let message): message
+        case .input(let message), .output(let message), .server(let message), .usage(let message): message
         }
     }
 }

@@ -20,7 +20,7 @@ public final class KServeConnection: Sendable {
 
     /// `host` is an IP address or a name; `timeout` bounds each call.
     public init(host: String, port: Int, timeout: Duration, compress: Bool, maxMessageBytes: Int = 64 << 20) throws {
-        address = "\(host):\(port)"
+        address = ServerName.endpoint(host, port: port)
         self.timeout = timeout
         compression = compress ? .gzip : .none
         let serviceConfig = ServiceConfig(methodConfig: [

@@ -122,7 +122,9 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
     }
 
     @Test func endpointsAreChosenByInFlightAndBackedOffAfterFailures() {
-        var pool = EndpointPool(addresses: ["a", "b"])
+        var pool = EndpointPool()
+        _ = pool.add(host: "10.0.0.1", port: 8001)
+        _ = pool.add(host: "10.0.0.2", port: 8001)
         #expect(pool.pick(now: 0) == 0)
         pool.started(0)
         #expect(pool.pick(now: 0) == 1)
@@ -140,6 +142,36 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
         #expect(pool.pick(now: 10) != nil)
         pool.succeeded(1)
         #expect(pool.endpoints[1].consecutiveFailures == 0)
+    }
+
+    @Test func aNameFollowsItsAddressesAndRetiredEndpointsTakeNoNewRequests() throws {
+        let name = try ServerName(parsing: "pods.example:8001")
+        #expect(!name.isAddressLiteral)
+        #expect(try ServerName(parsing: "[::1]:8001").isAddressLiteral)
+        #expect(try ServerName(parsing: "[::1]:8001").description == "[::1]:8001")
+        #expect(throws: BulkJobError.self) { try ServerName(parsing: "pods.example") }
+        #expect(throws: BulkJobError.self) { try ServerName(parsing: ":8001") }
+
+        var pool = EndpointPool()
+        _ = pool.add(host: "10.0.0.9", port: 9000)
+        let change1 = pool.update(name, addresses: ["10.0.0.1", "10.0.0.2"])
+        #expect(change1.added == [1, 2] && change1.retired == [])
+        #expect(pool.endpoints.map(\.address) == ["10.0.0.9:9000", "10.0.0.1:8001", "10.0.0.2:8001"])
+        pool.started(1)
+        // A rolling restart: the first pod comes back at a new address.
+        let change2 = pool.update(name, addresses: ["10.0.0.3", "10.0.0.2"])
+        #expect(change2.added == [3] && change2.retired == [1])
+        #expect(pool.endpoints[1].retired && pool.endpoints[1].inFlight == 1)
+        #expect(pool.pick(now: 0) != 1)
+        // The same answer again changes nothing; the literal endpoint is never touched.
+        let change3 = pool.update(name, addresses: ["10.0.0.2", "10.0.0.3"])
+        #expect(change3.added == [] && change3.retired == [])
+        // An address that comes back is a new endpoint (the old one's connection is gone).
+        let change4 = pool.update(name, addresses: ["10.0.0.1"])
+        #expect(change4.added == [4] && change4.retired == [2, 3])
+        #expect(pool.endpoints.filter { !$0.retired }.map(\.address) == ["10.0.0.9:9000", "10.0.0.1:8001"])
+        pool.failed(0, now: 0)
+        #expect(pool.pick(now: 0) == 4)
     }
 
     @Test func orderedOutputWaitsForTheNextRow() {

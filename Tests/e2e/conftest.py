@@ -92,18 +92,19 @@ def server_environment(onnxruntime=True):
 class RunningServer:
     """One batch-server process; its log is kept for assertions."""
 
-    def __init__(self, repository, extra_args=(), log_path=None, http_port=None, grpc_port=None, env=None):
+    def __init__(self, repository, extra_args=(), log_path=None, http_port=None, grpc_port=None, env=None, host="127.0.0.1"):
         # Given ports restart a server where clients expect it (a pod coming back).
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = free_port()
+        self.host = host
         self.log_path = log_path
         self.log = open(log_path, "w+b")
         self.process = subprocess.Popen(
             [
                 BINARY,
                 "--model-repository", str(repository),
-                "--host", "127.0.0.1",
+                "--host", host,
                 "--http-port", str(self.http_port),
                 "--grpc-port", str(self.grpc_port),
                 "--metrics-port", str(self.metrics_port),
@@ -116,7 +117,7 @@ class RunningServer:
 
     @property
     def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self.host}:{self.http_port}"
 
     @property
     def base(self) -> str:

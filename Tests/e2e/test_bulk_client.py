@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from conftest import BINARY, MODEL_REPOSITORY, RunningServer
+from conftest import BINARY, MODEL_REPOSITORY, RunningServer, free_port
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench" / "reliability"))
 from suite import note  # noqa: E402  (the notes the reliability suite sends too)
@@ -89,6 +89,68 @@ def test_a_job_over_two_servers_survives_one_killed_and_restarted(tmp_path):
             job.kill()
         first.stop()
         second.stop()
+
+
+def test_a_rolling_restart_behind_one_name_finishes_without_a_rerun(tmp_path):
+    """Two pods behind one name, as behind a headless Service, each replaced
+    by a pod at a new address one after the other (a rolling update): the
+    client follows the name and finishes the job without a rerun."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("")
+    port = free_port()
+
+    def publish(*pods):
+        # Rewritten in place: the client's /etc/hosts is this file, bind-mounted.
+        with open(hosts, "r+") as f:
+            f.truncate(0)
+            f.write("127.0.0.1 localhost\n" + "".join(f"{pod.host} pods.test\n" for pod in pods))
+
+    def pod(n):
+        return RunningServer(MODEL_REPOSITORY, host=f"127.0.0.{n}", grpc_port=port,
+                             log_path=tmp_path / f"pod-{n}.log").wait_live()
+
+    a, b = pod(2), pod(3)
+    publish(a, b)
+    rows = [{"id": f"note-{i}", "text": note(i)} for i in range(2400)]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    # The client alone sees the hosts file: its own mount namespace.
+    job = subprocess.Popen(
+        ["unshare", "--mount", "sh", "-c", f'mount --bind {hosts} /etc/hosts && exec "$0" "$@"',
+         CLIENT, "run", "distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(output),
+         "--server", f"pods.test:{port}", "--lookup-secs", "2", "--give-up-secs", "60", "--progress", "off",
+         "--summary-json", str(tmp_path / "summary.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pods = [a, b]
+    try:
+        def done():
+            return len(output.read_text().splitlines()) if output.exists() else 0
+
+        for old, new_host, after in ((a, 4, 300), (b, 5, 900)):
+            deadline = time.monotonic() + 120
+            while done() < after:
+                assert time.monotonic() < deadline and job.poll() is None, job.communicate()
+                time.sleep(0.1)
+            new = pod(new_host)
+            pods.append(new)
+            survivors = [p for p in pods if p is not old and p.process.poll() is None]
+            publish(*survivors)
+            old.process.kill()
+            old.process.wait()
+        _, stderr = job.communicate(timeout=300)
+        assert job.returncode == 0, stderr
+        ids = [r["id"] for r in read_jsonl(output)]
+        assert len(ids) == len(set(ids)) == 2400
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["succeeded"] == 2400 and "stoppedEarly" not in summary
+        # The replacement pods took work: the client found them by the name alone.
+        assert summary["completedByEndpoint"].get(f"127.0.0.4:{port}", 0) > 0
+        assert summary["completedByEndpoint"].get(f"127.0.0.5:{port}", 0) > 0
+    finally:
+        if job.poll() is None:
+            job.kill()
+        for p in pods:
+            p.stop()
 
 
 def test_a_killed_client_resumes_with_every_id_once(server, tmp_path):
