@@ -256,7 +256,9 @@ let package = Package(
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
         .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
-        .testTarget(name: "BulkClientTests", dependencies: ["BulkClient"]),
+        .testTarget(name: "BulkClientTests", dependencies: [
+            "BulkClient", "TritonProto", .product(name: "GRPCCore", package: "grpc-swift-2"),
+        ]),
         .testTarget(name: "GRPCFrontendTests", dependencies: ["GRPCFrontend", "GRPCLite", "InferenceCore"]),
         .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
         .testTarget(name: "ONNXRuntimeBackendTests", dependencies: ["ONNXRuntimeBackend", "InferenceCore"]),

@@ -80,7 +80,9 @@ public final class PrincipalLimiter: Sendable {
         let refusal: (reason: String, message: String, retry: Duration)? = usage.withLock { usage in
             var entry = usage[principal] ?? Usage(tokens: limit.capacity, refilled: time)
             defer { usage[principal] = entry }
-            if let rate = limit.requests_per_second {
+            // `time` was read before the lock: a concurrent request may have
+            // refilled at a later instant. The bucket never moves back.
+            if let rate = limit.requests_per_second, time > entry.refilled {
                 let elapsed = Double((time - entry.refilled).nanosecondsClamped) / 1e9
                 entry.tokens = min(limit.capacity, entry.tokens + elapsed * rate)
                 entry.refilled = time

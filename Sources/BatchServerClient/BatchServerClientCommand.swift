@@ -66,6 +66,12 @@ struct Run: AsyncParsableCommand {
             help: "Look server names up again this often (and soon after a failure), following pods that restart at new addresses; 0: only at the start.")
     var lookupSecs = 30
 
+    @Option(help: "KServe request priority of every row (1 is the highest level); send bulk work at a lower level than interactive traffic.")
+    var priority: UInt64?
+
+    @Option(name: .customLong("token-env"), help: "Environment variable holding a bearer token sent with every call (not on the command line, where ps shows it).")
+    var tokenEnv = "BATCHSERVER_TOKEN"
+
     @Option(name: .customLong("timeout-secs"), help: "Deadline of each call.")
     var timeoutSecs = 60
 
@@ -107,6 +113,8 @@ struct Run: AsyncParsableCommand {
         options.giveUpAfter = .seconds(giveUpSecs)
         options.maxAttempts = maxAttempts
         options.lookupInterval = lookupSecs > 0 ? .seconds(lookupSecs) : nil
+        options.priority = priority
+        options.token = ProcessInfo.processInfo.environment[tokenEnv].flatMap { $0.isEmpty ? nil : $0 }
         options.stopRequested = StopSignal.install()
         let summary: BulkJobSummary
         do {

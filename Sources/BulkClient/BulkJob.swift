@@ -26,6 +26,10 @@ public struct BulkJobOptions: Sendable {
     /// nil: only at the start.
     public var lookupInterval: Duration? = .seconds(30)
     public var lookup = AddressLookup()
+    /// KServe's request priority for every row (bulk work: a lower level than interactive traffic).
+    public var priority: UInt64?
+    /// Sent as `authorization: Bearer` on every call.
+    public var token: String?
     /// Polled on every tick: once true, no new rows are sent, those in flight
     /// finish and are committed, and the job ends resumable (SIGTERM, SIGINT).
     public var stopRequested: @Sendable () -> Bool = { false }
@@ -119,7 +123,8 @@ public final class BulkJob {
         }
         func connect(_ index: Int) throws -> KServeConnection {
             let endpoint = pool.endpoints[index]
-            let connection = try KServeConnection(host: endpoint.host, port: endpoint.port, timeout: options.callTimeout, compress: options.compress)
+            let connection = try KServeConnection(host: endpoint.host, port: endpoint.port, timeout: options.callTimeout,
+                                                  compress: options.compress, token: options.token)
             connections.append(connection)
             return connection
         }
@@ -207,7 +212,7 @@ public final class BulkJob {
             }
             connections.forEach(keepRunning)
             defer { connections.forEach { $0.stop() } }
-            let messages = KServeMessages(model: try await modelShape(connections), classes: options.classes)
+            let messages = KServeMessages(model: try await modelShape(connections), classes: options.classes, priority: options.priority)
             group.addTask { try await Task.sleep(for: .milliseconds(250)); return .tick }
             while true {
                 // Send while the window allows: retries first; new rows only
@@ -276,6 +281,10 @@ public final class BulkJob {
                             waiting.append(Waiting(row: row, attempt: attempt, notBefore: 0))
                             if !stopping { summary.stoppedEarly = "\(reason) (from \(connections[endpoint].address)); fix it and rerun the same command" }
                             stopping = true
+                        case .wait(let seconds):
+                            pool.released(endpoint)
+                            summary.retries += 1
+                            waiting.append(Waiting(row: row, attempt: attempt, notBefore: now + seconds))
                         case .retry(let suspect, let bound):
                             if suspect {
                                 pool.failed(endpoint, now: now)
@@ -401,10 +410,13 @@ public final class BulkJob {
                 } catch let error as BulkJobError {
                     throw error
                 } catch {
-                    if case .rowError(let reason) = RetryPolicy.verdict(for: error) {
+                    switch RetryPolicy.verdict(for: error) {
+                    case .rowError(let reason), .stopJob(let reason):
+                        // Not found, refused token: asking again will not help.
                         throw BulkJobError.server("model metadata for '\(options.model)' from \(connection.address): \(reason)")
+                    case .retry, .wait:
+                        lastError = error
                     }
-                    lastError = error
                 }
             }
             try await Task.sleep(for: .milliseconds(500))

@@ -17,11 +17,17 @@ public final class KServeConnection: Sendable {
     let client: GRPCClient<HTTP2ClientTransport.Posix>
     let timeout: Duration
     let compression: CompressionAlgorithm
+    let metadata: Metadata
 
-    /// `host` is an IP address or a name; `timeout` bounds each call.
-    public init(host: String, port: Int, timeout: Duration, compress: Bool, maxMessageBytes: Int = 64 << 20) throws {
+    /// `host` is an IP address or a name; `timeout` bounds each call;
+    /// `token` goes with every call as `authorization: Bearer`.
+    public init(host: String, port: Int, timeout: Duration, compress: Bool, token: String? = nil,
+                maxMessageBytes: Int = 64 << 20) throws {
         address = ServerName.endpoint(host, port: port)
         self.timeout = timeout
+        var metadata = Metadata()
+        if let token { metadata.addString("Bearer \(token)", forKey: "authorization") }
+        self.metadata = metadata
         compression = compress ? .gzip : .none
         let serviceConfig = ServiceConfig(methodConfig: [
             MethodConfig(names: [MethodConfig.Name(service: "")],
@@ -68,7 +74,7 @@ public final class KServeConnection: Sendable {
         _ method: MethodDescriptor, _ message: Request
     ) async throws -> Response {
         try await client.unary(
-            request: ClientRequest(message: message), descriptor: method,
+            request: ClientRequest(message: message, metadata: metadata), descriptor: method,
             serializer: ProtobufSerializer<Request>(), deserializer: ProtobufDeserializer<Response>(), options: options
         ) { try $0.message }
     }
@@ -81,6 +87,9 @@ public enum RetryPolicy {
         /// Send again. `endpointSuspect`: the endpoint backs off (it may be
         /// down); `maxAttempts`: a tighter bound than the job's, if any.
         case retry(endpointSuspect: Bool, maxAttempts: Int?)
+        /// A rate limit: send again after the wait the server asked for, in
+        /// seconds; not a failure (no attempt is used up).
+        case wait(Double)
         /// The row's own error: into the errors file.
         case rowError(String)
         /// Nothing will succeed until someone acts (model gone, token refused):
@@ -96,6 +105,7 @@ public enum RetryPolicy {
             case .deadlineExceeded:
                 return .retry(endpointSuspect: false, maxAttempts: nil)
             case .resourceExhausted:
+                if let seconds = retryAfter(rpc.message) { return .wait(seconds) }
                 // A request over the server's size limit stays over it.
                 return .retry(endpointSuspect: false, maxAttempts: 3)
             case .notFound, .unauthenticated, .permissionDenied, .unimplemented, .failedPrecondition:
@@ -107,5 +117,13 @@ public enum RetryPolicy {
         if let problem = error as? RowProblem { return .rowError(problem.reason) }
         // Connection-level failures (RuntimeError, NIO errors) mean the endpoint, not the row.
         return .retry(endpointSuspect: true, maxAttempts: nil)
+    }
+
+    /// The wait in a rate-limited answer ("...; retry after 0.5 s"), at most 30 s.
+    static func retryAfter(_ message: String) -> Double? {
+        guard let range = message.range(of: "retry after ", options: .backwards) else { return nil }
+        let number = message[range.upperBound...].prefix { $0.isNumber || $0 == "." }
+        guard let seconds = Double(number), seconds >= 0 else { return nil }
+        return min(seconds, 30)
     }
 }

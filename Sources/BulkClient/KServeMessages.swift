@@ -33,16 +33,20 @@ public struct KServeMessages: Sendable {
     public let model: ModelShape
     /// `--classes K`: the classification extension's top K labels on the first output.
     public let classes: Int?
+    /// KServe's request priority (1 is the highest level); nil: the model's default.
+    public let priority: UInt64?
 
-    public init(model: ModelShape, classes: Int?) {
+    public init(model: ModelShape, classes: Int?, priority: UInt64? = nil) {
         self.model = model
         self.classes = classes
+        self.priority = priority
     }
 
     public func request(for row: InputRow) throws -> Inference_ModelInferRequest {
         var request = Inference_ModelInferRequest()
         request.modelName = model.name
         request.id = row.id
+        if let priority { request.parameters["priority"] = .with { $0.uint64Param = priority } }
         if let ids = row.inputIDs {
             guard let idsInput = model.idsInput else {
                 throw RowProblem(index: row.index, id: row.id, reason: "model '\(model.name)' takes text, and the row has only token ids")

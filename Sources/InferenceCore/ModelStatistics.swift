@@ -65,10 +65,11 @@ public struct ModelStatistics: Sendable, Hashable {
 }
 
 extension Duration {
-    /// Whole nanoseconds, clamped to UInt64's range.
+    /// Whole nanoseconds, clamped to UInt64's range (a negative duration is 0).
     public var nanosecondsClamped: UInt64 {
+        // Both components carry the sign: under a second below zero, only the attoseconds do.
         let (seconds, attoseconds) = components
-        if seconds < 0 { return 0 }
+        if seconds < 0 || attoseconds < 0 { return 0 }
         let (scaled, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return .max }
         return scaled &+ UInt64(attoseconds / 1_000_000_000)

@@ -29,6 +29,17 @@ final class ManualDuration: Sendable {
         for _ in 0..<10 { try limiter.admit("clinical").release(); try limiter.admit(nil).release() }
     }
 
+    @Test func aRequestWhoseClockReadingIsOlderThanTheLastRefillIsServedNotCrashed() throws {
+        // Two requests read the clock, the later one takes the lock first.
+        let readings = Mutex([Duration.milliseconds(10), .milliseconds(9), .milliseconds(9)])
+        let limiter = PrincipalLimiter(limits: ["bulk": PrincipalLimit(requests_per_second: 1000, burst: 5)],
+                                       now: { readings.withLock { $0.removeFirst() } })
+        for _ in 0..<3 { try limiter.admit("bulk").release() }
+        #expect(Duration.microseconds(-500).nanosecondsClamped == 0)
+        #expect(Duration.seconds(-2).nanosecondsClamped == 0)
+        #expect(Duration.microseconds(1500).nanosecondsClamped == 1_500_000)
+    }
+
     @Test func inFlightRequestsAreCappedAndFreedOnRelease() throws {
         let limiter = PrincipalLimiter(limits: ["bulk": PrincipalLimit(max_concurrent: 2)])
         let one = try limiter.admit("bulk")

@@ -1,5 +1,7 @@
 import Foundation
+import GRPCCore
 import Testing
+import TritonProto
 @testable import BulkClient
 
 func temporaryPath(_ name: String) -> String {
@@ -172,6 +174,28 @@ func readAll(_ reader: inout some RowReader) throws -> [Result<InputRow, RowProb
         #expect(pool.endpoints.filter { !$0.retired }.map(\.address) == ["10.0.0.9:9000", "10.0.0.1:8001"])
         pool.failed(0, now: 0)
         #expect(pool.pick(now: 0) == 4)
+    }
+
+    @Test func aRateLimitIsWaitedOutAsAskedAndAnOversizedRequestIsNot() {
+        let limited = RPCError(code: .resourceExhausted, message: "token 'bulk' is limited to 4 inference requests per second; retry after 0.25 s")
+        #expect(RetryPolicy.verdict(for: limited) == .wait(0.25))
+        #expect(RetryPolicy.verdict(for: RPCError(code: .resourceExhausted, message: "message too large"))
+            == .retry(endpointSuspect: false, maxAttempts: 3))
+        #expect(RetryPolicy.retryAfter("...; retry after 90 s") == 30)
+        #expect(RetryPolicy.retryAfter("no wait named") == nil)
+    }
+
+    @Test func everyRequestCarriesThePriorityAskedFor() throws {
+        let metadata = Inference_ModelMetadataResponse.with {
+            $0.name = "m"
+            $0.inputs = [.with { $0.name = "TEXT"; $0.datatype = "BYTES"; $0.shape = [-1, 1] }]
+            $0.outputs = [.with { $0.name = "LOGITS"; $0.datatype = "FP32"; $0.shape = [-1, 2] }]
+        }
+        let row = InputRow(index: 0, id: "a", text: "x", inputIDs: nil)
+        let bulk = try KServeMessages(model: ModelShape(metadata: metadata), classes: nil, priority: 2).request(for: row)
+        #expect(bulk.parameters["priority"]?.uint64Param == 2)
+        let plain = try KServeMessages(model: ModelShape(metadata: metadata), classes: nil).request(for: row)
+        #expect(plain.parameters["priority"] == nil)
     }
 
     @Test func orderedOutputWaitsForTheNextRow() {

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+import requests
 import tritonclient.grpc as grpcclient
 
 from conftest import BINARY, MODEL_REPOSITORY, RunningServer, free_port
@@ -151,6 +152,38 @@ def test_a_rolling_restart_behind_one_name_finishes_without_a_rerun(tmp_path):
             job.kill()
         for p in pods:
             p.stop()
+
+
+def test_a_tokens_rate_limit_is_waited_out_and_no_row_fails(tmp_path):
+    """A bulk token limited to 20 requests/s: the server refuses the excess
+    with 'retry after', the client waits as asked, every row succeeds."""
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [
+        {"name": "bulk", "token": "bulk-secret-0123456789", "groups": ["inference", "metadata"],
+         "limits": {"requests_per_second": 20, "burst": 5}},
+        {"name": "ops", "token": "ops-secret-0123456789", "groups": ["metrics"]}]}))
+    server = RunningServer(MODEL_REPOSITORY, ["--auth-tokens-file", str(tokens)], log_path=tmp_path / "server.log").wait_live()
+    try:
+        rows = [{"id": f"r{i}", "text": note(i)} for i in range(60)]
+        write_jsonl(tmp_path / "in.jsonl", rows)
+        done = run_client("distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                          "--server", f"127.0.0.1:{server.grpc_port}", "--in-flight", "16", "--priority", "2",
+                          "--max-attempts", "2", "--progress", "off", "--summary-json", str(tmp_path / "summary.json"),
+                          env={**os.environ, "BATCHSERVER_TOKEN": "bulk-secret-0123456789"})
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary["succeeded"] == 60 and summary["errors"] == 0 and summary["retries"] > 0
+        metrics = requests.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5,
+                               headers={"Authorization": "Bearer ops-secret-0123456789"}).text
+        assert any(line.startswith("batchserver_rate_limited_total{") and 'principal="bulk"' in line
+                   and float(line.rsplit(" ", 1)[1]) > 0 for line in metrics.splitlines())
+        # Without the token the server says so, and the job stops resumably instead of failing rows.
+        refused = run_client("distilbert_sst2", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out2.jsonl"),
+                             "--server", f"127.0.0.1:{server.grpc_port}", "--progress", "off",
+                             env={k: v for k, v in os.environ.items() if k != "BATCHSERVER_TOKEN"})
+        assert refused.returncode == 3 and "unauthenticated" in refused.stderr.lower(), refused.stderr
+    finally:
+        server.stop()
 
 
 def test_a_killed_client_resumes_with_every_id_once(server, tmp_path):

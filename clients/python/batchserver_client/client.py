@@ -16,6 +16,7 @@ Nothing here logs or raises with input text or outputs.
 """
 
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,12 @@ def _status(error):
     if not status:
         return None
     return str(status).rsplit(".", 1)[-1]
+
+
+def _retry_after(message):
+    """The wait a rate-limited server asks for ('...; retry after 0.5 s'), in seconds, or None."""
+    found = re.search(r"retry after ([0-9.]+) s", message)
+    return min(30.0, float(found.group(1))) if found else None
 
 
 def _message(error):
@@ -119,6 +126,8 @@ class BatchServerClient:
                  max_batch_size=None):
         import tritonclient.grpc as grpcclient
 
+        if classes not in (None, 1):
+            raise ValueError("classes must be 1 (the top label and its score) or None (the output's values)")
         self._grpc = grpcclient
         self.endpoints = Endpoints(servers, lookup_interval=lookup_interval_s)
         self.model = model
@@ -290,7 +299,9 @@ class BatchServerClient:
             return values
         inputs, outputs = built
         last = None
-        for attempt in range(self.max_attempts):
+        attempts = waits = 0
+        # Waits a rate limit asks for are not failures: they do not use up attempts.
+        while attempts < self.max_attempts and waits < 1000:
             endpoint = self.endpoints.pick()
             wait = self.endpoints.wait_for(endpoint)
             if wait:
@@ -309,14 +320,20 @@ class BatchServerClient:
                 # A lost connection (no status) or a retryable status.
                 self.retries += 1
                 last = f"{status or type(error).__name__}: {_message(error)}"
+                asked = _retry_after(last) if status == "RESOURCE_EXHAUSTED" else None
+                if asked is not None:
+                    waits += 1
+                    time.sleep(asked)
+                    continue
+                attempts += 1
                 if status is None or status in ENDPOINT_SUSPECT:
                     self.endpoints.failed(endpoint)
                     self._forget(endpoint)
-                time.sleep(min(5.0, 0.05 * 2 ** attempt) * (0.5 + random.random() / 2))
+                time.sleep(min(5.0, 0.05 * 2 ** attempts) * (0.5 + random.random() / 2))
                 continue
             self.endpoints.succeeded(endpoint)
             return self._rows(result, len(chunk))
-        return f"gave up after {self.max_attempts} attempts: {last}"
+        return f"gave up after {attempts} attempts: {last}"
 
     def _forget(self, endpoint):
         """Drops an endpoint's client when its address left the names (a pod gone for good)."""
