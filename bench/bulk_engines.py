@@ -12,8 +12,8 @@ Two concurrency shapes, each compared with perf_analyzer at the same shape:
 - requests of 32 rows (the model's max_batch_size), 4 in flight: Spark
   local[2] and Ray with 2 actors, each task or actor with 2 requests in
   flight, against perf_analyzer -b 32 --concurrency-range 4.
-perf_analyzer sends one note repeated; the others send the 6,000 notes (3 to
-11 words each). Spark and Ray run in their own processes and are timed from
+Every contender sends the same 6,000 notes (3 to 11 words each; perf_analyzer
+cycles through them as its input data). Spark and Ray run in their own processes and are timed from
 the job's start to its output written (session start-up excluded, each
 engine's own planning included). A 150 ms pause precedes each timed run.
 """
@@ -111,7 +111,8 @@ def main():
             for i in range(args.rows):
                 f.write(json.dumps({"id": f"note-{i}", "text": note(i)}) + "\n")
         data = work / "pa.json"
-        data.write_text(json.dumps({"data": [{"TEXT": {"content": [note(7)], "shape": [1]}}]}))
+        # perf_analyzer cycles through the same notes.
+        data.write_text(json.dumps({"data": [{"TEXT": {"content": [note(i)], "shape": [1]}} for i in range(args.rows)]}))
         server = Server(build, work, "bench").start()
         address = f"127.0.0.1:{server.grpc_port}"
         results = []

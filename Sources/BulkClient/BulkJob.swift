@@ -282,7 +282,8 @@ public final class BulkJob {
                             if !stopping { summary.stoppedEarly = "\(reason) (from \(connections[endpoint].address)); fix it and rerun the same command" }
                             stopping = true
                         case .wait(let seconds):
-                            pool.released(endpoint)
+                            // Nothing more goes there until the wait is over (other endpoints go on).
+                            pool.hold(endpoint, until: now + seconds)
                             summary.retries += 1
                             waiting.append(Waiting(row: row, attempt: attempt, notBefore: now + seconds))
                         case .retry(let suspect, let bound):

@@ -126,6 +126,13 @@ public struct EndpointPool: Sendable {
         endpoints[index].downUntil = max(endpoints[index].downUntil, now + backoff)
     }
 
+    /// The endpoint asked to be left alone for a while (a rate limit's
+    /// "retry after"): no requests go to it before `until`; not a failure.
+    public mutating func hold(_ index: Int, until: Double) {
+        endpoints[index].inFlight -= 1
+        endpoints[index].downUntil = max(endpoints[index].downUntil, until)
+    }
+
     /// A request failed for a reason of its own (too large, too slow): the
     /// endpoint is not suspect.
     public mutating func released(_ index: Int) {

@@ -55,6 +55,11 @@ def test_endpoints_follow_a_name_and_back_off_from_failures():
     clock.now = 31.5
     endpoints.pick()
     assert len(lookups) == 3 and "10.0.0.3:8001" in endpoints.current
+    # A rate limit's wait holds an endpoint without counting a failure.
+    endpoints.hold("10.0.0.2:8001", 2.0)
+    assert all(endpoints.pick() != "10.0.0.2:8001" for _ in range(6))
+    clock.now = 33.6
+    assert "10.0.0.2:8001" in {endpoints.pick() for _ in range(3)}
     # Every endpoint backing off: the one whose back-off ends first.
     for endpoint in endpoints.current:
         endpoints.failed(endpoint)

@@ -29,6 +29,8 @@ def spark():
                .config("spark.ui.enabled", "false")
                .config("spark.driver.memory", "1g")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "256")
+               # A worker per task: any live worker is running a task, so killing one fails a task.
+               .config("spark.python.worker.reuse", "false")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")
     yield session

@@ -322,8 +322,9 @@ class BatchServerClient:
                 last = f"{status or type(error).__name__}: {_message(error)}"
                 asked = _retry_after(last) if status == "RESOURCE_EXHAUSTED" else None
                 if asked is not None:
+                    # Held for the wait, so this worker's other requests go elsewhere or wait too.
                     waits += 1
-                    time.sleep(asked)
+                    self.endpoints.hold(endpoint, asked)
                     continue
                 attempts += 1
                 if status is None or status in ENDPOINT_SUSPECT:

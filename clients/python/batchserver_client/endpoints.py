@@ -129,6 +129,11 @@ class Endpoints:
             self._down_until[endpoint] = self._clock() + backoff
             self._lookup_wanted = True
 
+    def hold(self, endpoint, seconds):
+        """A rate limit asked for a wait: no requests there before it is over; not a failure."""
+        with self._lock:
+            self._down_until[endpoint] = max(self._down_until.get(endpoint, 0), self._clock() + seconds)
+
     def succeeded(self, endpoint):
         with self._lock:
             self._failures.pop(endpoint, None)
