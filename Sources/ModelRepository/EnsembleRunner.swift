@@ -14,12 +14,13 @@ final class EnsembleRunner: InferenceRunner {
     /// reloaded step model serves the next request).
     let runStep: @Sendable (EnsembleStep, InferenceRequest) async throws -> InferenceResponse
     private let stats = Mutex(ModelStatistics())
-    private let inFlight = Mutex(0)
+    private let clock: any SchedulerClock
 
-    init(spec: ModelSpec, steps: [EnsembleStep],
+    init(spec: ModelSpec, steps: [EnsembleStep], clock: any SchedulerClock,
          runStep: @escaping @Sendable (EnsembleStep, InferenceRequest) async throws -> InferenceResponse) {
         self.spec = spec
         self.steps = steps
+        self.clock = clock
         self.runStep = runStep
     }
 
@@ -39,10 +40,10 @@ final class EnsembleRunner: InferenceRunner {
     }
 
     private func runCounted(_ request: ValidatedRequest) async throws -> InferenceResponse {
-        let started = ContinuousClock.now
+        let started = clock.now
         do {
             let response = try await run(request)
-            let total = ContinuousClock.now - started
+            let total = clock.now - started
             stats.withLock { stats in
                 stats.executionCount += 1
                 stats.inferenceCount += UInt64(request.batchSize)
@@ -54,7 +55,7 @@ final class EnsembleRunner: InferenceRunner {
             return response
         } catch {
             stats.withLock { stats in
-                stats.fail.record(ContinuousClock.now - started)
+                stats.fail.record(clock.now - started)
                 stats.failures[.backend, default: 0] += 1
             }
             throw error

@@ -63,6 +63,8 @@ public final class ModelManager: Sendable {
         var models: [String: ModelEntry] = [:]
         /// Requests using each loaded copy, by serial.
         var leases: [Int: Int] = [:]
+        /// Drains waiting for a copy's last lease to end, by serial.
+        var drains: [Int: [CheckedContinuation<Void, Never>]] = [:]
         var nextSerial = 0
         var retiring: [Task<Void, Never>] = []
     }
@@ -73,6 +75,7 @@ public final class ModelManager: Sendable {
     private let autoComplete: AutoCompleteSettings
     private let makeRunner: RunnerFactory
     private let logger: Logger
+    private let clock: any SchedulerClock
     /// The server's response cache (`--cache-config`); nil: no model caches.
     private let responseCache: ResponseCache?
     private let state = Mutex(State())
@@ -81,8 +84,9 @@ public final class ModelManager: Sendable {
 
     public init(repositoryPath: String, backends: BackendRegistry, controlMode: ModelControlMode = .none,
                 autoComplete: AutoCompleteSettings = AutoCompleteSettings(), responseCache: ResponseCache? = nil,
-                logger: Logger, makeRunner: @escaping RunnerFactory) {
+                logger: Logger, clock: any SchedulerClock = SystemSchedulerClock(), makeRunner: @escaping RunnerFactory) {
         self.repositoryPath = repositoryPath
+        self.clock = clock
         self.responseCache = responseCache
         self.controlMode = controlMode
         self.backends = backends
@@ -121,7 +125,7 @@ public final class ModelManager: Sendable {
     }
 
     private func loadSerialized(_ name: String, configOverride: Inference_ModelConfig?, files: [String: [UInt8]]) async throws {
-        let started = ContinuousClock.now
+        let started = clock.now
         var modelPath = (repositoryPath as NSString).appendingPathComponent(name)
         if !files.isEmpty {
             guard configOverride != nil else {
@@ -207,7 +211,7 @@ public final class ModelManager: Sendable {
         }
         logger.info("model loaded", metadata: [
             "model.name": "\(name)", "model.versions": "\(loaded.keys.sorted())",
-            "duration_ms": "\((ContinuousClock.now - started).nanosecondsClamped / 1_000_000)",
+            "duration_ms": "\((clock.now - started).nanosecondsClamped / 1_000_000)",
         ])
     }
 
@@ -217,7 +221,7 @@ public final class ModelManager: Sendable {
             let spec = try ModelSpecBuilder.build(config: config, version: version, modelPath: modelPath)
             var runner: any InferenceRunner
             if let ensemble {
-                runner = EnsembleRunner(spec: spec, steps: ensemble) { [weak self] step, request in
+                runner = EnsembleRunner(spec: spec, steps: ensemble, clock: clock) { [weak self] step, request in
                     guard let self else { throw InferenceError.unavailable("the server is shutting down") }
                     return try await self.withModel(step.modelName, version: step.modelVersion.map(String.init)) { model in
                         if model.spec.decoupled {
@@ -315,9 +319,15 @@ public final class ModelManager: Sendable {
     }
 
     private func drainAndStop(_ model: LoadedModel) async {
-        // A request that resolved this copy holds a lease until it is answered.
-        while state.withLock({ ($0.leases[model.serial] ?? 0) > 0 }) {
-            try? await Task.sleep(for: .milliseconds(2))
+        // A request that resolved this copy holds a lease until it is answered;
+        // the last one to end resumes this wait (see `withModel`).
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state -> Bool in
+                guard (state.leases[model.serial] ?? 0) > 0 else { return true }
+                state.drains[model.serial, default: []].append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
         }
         await model.runner.shutdown()
     }
@@ -354,10 +364,13 @@ public final class ModelManager: Sendable {
             return model
         }
         defer {
-            state.withLock { state in
+            let drains = state.withLock { state -> [CheckedContinuation<Void, Never>] in
                 state.leases[model.serial, default: 1] -= 1
-                if state.leases[model.serial] == 0 { state.leases[model.serial] = nil }
+                guard state.leases[model.serial] == 0 else { return [] }
+                state.leases[model.serial] = nil
+                return state.drains.removeValue(forKey: model.serial) ?? []
             }
+            for drain in drains { drain.resume() }
         }
         return try await body(model)
     }
@@ -461,13 +474,37 @@ public final class ModelManager: Sendable {
 /// Serializes operations per model name (a load and an unload of the same
 /// model never interleave; different models proceed in parallel).
 final class ModelOperationLocks: Sendable {
-    private let busy = Mutex<Set<String>>([])
+    private struct State {
+        var busy: Set<String> = []
+        /// Operations waiting for a name, first come first served.
+        var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+    }
+    private let state = Mutex(State())
 
     func serialized<T: Sendable>(_ name: String, _ body: () async throws -> T) async throws -> T {
-        while !busy.withLock({ $0.insert(name).inserted }) {
-            try await Task.sleep(for: .milliseconds(5))
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { state -> Bool in
+                if state.busy.insert(name).inserted { return true }
+                state.waiting[name, default: []].append(continuation)
+                return false
+            }
+            if acquired { continuation.resume() }
         }
-        defer { _ = busy.withLock { $0.remove(name) } }
+        defer { release(name) }
         return try await body()
+    }
+
+    /// Hands the name to the next waiter (it stays busy), or frees it.
+    private func release(_ name: String) {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard var queue = state.waiting[name], !queue.isEmpty else {
+                state.busy.remove(name)
+                return nil
+            }
+            let first = queue.removeFirst()
+            state.waiting[name] = queue.isEmpty ? nil : queue
+            return first
+        }
+        next?.resume()
     }
 }

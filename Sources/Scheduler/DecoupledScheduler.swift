@@ -29,9 +29,12 @@ public actor DecoupledScheduler: InferenceRunner {
     /// The cancellation flags of the requests running, by instance.
     private var running: [Int: CancellationFlag] = [:]
 
+    private nonisolated let clock: any SchedulerClock
+
     public init(spec: ModelSpec, instances: [any DecoupledModelInstance], maxQueueSize: Int = 0,
-                admissions: [RateLimiter.Admission] = []) {
+                admissions: [RateLimiter.Admission] = [], clock: any SchedulerClock = SystemSchedulerClock()) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
+        self.clock = clock
         maxQueued = max(maxQueueSize, 0)
         self.spec = spec
         self.instances = instances
@@ -52,7 +55,7 @@ public actor DecoupledScheduler: InferenceRunner {
         let cancelled = CancellationFlag()
         let (stream, continuation) = AsyncThrowingStream<InferenceResponse, any Error>.makeStream()
         continuation.onTermination = { _ in cancelled.set() }
-        Task { await self.enqueue(Pending(request: request, stream: continuation, cancelled: cancelled, arrival: .now)) }
+        Task { await self.enqueue(Pending(request: request, stream: continuation, cancelled: cancelled, arrival: clock.now)) }
         return stream
     }
 
@@ -88,7 +91,7 @@ public actor DecoupledScheduler: InferenceRunner {
 
     private func execute(_ pending: Pending, on index: Int) async {
         let instance = instances[index]
-        let started = ContinuousClock.now
+        let started = clock.now
         let spec = self.spec
         let request = pending.request
         let sent = Mutex(0)
@@ -108,7 +111,7 @@ public actor DecoupledScheduler: InferenceRunner {
         } catch {
             outcome = .failure(error)
         }
-        let finished = ContinuousClock.now
+        let finished = clock.now
         stats.withLock { stats in
             stats.executionCount += 1
             stats.inferenceCount += 1

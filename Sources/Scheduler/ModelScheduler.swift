@@ -104,10 +104,11 @@ public actor ModelScheduler: InferenceRunner {
     /// The runner a model's config asks for: the sequence batcher for
     /// `sequence_batching`, else this scheduler (dynamic batching or none).
     public static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0,
-                              rateLimiter: RateLimiter? = nil) throws -> any InferenceRunner {
+                              rateLimiter: RateLimiter? = nil,
+                              clock: any SchedulerClock = SystemSchedulerClock()) throws -> any InferenceRunner {
         let admissions = try rateLimiter?.register(spec) ?? []
         do {
-            return try runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions)
+            return try runner(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions, clock: clock)
         } catch {
             for admission in admissions { admission.unregister() }
             throw error
@@ -115,7 +116,7 @@ public actor ModelScheduler: InferenceRunner {
     }
 
     static func runner(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int,
-                       admissions: [RateLimiter.Admission]) throws -> any InferenceRunner {
+                       admissions: [RateLimiter.Admission], clock: any SchedulerClock) throws -> any InferenceRunner {
         if spec.decoupled {
             let instances = try (0..<max(spec.instanceCount, 1)).map { index -> any DecoupledModelInstance in
                 guard let instance = try backend.makeInstance(for: spec, index: index) as? any DecoupledModelInstance else {
@@ -123,14 +124,15 @@ public actor ModelScheduler: InferenceRunner {
                 }
                 return instance
             }
-            return DecoupledScheduler(spec: spec, instances: instances, maxQueueSize: defaultMaxQueueSize, admissions: admissions)
+            return DecoupledScheduler(spec: spec, instances: instances, maxQueueSize: defaultMaxQueueSize, admissions: admissions,
+                                      clock: clock)
         }
         guard let sequence = spec.sequenceBatching else {
-            return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions)
+            return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions, clock: clock)
         }
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
         return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend, maxQueueSize: defaultMaxQueueSize,
-                                 admissions: admissions)
+                                 admissions: admissions, clock: clock)
     }
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }

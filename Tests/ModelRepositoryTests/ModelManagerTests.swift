@@ -2,6 +2,7 @@ import ExampleBackends
 import Foundation
 import InferenceCore
 import Logging
+import Synchronization
 import Testing
 @testable import ModelRepository
 
@@ -50,7 +51,94 @@ func makeManager(_ repository: borrowing TemporaryRepository) -> ModelManager {
                  logger: Logger(label: "test"), makeRunner: { _, _ in IdleRunner() })
 }
 
+/// A runner that records its shutdown.
+struct ShutdownRecordingRunner: InferenceRunner {
+    let stopped: @Sendable () -> Void
+    func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
+        throw InferenceError.unavailable("idle")
+    }
+    func statistics() -> ModelStatistics { ModelStatistics() }
+    func shutdown() async { stopped() }
+}
+
+/// Lines appended from any task.
+final class EventLog: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
+}
+
+/// Opens once; waiters resume when it does.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { state -> Bool in
+                if !state.open { state.waiters.append(continuation) }
+                return state.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+}
+
 @Suite struct ModelManagerTests {
+    @Test func anUnloadStopsTheRunnerWhenTheLastRequestHoldingItEnds() async throws {
+        let repository = try TemporaryRepository()
+        try repository.addModel("simple", config: simpleConfig(name: "simple"))
+        let events = EventLog()
+        let manager = ModelManager(repositoryPath: repository.path, backends: BackendRegistry(ExampleBackends.all),
+                                   logger: Logger(label: "test"), makeRunner: { _, _ in
+                                       ShutdownRecordingRunner { events.append("stopped") }
+                                   })
+        try await manager.loadAll()
+        let held = Gate(), release = Gate()
+        async let request: Void = manager.withModel("simple", version: nil) { _ in
+            held.open()
+            await release.wait()
+            events.append("answered")
+        }
+        await held.wait()
+        async let unloading: Void = manager.unload("simple")
+        // The unload is waiting on the lease: the runner is still up.
+        for _ in 0..<50 { await Task.yield() }
+        #expect(events.all.isEmpty)
+        release.open()
+        try await request
+        try await unloading
+        #expect(events.all == ["answered", "stopped"])
+    }
+
+    @Test func operationsOnOneModelRunOneAtATimeInArrivalOrderAndOthersDoNot() async throws {
+        let locks = ModelOperationLocks()
+        let log = EventLog()
+        let firstIn = Gate(), firstOut = Gate()
+        async let first: Void = locks.serialized("a") {
+            log.append("a1 in")
+            firstIn.open()
+            await firstOut.wait()
+            log.append("a1 out")
+        }
+        await firstIn.wait()
+        async let second: Void = locks.serialized("a") { log.append("a2") }
+        // Another model's operation is not held up.
+        try await locks.serialized("b") { log.append("b") }
+        for _ in 0..<50 { await Task.yield() }
+        #expect(log.all == ["a1 in", "b"])
+        firstOut.open()
+        try await first
+        try await second
+        #expect(log.all == ["a1 in", "b", "a1 out", "a2"])
+    }
+
     @Test func loadsModelsAndResolvesVersions() async throws {
         let repository = try TemporaryRepository()
         try repository.addModel("simple", config: simpleConfig(name: "simple"), versions: ["1", "3", "007", "x"])

@@ -49,6 +49,27 @@ def single_logits(server, text):
     return client.infer(MODEL, [tensor]).as_numpy("LOGITS")[0]
 
 
+def check_output(output, rows, reference):
+    """A job's Parquet output: every id once; rows without text in `error`
+    with NaN outputs; outputs equal to single requests to `reference` within
+    1e-4. Returns the ids of the bad rows."""
+    import pandas as pd
+
+    result = pd.read_parquet(output)
+    assert len(result) == len(rows) and result["id"].is_unique
+    assert set(result["id"]) == {r["id"] for r in rows}
+    bad = {r["id"] for r in rows if r["text"] is None}
+    errors = result[result["error"].notna()]
+    assert set(errors["id"]) == bad and (errors["error"] == "row has no text").all()
+    assert errors["LOGITS"].map(lambda v: bool(np.isnan(np.asarray(v, dtype=np.float32)).all())).all()
+    by_id = dict(zip(result["id"], result["LOGITS"]))
+    for row in rows[::97]:
+        if row["text"] is not None:
+            assert np.allclose(np.asarray(by_id[row["id"]], dtype=np.float32), single_logits(reference, row["text"]),
+                               atol=1e-4, rtol=1e-4)
+    return bad
+
+
 def processes():
     """(pid, parent pid, command line) of every process."""
     found = []

@@ -6,12 +6,10 @@ the error column and the job completes."""
 
 import threading
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import RunningServer
-from engine_jobs import MODEL, fp32_repository, kill_one, notes, single_logits, start_servers, wait_for_progress
+from engine_jobs import MODEL, check_output, fp32_repository, kill_one, notes, start_servers, wait_for_progress
 
 ray = pytest.importorskip("ray")
 
@@ -55,18 +53,6 @@ def test_a_ray_job_survives_a_killed_actor_and_a_restarted_server(ray_cluster, t
         disruptor.join()
     assert len(events) == 3, events
 
-    result = pd.read_parquet(output)
-    assert len(result) == 2000 and result["id"].is_unique
-    assert set(result["id"]) == {r["id"] for r in rows}
-    bad = {r["id"] for r in rows if r["text"] is None}
-    errors = result[result["error"].notna()]
-    assert set(errors["id"]) == bad and (errors["error"] == "row has no text").all()
-    by_id = dict(zip(result["id"], result["LOGITS"]))
-    texts = {r["id"]: r["text"] for r in rows}
-    for i in range(0, 2000, 97):
-        key = f"note-{i}"
-        if texts[key] is not None:
-            assert np.allclose(np.asarray(by_id[key], dtype=np.float32), single_logits(servers[1], texts[key]),
-                               atol=1e-4, rtol=1e-4)
+    check_output(output, rows, servers[1])
     for s in servers:
         s.stop()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine_jobs import MODEL, inferences, kill_one, notes, single_logits, start_servers, wait_for_progress
+from engine_jobs import MODEL, check_output, inferences, kill_one, notes, start_servers, wait_for_progress
 
 pyspark = pytest.importorskip("pyspark")
 
@@ -61,21 +61,9 @@ def test_a_spark_job_survives_a_killed_worker_with_every_id_once(spark, tmp_path
         killer.join()
     assert killed, "no worker was killed"
 
-    result = pd.read_parquet(output)
-    assert len(result) == 2000 and result["id"].is_unique
-    assert set(result["id"]) == {r["id"] for r in rows}
-    bad = {r["id"] for r in rows if r["text"] is None}
-    errors = result[result["error"].notna()]
-    assert set(errors["id"]) == bad and (errors["error"] == "row has no text").all()
-    assert errors["LOGITS"].map(lambda v: bool(np.isnan(v).all())).all()
+    bad = check_output(output, rows, servers[1])
     # The killed task's rows ran again: the servers computed more rows than there are.
     assert sum(inferences(s) for s in servers) > 2000 - len(bad)
-    by_id = dict(zip(result["id"], result["LOGITS"]))
-    texts = {r["id"]: r["text"] for r in rows}
-    for i in range(0, 2000, 97):
-        key = f"note-{i}"
-        if texts[key] is not None:
-            assert np.allclose(by_id[key], single_logits(servers[i % 2], texts[key]), atol=1e-4, rtol=1e-4)
     for s in servers:
         s.stop()
 

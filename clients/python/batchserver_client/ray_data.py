@@ -17,8 +17,6 @@ the write task, so a retried write replaces, and the written dataset holds
 each row once, provided the outputs are deterministic per input.
 """
 
-import numpy as np
-
 from .client import BatchServerClient, as_arrays
 
 

@@ -16,8 +16,6 @@ deterministic per input (they are: the same input gives the same result,
 within the precision served, whatever the batch).
 """
 
-import numpy as np
-
 from .client import BatchServerClient, as_arrays
 
 

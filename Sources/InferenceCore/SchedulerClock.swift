@@ -1,7 +1,9 @@
 import Synchronization
 
-/// The time a scheduler reads and sleeps on. Injected so tests drive the
-/// scheduling loop with a manual clock instead of sleeping.
+/// The time schedulers, runners and the model manager read and sleep on.
+/// Injected so tests drive them with a manual clock instead of sleeping; it
+/// lives here, in the shared vocabulary, because the model repository's
+/// ensemble runner takes it too and imports no scheduler.
 public protocol SchedulerClock: Sendable {
     var now: ContinuousClock.Instant { get }
     func sleep(until deadline: ContinuousClock.Instant) async throws
