@@ -14,6 +14,11 @@ public final class ResponseCache: Sendable {
     let logger: Logger
     private let counts = Mutex(Counts())
     private let gauges: Gauges?
+    /// A store that is down fails every lookup and insert: one line per kind
+    /// of failure every 10 s, counting those held back, not one per request.
+    private let lookupFailures = LogThrottle(interval: .seconds(10))
+    private let insertFailures = LogThrottle(interval: .seconds(10))
+    private let unreadableEntries = LogThrottle(interval: .seconds(10))
 
     struct Counts {
         var hits: UInt64 = 0
@@ -71,12 +76,16 @@ public final class ResponseCache: Sendable {
                 if let plain = keys.open(sealed, name: name) {
                     found = CachedResponse.decode(plain, id: id, model: model, version: version)
                 }
-                if found == nil {
-                    logger.warning("response cache: an entry did not open or decode; treated as a miss", metadata: ["cache.key": "\(name.prefix(16))"])
+                if found == nil, let held = unreadableEntries.admit(now: .now) {
+                    logger.warning("response cache: an entry did not open or decode; treated as a miss",
+                                   metadata: ["cache.key": "\(name.prefix(16))", "log.held_back": "\(held)"])
                 }
             }
         } catch {
-            logger.warning("response cache: lookup failed; treated as a miss", metadata: ["error": "\(RedisClient.describe(error))"])
+            if let held = lookupFailures.admit(now: .now) {
+                logger.warning("response cache: lookup failed; treated as a miss",
+                               metadata: ["error": "\(RedisClient.describe(error))", "log.held_back": "\(held)"])
+            }
         }
         let elapsed = (ContinuousClock.now - started).nanosecondsClamped
         counts.withLock {
@@ -97,8 +106,11 @@ public final class ResponseCache: Sendable {
         do {
             outcome = try await store.put(name, try keys.seal(CachedResponse.encode(response), name: name))
         } catch {
-            logger.warning("Failed to insert key into response cache",
-                           metadata: ["cache.key": "\(name.prefix(16))", "error": "\((error as? InferenceError)?.message ?? RedisClient.describe(error))"])
+            if let held = insertFailures.admit(now: .now) {
+                logger.warning("Failed to insert key into response cache",
+                               metadata: ["cache.key": "\(name.prefix(16))", "log.held_back": "\(held)",
+                                          "error": "\((error as? InferenceError)?.message ?? RedisClient.describe(error))"])
+            }
         }
         let elapsed = (ContinuousClock.now - started).nanosecondsClamped
         counts.withLock { $0.insertNanoseconds &+= elapsed }
@@ -117,5 +129,26 @@ public final class ResponseCache: Sendable {
         gauges.evictions.record(Int64(clamping: occupancy.evictions))
         gauges.lookupDuration.record(Int64(clamping: counts.lookupNanoseconds / 1000))
         gauges.insertionDuration.record(Int64(clamping: counts.insertNanoseconds / 1000))
+    }
+}
+
+/// Lets a recurring log line through at most once per `interval`.
+final class LogThrottle: Sendable {
+    private let interval: Duration
+    private let state = Mutex<(last: ContinuousClock.Instant?, held: Int)>((nil, 0))
+
+    init(interval: Duration) { self.interval = interval }
+
+    /// nil: hold this line back; otherwise log it, saying how many were held
+    /// back since the last one that went out.
+    func admit(now: ContinuousClock.Instant) -> Int? {
+        state.withLock { state in
+            if let last = state.last, now - last < interval {
+                state.held += 1
+                return nil
+            }
+            defer { state = (now, 0) }
+            return state.held
+        }
     }
 }

@@ -16,6 +16,17 @@ import Testing
         return try! spec.validate(InferenceRequest(id: "r", modelName: "m", inputs: [input], requestedOutputs: outputs))
     }
 
+    @Test func aRecurringFailureIsLoggedOncePerIntervalCountingWhatWasHeldBack() {
+        let throttle = LogThrottle(interval: .seconds(10))
+        let start = ContinuousClock.now
+        #expect(throttle.admit(now: start) == 0)
+        #expect(throttle.admit(now: start + .seconds(1)) == nil)
+        #expect(throttle.admit(now: start + .seconds(9)) == nil)
+        #expect(throttle.admit(now: start + .seconds(10)) == 2)
+        #expect(throttle.admit(now: start + .milliseconds(10_500)) == nil)
+        #expect(throttle.admit(now: start + .seconds(25)) == 1)
+    }
+
     @Test func cacheConfigFlagsAsTritonGroupsThem() throws {
         #expect(try CacheConfiguration.parse([]) == nil)
         #expect(try CacheConfiguration.parse(["local,size=1048576"]) == .local(bytes: 1_048_576, keyFile: nil))

@@ -230,6 +230,10 @@ def test_a_redis_that_goes_away_costs_misses_not_requests(start_server, tmp_path
                            "--cache-config", f"redis,key_file={key_file}"])
     post(server, "simple", simple_body(0))
     subprocess.run(["redis-cli", "-p", str(redis_server), "SHUTDOWN", "NOSAVE"], capture_output=True, timeout=10)
-    for first in (0, 5):
+    for first in (0, 5, 1, 2, 3, 4, 6, 7):
         assert post(server, "simple", simple_body(first)).json()["outputs"][0]["data"][0] == first + 1
     assert requests.get(f"{server.base}/v2/health/ready", timeout=5).status_code == 200
+    # Eight requests, each failing a lookup and an insert: one line of each in the log, not eight.
+    log = server.read_log()
+    assert log.count("response cache: lookup failed") == 1
+    assert log.count("Failed to insert key into response cache") <= 1
