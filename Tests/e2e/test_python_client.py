@@ -10,6 +10,7 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 
+from conftest import RunningServer
 from engine_jobs import MODEL, fp32_repository
 
 from batchserver_client import BatchServerClient, BatchServerError, Endpoints
@@ -119,3 +120,18 @@ def test_a_tokens_rate_limit_is_waited_out_as_the_server_asks(start_server, tmp_
     with pytest.raises(BatchServerError, match="no_such_model|NOT_FOUND|not found"):
         BatchServerClient(address, "no_such_model", token="bulk-secret-0123456789")
     client.close()
+
+
+def test_clients_of_addresses_that_left_the_names_are_closed(tmp_path):
+    # One server on every loopback address: 127.0.0.1 and 127.0.0.2 are two endpoints of it.
+    server = RunningServer(fp32_repository(), host="0.0.0.0", log_path=tmp_path / "server.log").wait_live()
+    try:
+        client = BatchServerClient(f"127.0.0.1:{server.grpc_port}", MODEL)
+        assert client.infer(texts=["first"])[1] == [None]
+        # The pod moved: the name now gives another address.
+        client.endpoints = Endpoints(f"127.0.0.2:{server.grpc_port}")
+        assert client.infer(texts=["second"])[1] == [None]
+        assert list(client._clients) == [f"127.0.0.2:{server.grpc_port}"]
+        client.close()
+    finally:
+        server.stop()

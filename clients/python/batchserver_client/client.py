@@ -53,6 +53,14 @@ def as_arrays(values, errors, widths=None):
     return out
 
 
+def _close(clients):
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - closing a channel to a server that is gone
+            pass
+
+
 class BatchServerError(RuntimeError):
     """A failure no retry will mend (the model is missing, the token refused)."""
 
@@ -153,12 +161,18 @@ class BatchServerClient:
     # -- model ---------------------------------------------------------------
 
     def _client(self, endpoint):
+        gone = []
         with self._clients_lock:
             client = self._clients.get(endpoint)
             if client is None:
+                # A new address: the names changed, so drop the clients of
+                # addresses that left them (pods gone for good).
+                current = set(self.endpoints.current)
+                gone = [self._clients.pop(e) for e in list(self._clients) if e not in current]
                 client = self._grpc.InferenceServerClient(endpoint)
                 self._clients[endpoint] = client
-            return client
+        _close(gone)
+        return client
 
     def _read_model(self):
         last = None
@@ -212,11 +226,12 @@ class BatchServerClient:
             for chunk in chunks:
                 run(chunk)
         columns = {}
-        for name in self._result_names():
+        for name in self.result_names():
             columns[name] = [None if r is None else r[name] for r in results]
         return columns, errors
 
-    def _result_names(self):
+    def result_names(self):
+        """The columns ``infer`` returns besides ``error``."""
         if self.classes:
             return ["label", "score"] + self.outputs[1:]
         return list(self.outputs)
@@ -329,24 +344,11 @@ class BatchServerClient:
                 attempts += 1
                 if status is None or status in ENDPOINT_SUSPECT:
                     self.endpoints.failed(endpoint)
-                    self._forget(endpoint)
                 time.sleep(min(5.0, 0.05 * 2 ** attempts) * (0.5 + random.random() / 2))
                 continue
             self.endpoints.succeeded(endpoint)
             return self._rows(result, len(chunk))
         return f"gave up after {attempts} attempts: {last}"
-
-    def _forget(self, endpoint):
-        """Drops an endpoint's client when its address left the names (a pod gone for good)."""
-        if endpoint in self.endpoints.current:
-            return
-        with self._clients_lock:
-            client = self._clients.pop(endpoint, None)
-        if client is not None:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001 - closing a dead channel
-                pass
 
     def _rows(self, result, count):
         rows = [dict() for _ in range(count)]
@@ -371,8 +373,4 @@ class BatchServerClient:
             self._pool.shutdown(wait=False)
         with self._clients_lock:
             clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            try:
-                client.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close(clients)

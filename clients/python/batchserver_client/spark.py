@@ -23,7 +23,7 @@ def _describe(servers, model, **options):
     """The model's description, read once on the driver: it sizes the batches and types the result."""
     client = BatchServerClient(servers, model, requests_in_flight=1, **options)
     try:
-        return client.info, client.outputs, client._result_names(), client.batch_size
+        return client.info, client.outputs, client.result_names(), client.batch_size
     finally:
         client.close()
 
