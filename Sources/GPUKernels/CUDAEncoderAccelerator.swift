@@ -35,6 +35,13 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
             throw InferenceError.invalidArgument(
                 "model '\(spec.name)': task '\(TokenClassificationHead.task)' runs on KIND_CPU instances only (the CUDA engine has no per-token head yet)")
         }
+        let names = EncoderInputNames(spec)
+        let cpuOnly = spec.inputs.contains { [names.pair, names.tokenTypes].contains($0.name) }
+            || spec.outputs.contains { [EncoderOutputNames.sparseEmbedding, EncoderOutputNames.tokenStates].contains($0.name) }
+        if cpuOnly, spec.instanceGroups.contains(where: { $0.kind == .gpu }) {
+            throw InferenceError.invalidArgument(
+                "model '\(spec.name)': sentence pairs, SPARSE_EMBEDDING and LAST_HIDDEN_STATE run on KIND_CPU instances only (the CUDA engine has one segment and pooled heads)")
+        }
         if let math = spec.parameters["gpu_math"], CUDAEncoderForward.MatrixMath(rawValue: math) == nil || math == "bf16" {
             throw InferenceError.invalidArgument("model '\(spec.name)': parameters.gpu_math must be tf32 or fp32, got '\(math)'")
         }
@@ -84,6 +91,10 @@ final class CUDAEncoderInstance: ModelInstance, @unchecked Sendable {
     }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {
+        // Its pooling kernel normalizes; an unnormalized vector cannot be had back.
+        if model.head == .embedding, batch.items.contains(where: { $0.request.parameters["normalize"] == .bool(false) }) {
+            throw InferenceError.invalidArgument("'normalize: false' is served by KIND_CPU instances only (the CUDA pooling kernel normalizes)")
+        }
         let (packed, rows) = try model.pack(batch)
         return model.split(try forward.run(packed, head: model.head), rowsPerItem: rows)
     }

@@ -88,9 +88,12 @@ final class CUDAEncoderForward: @unchecked Sendable {
                 norm2Scale: try floats(l.outputNormScale, "layer \(index) norm 2"), norm2Bias: try floats(l.outputNormBias, "layer \(index) norm 2 bias"))
         }
         // The classifier head is small and runs on (sequences, hidden): fp32 always.
+        if w.classifier?.activation == .tanh {
+            throw InferenceError.invalidArgument("a BERT sequence classifier (pooler + tanh) runs on KIND_CPU instances only")
+        }
         return DeviceWeights(
             words: try floats(w.wordEmbeddings, "word embeddings"), positions: try floats(w.positionEmbeddings, "position embeddings"),
-            tokenType: try w.tokenTypeEmbedding.map { try floats($0, "token type embedding") },
+            tokenType: try w.tokenTypeEmbedding.map { try floats(Array($0.prefix(w.embeddingNormScale.count)), "token type embedding") },
             normScale: try floats(w.embeddingNormScale, "embedding norm"), normBias: try floats(w.embeddingNormBias, "embedding norm bias"),
             layers: layers,
             preClassifier: try w.classifier.map { try floats($0.preWeight, "pre_classifier") },
@@ -197,9 +200,9 @@ final class CUDAEncoderForward: @unchecked Sendable {
             var bias = KernelArguments()
             bias.pointer(output); bias.pointer(classifierBias); bias.int32(width)
             try launch("add_bias_f32", plan.rows(sequences), bias)
-        case .tokenClassification:
+        case .tokenClassification, .sparseEmbedding:
             // Refused at load (CUDAEncoderAccelerator.validate); kept exhaustive.
-            throw InferenceError.invalidArgument("token classification runs on KIND_CPU instances only")
+            throw InferenceError.invalidArgument("token classification and sparse embeddings run on KIND_CPU instances only")
         }
 
         let bytes = sequences * width * 4

@@ -108,6 +108,11 @@ public protocol TextTokenizer: Sendable {
     var maxTokens: Int { get }
     /// The tokens of `text`, untruncated.
     func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken]
+    /// The text of token ids; an id outside the vocabulary is an invalid argument.
+    func decode(_ ids: [Int64], skipSpecialTokens: Bool) throws -> String
+    /// Prompts by name (sentence-transformers' `prompts`), prepended to a
+    /// text when a request names one (parameter `prompt_name`).
+    var prompts: [String: String] { get }
 }
 
 /// A tensor as a model file declares it; -1 marks a dynamic dimension.

@@ -30,9 +30,13 @@ public struct ValidatedRequest: Sendable {
     }
 }
 
-/// Ragged rows of token ids, packed back to back.
+/// Ragged rows of token ids, packed back to back, with each token's segment
+/// (BERT's token type: 0 for a single text and a pair's first text, 1 for
+/// its second).
 public struct TokenRows: Sendable, Equatable {
     public var ids: [Int32] = []
+    /// (tokens) segment of each token; empty while every token is in segment 0.
+    public var segments: [Int32] = []
     /// (rows + 1) offset of each row's first id; the last is the total.
     public var starts: [Int] = [0]
 
@@ -40,15 +44,26 @@ public struct TokenRows: Sendable, Equatable {
 
     public var count: Int { starts.count - 1 }
     public func row(_ index: Int) -> ArraySlice<Int32> { ids[starts[index]..<starts[index + 1]] }
+    /// Row `index`'s segments, or nil where they are all 0.
+    public func rowSegments(_ index: Int) -> ArraySlice<Int32>? {
+        segments.isEmpty ? nil : segments[starts[index]..<starts[index + 1]]
+    }
 
-    public mutating func append(_ row: some Collection<Int32>) {
+    public mutating func append(_ row: some Collection<Int32>, segments rowSegments: (some Collection<Int32>)? = [Int32]?.none) {
+        if let rowSegments {
+            precondition(rowSegments.count == row.count, "one segment per token")
+            if segments.isEmpty && !ids.isEmpty { segments = Array(repeating: 0, count: ids.count) }
+            segments.append(contentsOf: rowSegments)
+        } else if !segments.isEmpty {
+            segments.append(contentsOf: repeatElement(0, count: row.count))
+        }
         ids.append(contentsOf: row)
         starts.append(ids.count)
     }
 
     public func rows(_ range: Range<Int>) -> TokenRows {
         var part = TokenRows()
-        for index in range { part.append(row(index)) }
+        for index in range { part.append(row(index), segments: rowSegments(index)) }
         return part
     }
 }

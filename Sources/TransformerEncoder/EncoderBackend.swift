@@ -41,21 +41,25 @@ public struct EncoderBackend: ModelBackend {
         }
         for input in spec.inputs {
             switch input.name {
-            case names.ids, names.mask:
+            case names.ids, names.mask, names.tokenTypes:
                 guard input.dataType == .int64, input.dims == [-1] else {
                     throw InferenceError.invalidArgument("model '\(spec.name)': input '\(input.name)' must be TYPE_INT64 with dims [ -1 ]")
                 }
-            case names.text:
+            case names.text, names.pair:
                 guard input.dataType == .bytes, input.dims == [1] else {
                     throw InferenceError.invalidArgument("model '\(spec.name)': input '\(input.name)' must be TYPE_STRING with dims [ 1 ]")
                 }
             default:
                 throw InferenceError.invalidArgument(
-                    "model '\(spec.name)': backend '\(name)' does not know input '\(input.name)' (expected \(names.ids), \(names.mask) or \(names.text))")
+                    "model '\(spec.name)': backend '\(name)' does not know input '\(input.name)' (expected \(names.ids), \(names.mask), "
+                    + "\(names.tokenTypes), \(names.text) or \(names.pair))")
             }
         }
         guard spec.inputs.contains(where: { $0.name == names.ids || $0.name == names.text }) else {
             throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' needs input '\(names.ids)' or '\(names.text)'")
+        }
+        if spec.inputs.contains(where: { $0.name == names.pair }), !spec.inputs.contains(where: { $0.name == names.text }) {
+            throw InferenceError.invalidArgument("model '\(spec.name)': input '\(names.pair)' needs input '\(names.text)' (the pair's first text)")
         }
         if spec.parameters["task"] == TokenClassificationHead.task {
             // The labels come from the checkpoint, checked at load.
@@ -69,10 +73,7 @@ public struct EncoderBackend: ModelBackend {
                     "model '\(spec.name)': output 'ENTITIES' needs input '\(names.text)' (spans are offsets into the text)")
             }
         } else {
-            guard spec.outputs.count == 1, let output = spec.outputs.first, ["LOGITS", "EMBEDDING"].contains(output.name),
-                  output.dataType == .fp32, output.dims.count == 1 else {
-                throw InferenceError.invalidArgument("model '\(spec.name)': backend '\(name)' has one output, LOGITS or EMBEDDING, TYPE_FP32 with one dim")
-            }
+            try Self.validateOutputs(spec)
         }
         if let requested = spec.parameters["precision"], !["auto", "fp32", "bf16", "int8"].contains(requested) {
             throw InferenceError.invalidArgument("model '\(spec.name)': parameters.precision must be auto, fp32, bf16 or int8, got '\(requested)'")
@@ -81,6 +82,23 @@ public struct EncoderBackend: ModelBackend {
             throw InferenceError.invalidArgument("model '\(spec.name)': max_batch_tokens must be at least 1, got \(tokens)")
         }
         try accelerator?.validate(spec)
+    }
+
+    /// One of: LOGITS [labels]; SPARSE_EMBEDDING [vocabulary]; EMBEDDING
+    /// [hidden] and/or LAST_HIDDEN_STATE [-1, hidden]. All TYPE_FP32; sizes
+    /// are checked against the checkpoint at load.
+    static func validateOutputs(_ spec: ModelSpec) throws {
+        typealias O = EncoderOutputNames
+        let names = Set(spec.outputs.map(\.name))
+        let shapes: [String: Int] = [O.logits: 1, O.sparseEmbedding: 1, O.embedding: 1, O.tokenStates: 2]
+        let allowed = names == [O.logits] || names == [O.sparseEmbedding]
+            || (!names.isEmpty && names.isSubset(of: [O.embedding, O.tokenStates]))
+        guard allowed, spec.outputs.count == names.count,
+              spec.outputs.allSatisfy({ $0.dataType == .fp32 && $0.dims.count == shapes[$0.name] && ($0.dims.count == 1 || $0.dims[0] == -1) }) else {
+            throw InferenceError.invalidArgument(
+                "model '\(spec.name)': backend 'transformer_encoder' outputs LOGITS [labels], SPARSE_EMBEDDING [vocabulary], "
+                + "or EMBEDDING [hidden] and/or LAST_HIDDEN_STATE [-1, hidden], TYPE_FP32")
+        }
     }
 
     public func makeInstance(for spec: ModelSpec, index: Int) throws -> any ModelInstance {
@@ -131,7 +149,7 @@ public struct EncoderBackend: ModelBackend {
     /// INPUT_IDS rows count the tokens their mask keeps.
     public func tokenizer(for spec: ModelSpec) throws -> (any TextTokenizer)? {
         let facts = try modelFacts.facts(for: spec)
-        return facts.tokenizer.map { EncoderTextTokenizer(tokenizer: $0, maxTokens: facts.config.maxPositions) }
+        return facts.tokenizer.map { EncoderTextTokenizer(tokenizer: $0, maxTokens: facts.maxTokens, prompts: facts.sentenceConfig.prompts) }
     }
 
     public func prepare(_ request: inout ValidatedRequest, spec: ModelSpec) throws {
@@ -141,17 +159,45 @@ public struct EncoderBackend: ModelBackend {
             guard let tokenizer = facts.tokenizer else { throw InferenceError.internal("model '\(spec.name)' has no tokenizer") }
             var rows = TokenRows()
             // Parameter `truncate: false` (the TEI and OpenAI routes send it)
-            // refuses a text longer than the model instead of cutting it.
+            // refuses a text longer than the model instead of cutting it;
+            // `truncation_direction: left` cuts its start instead of its end.
             let truncate = request.request.parameters["truncate"] != .bool(false)
-            let limit = facts.config.maxPositions
-            for (index, element) in try text.elements().enumerated() {
+            let direction: WordPieceTokenizer.TruncationDirection
+            switch request.request.parameters["truncation_direction"] {
+            case nil: direction = .right
+            case .string(let value)?:
+                guard let known = WordPieceTokenizer.TruncationDirection(rawValue: value.lowercased()) else {
+                    throw InferenceError.invalidArgument("parameter 'truncation_direction' must be 'left' or 'right', got '\(value)'")
+                }
+                direction = known
+            default: throw InferenceError.invalidArgument("parameter 'truncation_direction' must be a string")
+            }
+            let limit = facts.maxTokens
+            let prompt = try facts.sentenceConfig.prompt(named: request.request.parameters["prompt_name"], pairs: request.request.input(named: names.pair) != nil)
+            func string(_ element: [UInt8], _ input: String, _ index: Int) throws -> String {
                 guard let string = String(validating: element, as: UTF8.self) else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is not valid UTF-8")
+                    throw InferenceError.invalidArgument("input '\(input)' element \(index) is not valid UTF-8")
                 }
-                guard !string.isEmpty else {
-                    throw InferenceError.invalidArgument("input '\(names.text)' element \(index) is empty")
+                guard !string.isEmpty else { throw InferenceError.invalidArgument("input '\(input)' element \(index) is empty") }
+                return string
+            }
+            let pairs = try request.request.input(named: names.pair)?.elements()
+            for (index, element) in try text.elements().enumerated() {
+                let first = try string(element, names.text, index)
+                if let pairs {
+                    guard index < pairs.count else {
+                        throw InferenceError.invalidArgument("input '\(names.pair)' has \(pairs.count) elements but '\(names.text)' has more")
+                    }
+                    let second = try string(pairs[index], names.pair, index)
+                    let (ids, segments) = tokenizer.encodePair(first, second, maxLength: truncate ? limit : Int.max, direction: direction)
+                    guard ids.count <= limit else {
+                        throw InferenceError.invalidArgument(
+                            "inputs '\(names.text)' and '\(names.pair)' element \(index) must have at most \(limit) tokens together, given \(ids.count) (truncate is false)")
+                    }
+                    rows.append(ids, segments: segments)
+                    continue
                 }
-                let ids = tokenizer.encode(string, maxLength: truncate ? limit : Int.max)
+                let ids = tokenizer.encode(prompt.map { $0 + first } ?? first, maxLength: truncate ? limit : Int.max, direction: direction)
                 guard ids.count <= limit else {
                     throw InferenceError.invalidArgument(
                         "input '\(names.text)' element \(index) must have at most \(limit) tokens, given \(ids.count) (truncate is false)")
@@ -169,35 +215,100 @@ public struct EncoderBackend: ModelBackend {
         } else if let ids = request.request.input(named: names.ids), ids.shape.count == 2 {
             request.rowTokens = try EncoderModel.checkedIDs(ids, mask: request.request.input(named: names.mask), names: names,
                                                             config: facts.config).rowTokens
+            _ = try EncoderModel.checkedTokenTypes(request.request.input(named: names.tokenTypes), ids: ids, names: names, config: facts.config)
         }
+    }
+}
+
+/// A model's WordPiece tokenizer with its token limit and prompts, for the routes.
+struct EncoderTextTokenizer: TextTokenizer {
+    let tokenizer: WordPieceTokenizer
+    let maxTokens: Int
+    let prompts: [String: String]
+    func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken] {
+        tokenizer.tokens(text, addSpecialTokens: addSpecialTokens)
+    }
+    func decode(_ ids: [Int64], skipSpecialTokens: Bool) throws -> String {
+        if let bad = ids.first(where: { $0 < 0 || $0 >= tokenizer.idCount }) {
+            throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(tokenizer.idCount)")
+        }
+        return tokenizer.decode(ids.map { Int32($0) }, skipSpecialTokens: skipSpecialTokens)
+    }
+}
+
+/// What sentence-transformers' files beside the checkpoint say:
+/// `sentence_bert_config.json`'s `max_seq_length` (texts are cut there, not
+/// at the model's positions) and `config_sentence_transformers.json`'s
+/// `prompts` and `default_prompt_name`. Both files are optional.
+struct SentenceTransformersConfig: Sendable, Equatable {
+    var maxSequenceLength: Int?
+    var prompts: [String: String] = [:]
+    var defaultPromptName: String?
+
+    init(directory: String) throws {
+        func json(_ name: String) throws -> [String: Any]? {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard let data = FileManager.default.contents(atPath: path) else { return nil }
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw InferenceError.invalidArgument("\(path) is not a JSON object")
+            }
+            return object
+        }
+        maxSequenceLength = (try json("sentence_bert_config.json")?["max_seq_length"] as? NSNumber)?.intValue
+        let config = try json("config_sentence_transformers.json")
+        prompts = config?["prompts"] as? [String: String] ?? [:]
+        defaultPromptName = config?["default_prompt_name"] as? String
+        if let name = defaultPromptName, prompts[name] == nil {
+            throw InferenceError.invalidArgument("config_sentence_transformers.json: default_prompt_name '\(name)' is not among its prompts")
+        }
+    }
+
+    /// The prompt text a request's `prompt_name` (else the default) selects;
+    /// none for sentence pairs, which take no prompt.
+    func prompt(named parameter: ParameterValue?, pairs: Bool) throws -> String? {
+        let name: String?
+        switch parameter {
+        case nil: name = pairs ? nil : defaultPromptName
+        case .string(let value)?:
+            guard !pairs else { throw InferenceError.invalidArgument("`prompt_name` cannot be set with dual inputs") }
+            name = value
+        default: throw InferenceError.invalidArgument("parameter 'prompt_name' must be a string")
+        }
+        guard let name else { return nil }
+        guard let text = prompts[name] else {
+            throw InferenceError.invalidArgument(prompts.isEmpty
+                ? "`prompt_name` is set to `\(name)` but no prompts were found in the Sentence Transformers configuration"
+                : "`prompt_name` is set to `\(name)` but it was not found in the Sentence Transformers prompts. Available prompts: [\(prompts.keys.sorted().joined(separator: ", "))]")
+        }
+        return text
     }
 }
 
 /// What one model version's files say, by a fingerprint of those files: a
 /// model reloaded from the same directory with new files is read anew.
 enum ModelFiles {
+    static let names = ["config.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json", "config_sentence_transformers.json"]
+
     static func fingerprint(_ spec: ModelSpec) -> String {
         let directory = spec.versionPath as NSString
-        return ["config.json", "model.safetensors", "vocab.txt"].map { name in
+        return names.map { name in
             let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name))
             return "\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0):\(attributes?[.size] ?? 0)"
         }.joined(separator: ",")
     }
 }
 
-/// A model's WordPiece tokenizer with its position limit, for the routes.
-struct EncoderTextTokenizer: TextTokenizer {
-    let tokenizer: WordPieceTokenizer
-    let maxTokens: Int
-    func tokens(_ text: String, addSpecialTokens: Bool) -> [TextToken] {
-        tokenizer.tokens(text, addSpecialTokens: addSpecialTokens)
-    }
-}
-
 /// The config and tokenizer of a model version, read once and shared by the
 /// requests' preparation (off the instances).
 final class ModelFacts: Sendable {
-    struct Facts: Sendable { let config: EncoderConfig; let tokenizer: WordPieceTokenizer? }
+    struct Facts: Sendable {
+        let config: EncoderConfig
+        let tokenizer: WordPieceTokenizer?
+        let sentenceConfig: SentenceTransformersConfig
+        /// The longest token sequence served: the positions, or fewer where
+        /// sentence-transformers' max_seq_length says so.
+        var maxTokens: Int { min(config.maxPositions, sentenceConfig.maxSequenceLength ?? .max) }
+    }
     private let loaded = Mutex<[String: Facts]>([:])
 
     func facts(for spec: ModelSpec) throws -> Facts {
@@ -208,7 +319,7 @@ final class ModelFacts: Sendable {
         let names = EncoderInputNames(spec)
         let tokenizer = spec.inputs.contains(where: { $0.name == names.text })
             ? try WordPieceTokenizer(vocabularyFile: directory.appendingPathComponent("vocab.txt")) : nil
-        let made = Facts(config: config, tokenizer: tokenizer)
+        let made = Facts(config: config, tokenizer: tokenizer, sentenceConfig: try SentenceTransformersConfig(directory: spec.versionPath))
         loaded.withLock { $0[key] = made }
         return made
     }
@@ -277,7 +388,11 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
         let (packed, rows) = try model.pack(batch)
         switch model.head {
         case .logits: return model.split(try forward.logits(packed), rowsPerItem: rows)
-        case .embedding: return model.split(try forward.embeddings(packed), rowsPerItem: rows)
+        case .sparseEmbedding: return model.split(try forward.sparseEmbeddings(packed), rowsPerItem: rows)
+        case .embedding:
+            let states = batch.items.contains { $0.outputs.contains { $0.name == EncoderOutputNames.tokenStates } }
+            let (pooled, tokenStates) = try forward.embeddings(packed, tokenStates: states)
+            return model.splitEmbeddings(pooled, states: tokenStates, batch: batch, packed: packed)
         case .tokenClassification:
             return try model.splitTokens(try forward.tokenLogits(packed), batch: batch, packed: packed, tokenizer: tokenizer)
         }

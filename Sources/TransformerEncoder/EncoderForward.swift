@@ -208,8 +208,9 @@ public final class EncoderForward: @unchecked Sendable {
                     let word = Int(batch.tokenIDs[t]) * h, position = Int(batch.positions[t]) * h
                     let row = out + t * h
                     for i in 0..<h { row[i] = words[word + i] + positions[position + i] }
-                    if let type = model.tokenTypeEmbedding {
-                        for i in 0..<h { row[i] += type[i] }
+                    if let types = model.tokenTypeEmbedding {
+                        let type = batch.segment(t) * h
+                        for i in 0..<h { row[i] += types[type + i] }
                     }
                 }
             }
@@ -369,11 +370,12 @@ public final class EncoderForward: @unchecked Sendable {
 
     // MARK: Heads
 
-    /// DistilBERT sequence classification on each sequence's first token:
-    /// pre_classifier, ReLU, classifier. (sequences, labels)
+    /// Sequence classification on each sequence's first token: DistilBERT's
+    /// pre_classifier + ReLU or BERT's pooler + tanh, then the classifier.
+    /// (sequences, labels)
     public func logits(_ batch: PackedSequences) throws -> [Float] {
         guard let head = model.classifier else {
-            throw InferenceError.invalidArgument("the checkpoint has no classification head (pre_classifier, classifier)")
+            throw InferenceError.invalidArgument("the checkpoint has no sequence classification head (pre_classifier or pooler, classifier)")
         }
         try run(batch)
         let began = profile == nil ? nil : ContinuousClock.now
@@ -392,7 +394,10 @@ public final class EncoderForward: @unchecked Sendable {
                 }
             }
         }
-        for s in 0..<n { for i in 0..<h { pre[s * h + i] = max(0, pre[s * h + i] + head.preBias[i]) } }
+        switch head.activation {
+        case .relu: for s in 0..<n { for i in 0..<h { pre[s * h + i] = max(0, pre[s * h + i] + head.preBias[i]) } }
+        case .tanh: for s in 0..<n { for i in 0..<h { pre[s * h + i] = Foundation.tanh(pre[s * h + i] + head.preBias[i]) } }
+        }
         var out = [Float](repeating: 0, count: n * labels)
         try pre.withUnsafeBufferPointer { input in
             try head.weight.withUnsafeBufferPointer { w in
@@ -405,8 +410,11 @@ public final class EncoderForward: @unchecked Sendable {
         return out
     }
 
-    /// Sentence embeddings: the mean of each sequence's token states, L2-normalized. (sequences, hidden)
-    public func embeddings(_ batch: PackedSequences) throws -> [Float] {
+    /// Sentence embeddings: the mean of each sequence's token states
+    /// (sequences, hidden), not normalized (the caller normalizes per
+    /// request); with `tokenStates`, the states themselves too, (tokens, hidden)
+    /// in packed order.
+    public func embeddings(_ batch: PackedSequences, tokenStates: Bool = false) throws -> (pooled: [Float], states: [Float]?) {
         try run(batch)
         let began = profile == nil ? nil : ContinuousClock.now
         defer { if let began { profile?.add("head", seconds(since: began)) } }
@@ -420,13 +428,62 @@ public final class EncoderForward: @unchecked Sendable {
             for i in 0..<h { mean[i] = 0 }
             for t in start..<end { for i in 0..<h { mean[i] += Double(states[t * h + i]) } }
             let count = Double(end - start)
-            var norm = 0.0
-            for i in 0..<h {
-                mean[i] /= count
-                norm += mean[i] * mean[i]
+            for i in 0..<h { out[s * h + i] = Float(mean[i] / count) }
+        }
+        let all = tokenStates ? Array(UnsafeBufferPointer(start: states, count: batch.tokenCount * h)) : nil
+        return (out, all)
+    }
+
+    /// SPLADE's sparse vectors: the masked-language-model logits of every
+    /// token, log(1 + ReLU(x)), max-pooled over each sequence's tokens.
+    /// (sequences, vocabulary), mostly zeros.
+    public func sparseEmbeddings(_ batch: PackedSequences) throws -> [Float] {
+        guard let head = model.maskedLanguageHead else {
+            throw InferenceError.invalidArgument("the checkpoint has no masked-language-model head (cls.predictions or vocab_transform)")
+        }
+        try run(batch)
+        let began = profile == nil ? nil : ContinuousClock.now
+        defer { if let began { profile?.add("head", seconds(since: began)) } }
+        let h = config.hidden, v = head.decoderBias.count, tokens = batch.tokenCount
+        var transformed = [Float](repeating: 0, count: tokens * h)
+        try head.transformWeight.withUnsafeBufferPointer { w in
+            try transformed.withUnsafeMutableBufferPointer { o in
+                try CPUMatmul.linear(hidden.typed(Float.self), rows: tokens, inFeatures: h, weight: w.baseAddress!, outFeatures: h, output: o.baseAddress!)
             }
-            let inverse = 1 / max(norm.squareRoot(), 1e-12)
-            for i in 0..<h { out[s * h + i] = Float(mean[i] * inverse) }
+        }
+        let epsilon = config.layerNormEpsilon
+        for t in 0..<tokens {
+            var mean: Float = 0, variance: Float = 0
+            for i in 0..<h {
+                let x = transformed[t * h + i] + head.transformBias[i]
+                let g = 0.5 * x * (1 + erff(x / Float(2).squareRoot()))
+                transformed[t * h + i] = g
+                mean += g
+            }
+            mean /= Float(h)
+            for i in 0..<h { let d = transformed[t * h + i] - mean; variance += d * d }
+            let inverse = 1 / (variance / Float(h) + epsilon).squareRoot()
+            for i in 0..<h { transformed[t * h + i] = (transformed[t * h + i] - mean) * inverse * head.normScale[i] + head.normBias[i] }
+        }
+        // Sequence by sequence, so the (tokens, vocabulary) logits never exist whole.
+        var out = [Float](repeating: 0, count: batch.count * v)
+        var logits = [Float](repeating: 0, count: batch.longest * v)
+        for s in 0..<batch.count {
+            let start = batch.starts[s], n = batch.starts[s + 1] - start
+            guard n > 0 else { continue }
+            try transformed.withUnsafeBufferPointer { input in
+                try head.decoderWeight.withUnsafeBufferPointer { w in
+                    try logits.withUnsafeMutableBufferPointer { o in
+                        try CPUMatmul.linear(input.baseAddress! + start * h, rows: n, inFeatures: h, weight: w.baseAddress!, outFeatures: v,
+                                             output: o.baseAddress!)
+                    }
+                }
+            }
+            for j in 0..<v {
+                var best: Float = 0
+                for t in 0..<n { best = max(best, logits[t * v + j] + head.decoderBias[j]) }
+                out[s * v + j] = log1p(best)
+            }
         }
         return out
     }

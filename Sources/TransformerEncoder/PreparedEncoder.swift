@@ -22,12 +22,12 @@ public final class PreparedEncoder: @unchecked Sendable {
 
     let wordEmbeddings: [Float]        // (vocabulary, hidden)
     let positionEmbeddings: [Float]    // (maxPositions, hidden)
-    let tokenTypeEmbedding: [Float]?   // (hidden), BERT only
+    let tokenTypeEmbedding: [Float]?   // (types, hidden), BERT only
     let embeddingNorm: Norm
-    /// DistilBERT sequence classification: pre_classifier (hidden, hidden) + ReLU, classifier (labels, hidden).
-    let classifier: (preWeight: [Float], preBias: [Float], weight: [Float], bias: [Float])?
+    let classifier: SequenceClassifier?
     /// Token classification: classifier (labels, hidden) on every token.
     let tokenClassifier: (weight: [Float], bias: [Float])?
+    let maskedLanguageHead: MaskedLanguageHead?
 
     /// One layer's product: what oneDNN and the row kernels read, at fixed
     /// addresses for the model's lifetime.
@@ -97,6 +97,7 @@ public final class PreparedEncoder: @unchecked Sendable {
         embeddingNorm = Norm(scale: weights.embeddingNormScale, shift: weights.embeddingNormBias)
         classifier = weights.classifier
         tokenClassifier = weights.tokenClassifier
+        maskedLanguageHead = weights.maskedLanguageHead
     }
 
     /// oneDNN's kernel for each product, e.g. `qkv: brg:avx512_core_vnni`.

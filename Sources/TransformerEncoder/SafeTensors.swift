@@ -58,6 +58,14 @@ public struct SafeTensorsFile: Sendable {
             }
             entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
         }
+        // Checkpoints saved by old BERT code name LayerNorm parameters gamma
+        // and beta; transformers reads them as weight and bias, and so do we.
+        for (name, entry) in entries where name.contains("LayerNorm.") {
+            for (old, new) in [(".gamma", ".weight"), (".beta", ".bias")] where name.hasSuffix(old) {
+                let renamed = String(name.dropLast(old.count)) + new
+                if entries[renamed] == nil { entries[renamed] = entry }
+            }
+        }
         self.entries = entries
     }
 

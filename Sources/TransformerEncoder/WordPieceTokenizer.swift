@@ -14,6 +14,10 @@ public struct WordPieceTokenizer: Sendable {
     public let classifierID: Int32
     public let separatorID: Int32
     public let maxCharactersPerWord = 100
+    /// Each id's token, for decoding (empty where the vocabulary skips an id).
+    let tokensByID: [[UInt8]]
+    /// Ids that `decode` drops with `skipSpecialTokens`.
+    let specialIDs: Set<Int32>
 
     public init(vocabularyFile path: String) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -40,18 +44,90 @@ public struct WordPieceTokenizer: Sendable {
         unknownID = try id("[UNK]")
         classifierID = try id("[CLS]")
         separatorID = try id("[SEP]")
+        var byID = [[UInt8]](repeating: [], count: Int(vocabulary.values.max() ?? -1) + 1)
+        for (token, id) in vocabulary where id >= 0 { byID[Int(id)] = token }
+        tokensByID = byID
+        specialIDs = Set(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].compactMap { vocabulary[Array($0.utf8)] })
     }
+
+    /// Which end a text too long for the model loses (TEI's `truncation_direction`).
+    public enum TruncationDirection: String, Sendable { case right, left }
+
+    /// Word-piece ids of `text`, without special tokens; with `limit`,
+    /// stops once that many are found (right truncation needs no more).
+    public func pieces(_ text: String, limit: Int = Int.max) -> [Int32] {
+        var ids: [Int32] = []
+        for word in preTokenize(normalize(text)) {
+            ids.append(contentsOf: wordPieces(word))
+            if ids.count >= limit { break }
+        }
+        return ids
+    }
+
+    /// [CLS] text [SEP], losing word pieces from the `direction` end to fit
+    /// `maxLength` tokens in all.
+    public func encode(_ text: String, maxLength: Int, direction: TruncationDirection) -> [Int32] {
+        let room = max(maxLength - 2, 0)
+        let ids = pieces(text, limit: direction == .right ? room : Int.max)
+        return [classifierID] + Self.truncated(ids, to: room, from: direction) + [separatorID]
+    }
+
+    /// A sentence pair as BERT takes it: [CLS] first [SEP] second [SEP], the
+    /// segment (token type) 0 through the first [SEP] and 1 after. Too long,
+    /// it is cut "longest first" as Hugging Face `tokenizers` cuts pairs: the
+    /// shorter text keeps its length where the longer can absorb the cut,
+    /// otherwise each keeps half (the longer one the odd token).
+    public func encodePair(_ first: String, _ second: String, maxLength: Int, direction: TruncationDirection = .right)
+        -> (ids: [Int32], segments: [Int32]) {
+        var a = pieces(first), b = pieces(second)
+        let room = max(maxLength - 3, 0)
+        if a.count + b.count > room {
+            let swapped = a.count > b.count
+            var n1 = min(a.count, b.count), n2 = max(a.count, b.count)
+            n2 = n1 > room ? n1 : max(n1, room - n1)
+            if n1 + n2 > room { n1 = room / 2; n2 = n1 + room % 2 }
+            if swapped { swap(&n1, &n2) }
+            a = Self.truncated(a, to: n1, from: direction)
+            b = Self.truncated(b, to: n2, from: direction)
+        }
+        let ids = [classifierID] + a + [separatorID] + b + [separatorID]
+        return (ids, Array(repeating: 0, count: a.count + 2) + Array(repeating: 1, count: b.count + 1))
+    }
+
+    static func truncated(_ ids: [Int32], to count: Int, from direction: TruncationDirection) -> [Int32] {
+        guard ids.count > count else { return ids }
+        return direction == .right ? Array(ids.prefix(count)) : Array(ids.suffix(count))
+    }
+
+    /// Text of token ids as `tokenizers`' WordPiece decoder writes it: "##"
+    /// pieces joined to the previous one, others after a space, then its
+    /// cleanup of spaces before punctuation and contractions. Ids outside
+    /// the vocabulary are refused by the caller.
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
+        var text = ""
+        var first = true
+        for id in ids {
+            guard id >= 0, Int(id) < tokensByID.count, !(skipSpecialTokens && specialIDs.contains(id)) else { continue }
+            var token = String(decoding: tokensByID[Int(id)], as: UTF8.self)
+            if !first {
+                if token.hasPrefix("##") { token.removeFirst(2) } else { token = " " + token }
+            }
+            first = false
+            for (dirty, clean) in Self.cleanups { token = token.replacingOccurrences(of: dirty, with: clean) }
+            text += token
+        }
+        return text
+    }
+
+    private static let cleanups = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                                   (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]
+
+    /// The vocabulary's size as ids go (the largest id + 1).
+    public var idCount: Int { tokensByID.count }
 
     /// Token ids with [CLS] and [SEP], truncated to `maxLength` tokens in all.
     public func encode(_ text: String, maxLength: Int) -> [Int32] {
-        var ids: [Int32] = [classifierID]
-        for word in preTokenize(normalize(text)) {
-            ids.append(contentsOf: wordPieces(word))
-            if ids.count >= maxLength - 1 { break }
-        }
-        if ids.count > maxLength - 1 { ids.removeLast(ids.count - (maxLength - 1)) }
-        ids.append(separatorID)
-        return ids
+        encode(text, maxLength: maxLength, direction: .right)
     }
 
     // MARK: Normalizer

@@ -31,7 +31,8 @@ enum TinyEncoder {
             wordEmbeddings: random(config.vocabularySize * h, scale: 0.5), positionEmbeddings: random(config.maxPositions * h, scale: 0.2),
             tokenTypeEmbedding: nil, embeddingNormScale: random(h, scale: 0.1).map { 1 + $0 }, embeddingNormBias: random(h, scale: 0.05),
             layers: layers,
-            classifier: (random(h * h, scale: 0.15), random(h, scale: 0.05), random(2 * h, scale: 0.2), random(2, scale: 0.05)))
+            classifier: SequenceClassifier(preWeight: random(h * h, scale: 0.15), preBias: random(h, scale: 0.05),
+                                           weight: random(2 * h, scale: 0.2), bias: random(2, scale: 0.05), activation: .relu))
     }
 
     static func forward(_ precision: EncoderPrecision, maxTokens: Int = 400, threads: Int = 2) throws -> EncoderForward {
