@@ -4,6 +4,8 @@ import PackageDescription
 // Module graph (dependencies point one way; docs/architecture.md draws it):
 //   InferenceCore  <- every module but GRPCLite and TritonProto
 //   TritonProto    <- ModelRepository, RequestPipeline, GRPCFrontend
+//   TEIProto       <- GRPCFrontend (text-embeddings-inference's gRPC messages)
+//   TextTasks -> InferenceCore; HTTPFrontend, GRPCFrontend -> TextTasks
 //   RequestPipeline -> ModelRepository (frontends know only InferenceCore's InferenceServer)
 //   GPUKernels -> TransformerEncoder -> CDNNL, CEncoderKernels; GRPCFrontend -> GRPCLite
 //   ONNXRuntimeBackend -> CONNXRuntime (ORT's C API header; the library is opened at run time)
@@ -60,6 +62,12 @@ let package = Package(
         // Generated swift-protobuf messages for Triton's schemas (see Protos/).
         .target(
             name: "TritonProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // text-embeddings-inference's gRPC messages (package tei.v1), generated
+        // from Protos/tei/tei.proto by scripts/generate-protos.sh.
+        .target(
+            name: "TEIProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // Bearer tokens and endpoint groups, shared by every frontend.
@@ -148,11 +156,16 @@ let package = Package(
             // Scanning text is loops over scalars: optimize it even in debug builds.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
         ),
+        // The embedding, classification, rerank and sparse-embedding tasks the
+        // OpenAI, TEI, Cohere and vLLM APIs ask of a text model, written once
+        // for the HTTP and gRPC frontends: which tensors to fill, the requests
+        // through the pipeline, and the arithmetic on the answers.
+        .target(name: "TextTasks", dependencies: ["InferenceCore"]),
         // KServe v2 HTTP/REST, as Triton speaks it.
         .target(
             name: "HTTPFrontend",
             dependencies: [
-                "InferenceCore", "AccessControl",
+                "InferenceCore", "AccessControl", "TextTasks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -179,7 +192,7 @@ let package = Package(
         .target(
             name: "GRPCFrontend",
             dependencies: [
-                "GRPCLite", "InferenceCore", "TritonProto", "AccessControl",
+                "GRPCLite", "InferenceCore", "TritonProto", "TEIProto", "AccessControl", "TextTasks",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -255,7 +268,8 @@ let package = Package(
         .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
-        .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore"]),
+        .testTarget(name: "HTTPFrontendTests", dependencies: ["HTTPFrontend", "InferenceCore", "TextTasks"]),
+        .testTarget(name: "TextTasksTests", dependencies: ["TextTasks", "InferenceCore"]),
         .testTarget(name: "BulkClientTests", dependencies: [
             "BulkClient", "TritonProto", .product(name: "GRPCCore", package: "grpc-swift-2"),
         ]),

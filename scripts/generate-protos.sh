@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates Sources/TritonProto from Protos/*.proto. Run after editing a
+# Regenerates Sources/TritonProto from Protos/*.proto and Sources/TEIProto
+# from Protos/tei/tei.proto. Run after editing a
 # .proto; the generated Swift is committed so ordinary builds need neither
 # protoc nor the plugin. Needs Debian's protobuf-compiler; builds
 # protoc-gen-swift from the same swift-protobuf version the package uses.
@@ -16,3 +17,6 @@ fi
 protoc --plugin="protoc-gen-swift=$work/.build/release/protoc-gen-swift" \
   --swift_opt=Visibility=Public --swift_out="$root/Sources/TritonProto" \
   -I "$root/Protos" $(cd "$root/Protos" && ls *.proto)
+protoc --plugin="protoc-gen-swift=$work/.build/release/protoc-gen-swift" \
+  --swift_opt=Visibility=Public --swift_out="$root/Sources/TEIProto" \
+  -I "$root/Protos/tei" tei.proto

@@ -130,11 +130,18 @@ public struct AccessPolicy: Sendable {
 
 /// Which group each KServe v2 route and gRPC method belongs to.
 public enum EndpointGroups {
+    /// The OpenAI, TEI, Cohere/vLLM and Presidio routes: they run inferences.
+    static let inferencePaths: Set = [
+        "/v1/embeddings", "/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", "/tokenize", "/decode",
+        "/v1/rerank", "/v2/rerank", "/score", "/v1/score", "/pooling", "/analyze", "/anonymize",
+    ]
+
     public static func forHTTP(path: String) -> EndpointGroup {
         let parts = path.split(separator: "/")
         if path.hasPrefix("/v2/health/") { return .health }
         // The OpenAI and text-embeddings-inference routes run inferences.
-        if ["/v1/embeddings", "/embed", "/predict", "/tokenize", "/analyze", "/anonymize"].contains(path) { return .inference }
+        if inferencePaths.contains(path) { return .inference }
+        if path == "/info" { return .metadata }
         if path == "/deanonymize" { return .reidentify }
         if path == "/metrics" { return .metrics }
         if path.hasPrefix("/v2/systemsharedmemory") || path.hasPrefix("/v2/cudasharedmemory") { return .sharedMemory }
@@ -155,6 +162,8 @@ public enum EndpointGroups {
         switch method.split(separator: "/").last.map(String.init) ?? "" {
         case "ServerLive", "ServerReady", "ModelReady", "Check": return .health
         case "ModelInfer", "ModelStreamInfer": return .inference
+        // text-embeddings-inference's gRPC methods (tei.v1); its Info is metadata.
+        case let name where method.hasPrefix("/tei.v1.") && name != "Info": return .inference
         case "ModelStatistics": return .statistics
         case "RepositoryModelLoad", "RepositoryModelUnload": return .modelControl
         case let name where name.hasPrefix("SystemSharedMemory") || name.hasPrefix("CudaSharedMemory"): return .sharedMemory

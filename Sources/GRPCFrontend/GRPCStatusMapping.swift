@@ -1,5 +1,6 @@
 import GRPCLite
 import InferenceCore
+import TextTasks
 
 extension InferenceError.Code {
     /// The gRPC code for each error code, the ones Triton returns.
@@ -30,6 +31,9 @@ extension GRPCStatus {
             // gRPC has no Retry-After: the wait is said in the message.
             let retry = inference.retryAfter.map { "; retry after \(Double($0.nanosecondsClamped / 1_000_000) / 1000) s" } ?? ""
             self.init(inference.code.grpcCode, inference.message + retry)
+        case let text as TextTaskError:
+            // TEI's mapping: its request errors are INVALID_ARGUMENT, the model's FAILED_PRECONDITION.
+            self.init(text.kind == .validation || text.kind == .empty ? .invalidArgument : .failedPrecondition, text.message)
         case is CancellationError: self.init(.cancelled, "call cancelled")
         default: self.init(.internal, "internal error")
         }

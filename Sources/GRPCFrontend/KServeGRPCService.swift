@@ -85,6 +85,7 @@ public struct KServeGRPCService: Sendable {
             }
         })
         addAdministrationMethods(to: &router)
+        addTextEmbeddingsInferenceMethods(to: &router)
         router.register("/grpc.health.v1.Health/Check", .unary { bytes, context in
             try authorize(context)
             let request = try decode(Grpc_Health_V1_HealthCheckRequest.self, bytes)
@@ -99,7 +100,7 @@ public struct KServeGRPCService: Sendable {
 
     /// The call's bearer token against its method's endpoint group; audited with `--audit-log`.
     @discardableResult
-    private func authorize(_ context: GRPCCallContext) throws -> String? {
+    func authorize(_ context: GRPCCallContext) throws -> String? {
         let group = EndpointGroups.forGRPC(method: context.path)
         let authorization = context.metadata.first { $0.name == "authorization" }?.value
         do {
@@ -119,10 +120,18 @@ public struct KServeGRPCService: Sendable {
     }
 
     func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message>(
-        _ router: inout GRPCRouter, _ method: String,
+        _ router: inout GRPCRouter, _ method: String, service: String = Self.service,
         _ body: @escaping @Sendable (Request) async throws -> Response
     ) {
-        router.register(Self.service + method, .unary { bytes, context in
+        unary(&router, method, service: service) { (request: Request, _) in try await body(request) }
+    }
+
+    /// A unary method whose body also reads the call's context (its metadata).
+    func unary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message>(
+        _ router: inout GRPCRouter, _ method: String, service: String = Self.service,
+        _ body: @escaping @Sendable (Request, GRPCCallContext) async throws -> Response
+    ) {
+        router.register(service + method, .unary { bytes, context in
             let principal = try authorize(context)
             // A token's inference limits (requests/s, in flight) hold per call.
             let permit = try EndpointGroups.forGRPC(method: context.path) == .inference
@@ -130,7 +139,7 @@ public struct KServeGRPCService: Sendable {
             defer { permit.release() }
             do {
                 let response = try await IncomingTraceContext.$headers.withValue(IncomingTraceContext.headers(context)) {
-                    try await body(try decode(Request.self, bytes))
+                    try await body(try decode(Request.self, bytes), context)
                 }
                 return try response.serializedBytes()
             } catch {
@@ -140,11 +149,11 @@ public struct KServeGRPCService: Sendable {
     }
 
     /// Runs `body`, its InferenceError turned into the gRPC status.
-    private func mapped<T>(_ body: () throws -> T) throws -> T {
+    func mapped<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch { throw GRPCStatus(error) }
     }
 
-    private func decode<M: SwiftProtobuf.Message>(_: M.Type, _ bytes: [UInt8]) throws -> M {
+    func decode<M: SwiftProtobuf.Message>(_: M.Type, _ bytes: [UInt8]) throws -> M {
         do {
             return try M(serializedBytes: bytes)
         } catch {

@@ -8,6 +8,7 @@ import InferenceCore
 import Logging
 import NIOCore
 import NIOSSL
+import TextTasks
 
 /// Settings of the HTTP/REST frontend.
 public struct HTTPFrontendConfiguration: Sendable {
@@ -131,6 +132,7 @@ public struct KServeHTTPServer: Sendable {
         }
         addAdministrationRoutes(to: router)
         addEmbeddingRoutes(to: router)
+        addRerankRoutes(to: router)
         addPresidioRoutes(to: router)
     }
 
@@ -216,7 +218,7 @@ struct TritonErrorMiddleware: RouterMiddleware {
                 "http.path": "\(request.uri.path)", "error.code": "\(error.code)", "http.status": "\(error.code.httpStatus.code)",
             ])
             return try dialect.response(error)
-        } catch let error as RouteError {
+        } catch let error as TextTaskError {
             logger.debug("request failed", metadata: ["http.path": "\(request.uri.path)", "error.kind": "\(error.kind.rawValue)"])
             return try dialect.response(error)
         } catch let error as HTTPError {
