@@ -18,6 +18,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)   # the TLS tests make thei
 [ -f /usr/share/dict/american-english ] || need_apt+=(wamerican)
 # The response cache tests start a real Redis server (and read it with redis-cli).
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server redis-tools)
+# protoc: the TEI gRPC test generates its Python client from Protos/tei/tei.proto.
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 # PySpark (the Spark job tests) runs on a Java runtime: Spark 4 needs 17 or later.
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then

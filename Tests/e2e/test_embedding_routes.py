@@ -222,7 +222,7 @@ def test_tei_embed(server, triton, hf):
 
     named = post(server, "/embed", {"inputs": "x", "model": MINILM})
     assert named.status_code == 200
-    assert_tei_error(post(server, "/embed", {"inputs": "x", "normalize": "yes"}), 413, "Validation")
+    assert_tei_error(post(server, "/embed", {"inputs": "x", "normalize": "yes"}), 422, "Validation")
 
 
 def test_tei_predict(server, triton):
@@ -258,13 +258,14 @@ def test_tei_predict(server, triton):
         assert scores == sorted(scores, reverse=True)
         close([{p["label"]: p["score"] for p in row}[label] for label in ("NEGATIVE", "POSITIVE")], want)
 
-    message = assert_tei_error(post(server, "/predict", {"inputs": ["a", "b"]}), 413, "Validation")
+    # A sentence pair needs a model with a pair input (TEXT_PAIR): sst2 has none.
+    message = assert_tei_error(post(server, "/predict", {"inputs": ["a", "b"]}), 422, "Validation")
     assert "pair" in message
-    assert_tei_error(post(server, "/predict", {"inputs": [["a", "b"]]}), 413, "Validation")
+    assert_tei_error(post(server, "/predict", {"inputs": [["a", "b", "c"]]}), 422, "Validation")
     assert_tei_error(post(server, "/predict", {"inputs": []}), 400, "Empty")
-    # /predict refuses an embedding model, /embed a classification one.
-    assert_tei_error(post(server, "/predict", {"inputs": "x", "model": MINILM}), 413, "Validation")
-    assert_tei_error(post(server, "/embed", {"inputs": "x", "model": SST2}), 413, "Validation")
+    # /predict refuses an embedding model, /embed a classification one: TEI's 424 Backend.
+    assert_tei_error(post(server, "/predict", {"inputs": "x", "model": MINILM}), 424, "Backend")
+    assert_tei_error(post(server, "/embed", {"inputs": "x", "model": SST2}), 424, "Backend")
 
 
 TOKENIZE_TEXTS = ["Hello, world!", "Café naïve résumé Ünïcödé", "東京 北京大学 and 日本語", "MiXeD CaSe WORDS",
@@ -297,24 +298,26 @@ def test_tei_tokenize_matches_hugging_face(server, hf):
     assert [t["id"] for t in tokens] == hf.encode(TOKENIZE_TEXTS[0], add_special_tokens=False).ids
     assert not any(t["special"] for t in tokens)
 
-    # Two ready models have a task: /tokenize must be told which.
-    message = assert_tei_error(post(server, "/tokenize", {"inputs": "hello"}), 413, "Validation")
+    # Several ready models have a task: /tokenize must be told which.
+    message = assert_tei_error(post(server, "/tokenize", {"inputs": "hello"}), 422, "Validation")
     assert MINILM in message and SST2 in message
-    assert_tei_error(post(server, "/tokenize", {"inputs": [[101, 102]], "model": MINILM}), 413, "Validation")
+    assert_tei_error(post(server, "/tokenize", {"inputs": [[101, 102]], "model": MINILM}), 422, "Validation")
 
 
 def test_tei_errors(server):
     assert_tei_error(post(server, "/embed", {"inputs": []}), 400, "Empty")
     assert_tei_error(post(server, "/embed", {"inputs": ["a", ""]}), 400, "Empty")
-    assert_tei_error(post(server, "/embed", {"inputs": LONG}), 413, "Validation")
-    assert_tei_error(post(server, "/embed", {"inputs": LONG, "truncate": False}), 413, "Validation")
-    truncated = post(server, "/embed", {"inputs": LONG, "truncate": True})
-    assert truncated.status_code == 200, truncated.text
-    assert np.array(truncated.json()).shape == (1, 384)
-    # Token ids past the positions, likewise.
+    # TEI 1.9 truncates unless told not to (--auto-truncate's default).
+    assert_tei_error(post(server, "/embed", {"inputs": LONG, "truncate": False}), 422, "Validation")
+    for truncate in (True, None):
+        truncated = post(server, "/embed", {"inputs": LONG, "truncate": truncate})
+        assert truncated.status_code == 200, truncated.text
+        assert np.array(truncated.json()).shape == (1, 384)
+    # Token ids past the model's 256 (sentence-transformers' max_seq_length), likewise.
     ids = [101] + [2773] * 600 + [102]
-    assert_tei_error(post(server, "/embed", {"inputs": ids}), 413, "Validation")
-    assert post(server, "/embed", {"inputs": ids, "truncate": True}).status_code == 200
+    message = assert_tei_error(post(server, "/embed", {"inputs": ids, "truncate": False}), 422, "Validation")
+    assert message == "`inputs` must have less than 256 tokens. Given: 602"
+    assert post(server, "/embed", {"inputs": ids}).status_code == 200
     assert_tei_error(post(server, "/embed", {"inputs": "x", "model": "no_such_model"}), 404, "Validation")
     # OpenAI refuses a long text too (it never truncates).
     assert_openai_error(post(server, "/v1/embeddings", {"model": MINILM, "input": LONG}), 400)
@@ -324,7 +327,7 @@ def test_bad_json_bodies_keep_the_server_serving(server):
     for path in ("/embed", "/predict", "/tokenize"):
         for data in (b"{not json", b"[1, 2]", b"", b"\xff\xfe"):
             response = post(server, path, data=data, headers={"Content-Type": "application/json"})
-            assert response.status_code in (400, 413), (path, data, response.status_code, response.text)
+            assert response.status_code in (400, 422), (path, data, response.status_code, response.text)
             body = response.json()
             assert set(body) == {"error", "error_type"}, (path, data, body)
     bad = post(server, "/v1/embeddings", data=b"{not json", headers={"Content-Type": "application/json"})

@@ -37,7 +37,8 @@ def references():
 def tokenizer(max_length=None, direction="right"):
     t = BertWordPieceTokenizer(str(MODEL_REPOSITORY / MINILM / "1" / "vocab.txt"), lowercase=True)
     if max_length:
-        t.enable_truncation(max_length, strategy="longest_first", direction=direction)
+        # The wrapper's own enable_truncation takes no direction; its Tokenizer's does.
+        t._tokenizer.enable_truncation(max_length, strategy="longest_first", direction=direction)
     return t
 
 
