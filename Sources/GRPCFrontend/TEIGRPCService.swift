@@ -244,22 +244,21 @@ extension KServeGRPCService {
     }
 
     static func info(view: ModelView, model: TextModel, version: String) -> Tei_V1_InfoResponse {
-        let spec = view.spec
-        let maxInput = view.runner.tokenizer?.maxTokens ?? TextModel.defaultMaxTokens
+        let info = TextModelInfo(view: view, model: model)
         return .with {
             $0.version = version
-            $0.modelID = spec.name
-            $0.modelDtype = ["fp32": "float32", "bf16": "bfloat16", "int8": "int8"][spec.parameters["precision"] ?? "fp32"] ?? "float32"
-            $0.modelType = switch model.task {
+            $0.modelID = info.modelID
+            $0.modelDtype = info.dtype
+            $0.modelType = switch info.task {
             case .embedding, .sparseEmbedding: .embedding
             case .classification: .classifier
             case .rerank: .reranker
             }
-            $0.maxConcurrentRequests = 512
-            $0.maxInputLength = UInt32(maxInput)
-            $0.maxBatchTokens = UInt32(clamping: spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * maxInput)
-            if spec.maxBatchSize > 0 { $0.maxBatchRequests = UInt32(spec.maxBatchSize) }
-            $0.maxClientBatchSize = UInt32(TextModel.maxInputs)
+            $0.maxConcurrentRequests = UInt32(info.maxConcurrentRequests)
+            $0.maxInputLength = UInt32(clamping: info.maxInputLength)
+            $0.maxBatchTokens = UInt32(clamping: info.maxBatchTokens)
+            if let requests = info.maxBatchRequests { $0.maxBatchRequests = UInt32(clamping: requests) }
+            $0.maxClientBatchSize = UInt32(info.maxClientBatchSize)
             $0.tokenizationWorkers = 1
         }
     }

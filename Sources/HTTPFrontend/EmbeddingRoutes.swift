@@ -129,7 +129,7 @@ extension KServeHTTPServer {
         router.get("/info") { request, _ in
             let name = request.uri.queryParameters["model"].map(String.init)
             let (view, model) = try textTasks.model(named: name, tasks: TextModel.Task.allCases)
-            return try json(TEIBodies.Info(view: view, model: model, version: server.identity.version))
+            return try json(TEIBodies.Info(TextModelInfo(view: view, model: model), version: server.identity.version))
         }
     }
 

@@ -108,28 +108,24 @@ enum TEIBodies {
             var label2id: [String: Int]?
         }
 
-        init(view: ModelView, model: TextModel, version: String) {
-            let spec = view.spec
-            model_id = spec.name
+        init(_ info: TextModelInfo, version: String) {
+            model_id = info.modelID
             model_sha = nil
-            model_dtype = (spec.parameters["precision_in_effect"] ?? spec.parameters["precision"]).flatMap {
-                ["fp32": "float32", "bf16": "bfloat16", "int8": "int8"][$0]
-            } ?? "float32"
-            served_model_name = spec.name
-            let labels = (0..<(model.output.dims.last ?? 0)).map { model.label($0) }
-            switch model.task {
+            model_dtype = info.dtype
+            served_model_name = info.modelID
+            switch info.task {
             case .embedding: model_type = ["embedding": ModelType(pooling: "mean")]
             case .sparseEmbedding: model_type = ["embedding": ModelType(pooling: "splade")]
             case .classification, .rerank:
-                model_type = [model.task == .rerank ? "reranker" : "classifier": ModelType(
-                    id2label: Dictionary(uniqueKeysWithValues: labels.enumerated().map { (String($0.offset), $0.element) }),
-                    label2id: Dictionary(labels.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a }))]
+                model_type = [info.task == .rerank ? "reranker" : "classifier": ModelType(
+                    id2label: Dictionary(uniqueKeysWithValues: info.labels.enumerated().map { (String($0.offset), $0.element) }),
+                    label2id: Dictionary(info.labels.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a }))]
             }
-            max_concurrent_requests = 512
-            max_input_length = view.runner.tokenizer?.maxTokens ?? TextModel.defaultMaxTokens
-            max_batch_tokens = spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * max_input_length
-            max_batch_requests = spec.maxBatchSize > 0 ? spec.maxBatchSize : nil
-            max_client_batch_size = TextModel.maxInputs
+            max_concurrent_requests = info.maxConcurrentRequests
+            max_input_length = info.maxInputLength
+            max_batch_tokens = info.maxBatchTokens
+            max_batch_requests = info.maxBatchRequests
+            max_client_batch_size = info.maxClientBatchSize
             auto_truncate = true
             tokenization_workers = 1
             self.version = version

@@ -302,3 +302,31 @@ public struct TextTaskError: Error, Sendable {
 extension Array {
     subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }
+
+/// What TEI's `Info` says of a model, for its HTTP and gRPC forms.
+public struct TextModelInfo: Sendable {
+    public let modelID: String
+    /// float32, bfloat16 or int8: the precision the backend serves (resolved
+    /// at load where the config says `auto`).
+    public let dtype: String
+    public let task: TextModel.Task
+    public let labels: [String]
+    public let maxInputLength: Int
+    public let maxBatchTokens: Int
+    public let maxBatchRequests: Int?
+    public let maxClientBatchSize = TextModel.maxInputs
+    /// TEI's default; the encoder refuses nothing it can cut unless asked.
+    public let maxConcurrentRequests = 512
+
+    public init(view: ModelView, model: TextModel) {
+        let spec = view.spec
+        modelID = spec.name
+        let precision = view.runner.reportedParameters["precision_in_effect"] ?? spec.parameters["precision"] ?? "fp32"
+        dtype = ["fp32": "float32", "bf16": "bfloat16", "int8": "int8"][precision] ?? "float32"
+        task = model.task
+        labels = model.task == .classification || model.task == .rerank ? (0..<(model.output.dims.last ?? 0)).map { model.label($0) } : []
+        maxInputLength = view.runner.tokenizer?.maxTokens ?? TextModel.defaultMaxTokens
+        maxBatchTokens = spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * maxInputLength
+        maxBatchRequests = spec.maxBatchSize > 0 ? spec.maxBatchSize : nil
+    }
+}

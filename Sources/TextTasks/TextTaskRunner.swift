@@ -95,7 +95,7 @@ public struct TextTaskRunner: Sendable {
     /// cross-encoder's single logit through the sigmoid unless `raw`.
     public func rerank(_ model: TextModel, view: ModelView, query: String, documents: [String], options: TextOptions, raw: Bool,
                        requestBytes: Int) async throws -> (scores: [Float], tokens: Int) {
-        guard model.task == .rerank || model.output.dims == [1] else {
+        guard model.output.dims == [1] else {
             throw TextTaskError.backend("model '\(model.spec.name)' is not a re-ranker model: it has \(model.output.dims.first ?? 0) labels, a re-ranker has one")
         }
         let inputs = TextInputs.pairs(documents.map { TextPair(query, $0) })

@@ -152,7 +152,7 @@ def test_statistics_count_inferences(client):
     assert sizes.get(4, 0) >= 1
     everything = client.get_inference_statistics()["model_stats"]
     assert {s["name"] for s in everything} == {"simple", "simple_int8", "simple_string", "simple_identity",
-                                               "distilbert_sst2", "minilm_embeddings"} | SEQUENCE_AND_DECOUPLED
+                                               "distilbert_sst2", "minilm_embeddings", "minilm_reranker", "splade_tiny"} | SEQUENCE_AND_DECOUPLED
 
 
 SEQUENCE_AND_DECOUPLED = {"simple_sequence", "simple_dyna_sequence", "simple_string_dyna_sequence", "repeat_int32",
@@ -167,6 +167,7 @@ def test_repository_index(client):
         ("simple", "1", "READY"), ("simple_int8", "1", "READY"),
         ("simple_string", "1", "READY"), ("simple_identity", "1", "READY"),
         ("distilbert_sst2", "1", "READY"), ("minilm_embeddings", "1", "READY"),
+        ("minilm_reranker", "1", "READY"), ("splade_tiny", "1", "READY"),
     } | {(name, "1", "READY") for name in SEQUENCE_AND_DECOUPLED}
 
 

@@ -17,6 +17,7 @@ the write task, so a retried write replaces, and the written dataset holds
 each row once, provided the outputs are deterministic per input.
 """
 
+import numpy as np
 from .client import BatchServerClient, as_arrays
 
 
@@ -62,4 +63,24 @@ class BatchServerPredictor:
         else:
             texts = [None if t is None else str(t) for t in batch[self.text_column]]
             values, errors = self.client.infer(texts=texts)
-        return {**batch, **as_arrays(values, errors)}
+        return _table(batch, as_arrays(values, errors))
+
+
+def _table(batch, outputs):
+    """The batch and its outputs as an Arrow table with fixed types: `error`
+    is a string column even in a batch where every row succeeded (numpy's
+    all-None object column would become Arrow's null type, and the job's
+    Parquet files would disagree on the column's type), outputs are
+    fixed-size lists of float32."""
+    import pyarrow as pa
+
+    columns = {}
+    for name, column in {**batch, **outputs}.items():
+        column = np.asarray(column)
+        if name == "error" or name == "label":
+            columns[name] = pa.array(list(column), type=pa.string())
+        elif column.ndim == 2 and name in outputs:
+            columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(column.reshape(-1), type=pa.float32()), column.shape[1])
+        else:
+            columns[name] = pa.array(list(column) if column.dtype == object else column)
+    return pa.table(columns)
