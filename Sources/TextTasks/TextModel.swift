@@ -56,11 +56,15 @@ public struct TextModel: Sendable {
         }
         self.task = task
         let integer: Set<DataType> = [.int64, .int32]
-        func named(_ parameter: String) -> TensorSpec? { spec.inputs.first { $0.name == spec.parameters[parameter] } }
-        let pair = named("text_pair_input") ?? spec.inputs.first { $0.dataType == .bytes && ["TEXT_PAIR", "text_pair"].contains($0.name) }
+        // The encoder's parameter names (text_tensor, …) or the routes' older ones (text_input, …).
+        func named(_ parameters: String...) -> TensorSpec? {
+            parameters.lazy.compactMap { key in spec.parameters[key].flatMap { name in spec.inputs.first { $0.name == name } } }.first
+        }
+        let pair = named("text_pair_tensor", "text_pair_input")
+            ?? spec.inputs.first { $0.dataType == .bytes && ["TEXT_PAIR", "text_pair"].contains($0.name) }
         self.pair = pair
-        text = named("text_input") ?? spec.inputs.first { $0.dataType == .bytes && $0.name != pair?.name }
-        ids = named("ids_input")
+        text = named("text_tensor", "text_input") ?? spec.inputs.first { $0.dataType == .bytes && $0.name != pair?.name }
+        ids = named("input_ids_tensor", "ids_input")
             ?? spec.inputs.first { integer.contains($0.dataType) && ["INPUT_IDS", "input_ids"].contains($0.name) }
         mask = spec.inputs.first { integer.contains($0.dataType) && ["ATTENTION_MASK", "attention_mask"].contains($0.name) }
         tokenTypes = spec.inputs.first { integer.contains($0.dataType) && ["TOKEN_TYPE_IDS", "token_type_ids"].contains($0.name) }

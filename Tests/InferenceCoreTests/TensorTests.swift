@@ -57,4 +57,18 @@ import Testing
         #expect(Duration.microseconds(1500).nanosecondsClamped == 1_500_000)
         #expect(Duration.seconds(-1).nanosecondsClamped == 0)
     }
+
+    @Test func rowsOfDifferentLengthsConcatenateZeroPadded() throws {
+        // Token states of two parts of one request: 2 rows of 1 token, 1 row of 2 tokens; hidden 2.
+        let a = Tensor(name: "S", shape: [2, 1, 2], values: [Float]([1, 2, 3, 4]))
+        let b = Tensor(name: "S", shape: [1, 2, 2], values: [Float]([5, 6, 7, 8]))
+        let joined = try Tensor.concatenatingRows([a, b])
+        #expect(joined.shape == [3, 2, 2])
+        #expect(try joined.values(as: Float.self) == [1, 2, 0, 0, 3, 4, 0, 0, 5, 6, 7, 8])
+        // Rows of one width never pad; other shape mismatches still fail.
+        #expect(try Tensor.concatenatingRows([a, a]).shape == [4, 1, 2])
+        #expect(throws: InferenceError.self) {
+            try Tensor.concatenatingRows([Tensor(name: "E", shape: [1, 2], values: [Float]([1, 2])), Tensor(name: "E", shape: [1, 3], values: [Float]([1, 2, 3]))])
+        }
+    }
 }

@@ -221,6 +221,24 @@ def test_tei_embed_all_gives_every_tokens_state(server, references):
         assert relative(states, want) <= 1e-4
 
 
+def test_kserve_token_states_of_more_rows_than_a_batch_are_padded_alike(server, references):
+    """40 texts, past max_batch_size 32: the request runs as two batches whose
+    token states are padded to different lengths; the answer is one tensor
+    padded to the longest row, zero past each row's end."""
+    import tritonclient.http as httpclient
+    texts = [("word " * (1 + i % 7)).strip() for i in range(39)] + ["a much longer text " * 6]
+    with httpclient.InferenceServerClient(server.http_url) as client:
+        text = httpclient.InferInput("TEXT", [40, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[t.encode()] for t in texts], dtype=np.object_))
+        states = client.infer(MINILM, [text], outputs=[httpclient.InferRequestedOutput("LAST_HIDDEN_STATE")]).as_numpy("LAST_HIDDEN_STATE")
+    lengths = [len(tokenizer().encode(t).ids) for t in texts]
+    assert states.shape == (40, max(lengths), 384)
+    for i in (0, 31, 32, 39):
+        ids = tokenizer().encode(texts[i]).ids
+        assert relative(states[i, : lengths[i]], references[MINILM].hidden(np.array(ids), np.ones(len(ids)))) <= 1e-4
+        assert not states[i, lengths[i]:].any()
+
+
 def test_vllm_pooling_token_states_and_pooled(server, references):
     body = ok(post(server, "/pooling", {"model": MINILM, "input": ["hello world"]}))
     assert body["object"] == "list" and body["data"][0]["object"] == "pooling"

@@ -47,9 +47,20 @@ DOCUMENTS = 10
 
 
 def texts(count, seed=7):
-    """Texts of about 6 to 250 words (8 to 256 tokens with [CLS]/[SEP])."""
+    """Texts of 8 to 256 tokens ([CLS] and [SEP] included), lengths uniform."""
+    from tokenizers import BertWordPieceTokenizer
+    tokenizer = BertWordPieceTokenizer(str(ROOT / "model_repository" / "minilm_embeddings" / "1" / "vocab.txt"), lowercase=True)
     rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 250))) for _ in range(count)]
+    result = []
+    for _ in range(count):
+        target, words = rng.randint(8, 256), []
+        while True:
+            words.append(rng.choice(WORDS))
+            if len(tokenizer.encode(" ".join(words)).ids) > target:
+                words.pop()
+                break
+        result.append(" ".join(words))
+    return result
 
 
 def wait_http(port, path, timeout=180, process=None):
