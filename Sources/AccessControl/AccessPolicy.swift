@@ -133,7 +133,7 @@ public enum EndpointGroups {
     /// The OpenAI, TEI, Cohere/vLLM and Presidio routes: they run inferences.
     static let inferencePaths: Set = [
         "/v1/embeddings", "/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", "/tokenize", "/decode",
-        "/v1/rerank", "/v2/rerank", "/score", "/v1/score", "/pooling", "/analyze", "/anonymize",
+        "/v1/rerank", "/v2/rerank", "/score", "/v1/score", "/pooling", "/", "/invocations", "/analyze", "/anonymize",
     ]
 
     public static func forHTTP(path: String) -> EndpointGroup {

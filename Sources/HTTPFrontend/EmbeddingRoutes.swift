@@ -37,15 +37,8 @@ extension KServeHTTPServer {
                 model: name, usage: .init(prompt_tokens: tokens, total_tokens: tokens)))
         }
         router.postCancellable("/embed") { request, _ in
-            let body = try await body(request)
-            let fields = try JSONValue.object(from: body, what: "embed request")
-            let inputs = try TextFields.inputs(fields["inputs"], field: "inputs")
-            try inputs.requireNonEmpty(field: "inputs")
-            let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.embedding])
-            let dimensions = try TextFields.dimensions(fields["dimensions"], model: model, width: model.output.dims.last ?? 0)
-            let (vectors, _) = try await textTasks.embeddings(model, view: view, inputs: inputs, options: try TextFields.options(fields),
-                                                              dimensions: dimensions, requestBytes: body.readableBytes)
-            return try json(vectors)
+            let (fields, bytes) = try await teiFields(request, what: "embed request")
+            return try await embed(fields, bytes: bytes)
         }
         router.postCancellable("/embed_all") { request, _ in
             let body = try await body(request)
@@ -58,14 +51,21 @@ extension KServeHTTPServer {
             return try json(states)
         }
         router.postCancellable("/embed_sparse") { request, _ in
-            let body = try await body(request)
-            let fields = try JSONValue.object(from: body, what: "embed_sparse request")
-            let inputs = try TextFields.inputs(fields["inputs"], field: "inputs")
-            try inputs.requireNonEmpty(field: "inputs")
-            let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.sparseEmbedding])
-            let (vectors, _) = try await textTasks.pooled(model, view: view, inputs: inputs, options: try TextFields.options(fields),
-                                                          requestBytes: body.readableBytes)
-            return try json(vectors.map { TextMath.sparse($0).map { TEIBodies.SparseValue(index: $0.index, value: $0.value) } })
+            let (fields, bytes) = try await teiFields(request, what: "embed_sparse request")
+            return try await embedSparse(fields, bytes: bytes)
+        }
+        // TEI's catch-all routes answer as the model's task does.
+        for path in ["/", "/invocations"] {
+            router.postCancellable(RouterPath(path)) { request, _ in
+                let (fields, bytes) = try await teiFields(request, what: "request")
+                let (_, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: TextModel.Task.allCases)
+                switch model.task {
+                case .embedding: return try await embed(fields, bytes: bytes)
+                case .sparseEmbedding: return try await embedSparse(fields, bytes: bytes)
+                case .classification: return try await predict(fields, bytes: bytes)
+                case .rerank: return try await (fields["query"] != nil ? rerank(fields, bytes: bytes) : predict(fields, bytes: bytes))
+                }
+            }
         }
         router.postCancellable("/similarity") { request, _ in
             let body = try await body(request)
@@ -131,6 +131,33 @@ extension KServeHTTPServer {
             let (view, model) = try textTasks.model(named: name, tasks: TextModel.Task.allCases)
             return try json(TEIBodies.Info(TextModelInfo(view: view, model: model), version: server.identity.version))
         }
+    }
+
+    /// A TEI route's JSON object and its size.
+    func teiFields(_ request: Request, what: String) async throws -> (JSONValue, Int) {
+        let body = try await body(request)
+        return (try JSONValue.object(from: body, what: what), body.readableBytes)
+    }
+
+    /// TEI's /embed.
+    private func embed(_ fields: JSONValue, bytes: Int) async throws -> Response {
+        let inputs = try TextFields.inputs(fields["inputs"], field: "inputs")
+        try inputs.requireNonEmpty(field: "inputs")
+        let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.embedding])
+        let dimensions = try TextFields.dimensions(fields["dimensions"], model: model, width: model.output.dims.last ?? 0)
+        let (vectors, _) = try await textTasks.embeddings(model, view: view, inputs: inputs, options: try TextFields.options(fields),
+                                                          dimensions: dimensions, requestBytes: bytes)
+        return try json(vectors)
+    }
+
+    /// TEI's /embed_sparse: each vector's non-zero entries.
+    private func embedSparse(_ fields: JSONValue, bytes: Int) async throws -> Response {
+        let inputs = try TextFields.inputs(fields["inputs"], field: "inputs")
+        try inputs.requireNonEmpty(field: "inputs")
+        let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.sparseEmbedding])
+        let (vectors, _) = try await textTasks.pooled(model, view: view, inputs: inputs, options: try TextFields.options(fields),
+                                                      requestBytes: bytes)
+        return try json(vectors.map { TextMath.sparse($0).map { TEIBodies.SparseValue(index: $0.index, value: $0.value) } })
     }
 
     /// vLLM's /pooling: the model's raw pooled output per input, or with

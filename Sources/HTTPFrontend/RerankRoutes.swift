@@ -12,45 +12,14 @@ import TextTasks
 extension KServeHTTPServer {
     func addRerankRoutes(to router: Router<KServeRequestContext>) {
         router.postCancellable("/predict") { request, _ in
-            let body = try await body(request)
-            let fields = try JSONValue.object(from: body, what: "predict request")
-            let (rows, single) = try TextFields.predictInputs(fields["inputs"])
-            let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.classification, .rerank])
-            let raw = try TextFields.bool(fields["raw_scores"], field: "raw_scores") ?? false
-            let options = try TextFields.options(fields)
-            // Texts and pairs are different inputs: one request of each kind.
-            let texts = rows.compactMap { if case .text(let text) = $0 { text } else { nil } }
-            let pairs = rows.compactMap { if case .pair(let pair) = $0 { pair } else { nil } }
-            async let textScores = texts.isEmpty ? [] : textTasks.scores(model, view: view, inputs: .texts(texts), options: options, raw: raw,
-                                                                        requestBytes: body.readableBytes).rows
-            async let pairScores = pairs.isEmpty ? [] : textTasks.scores(model, view: view, inputs: .pairs(pairs), options: options, raw: raw,
-                                                                        requestBytes: body.readableBytes).rows
-            var nextText = try await textScores.makeIterator(), nextPair = try await pairScores.makeIterator()
-            var predictions: [[TEIBodies.Prediction]] = []
-            for row in rows {
-                let scores: [Float]
-                if case .text = row { scores = nextText.next() ?? [] } else { scores = nextPair.next() ?? [] }
-                predictions.append(scores.enumerated().map { TEIBodies.Prediction(score: $0.element, label: model.label($0.offset)) }
-                    .sorted { $0.score > $1.score })
-            }
-            return single ? try json(predictions[0]) : try json(predictions)
+            let (fields, bytes) = try await teiFields(request, what: "predict request")
+            return try await predict(fields, bytes: bytes)
         }
         router.postCancellable("/rerank") { request, _ in
-            let body = try await body(request)
-            let fields = try JSONValue.object(from: body, what: "rerank request")
+            let (fields, bytes) = try await teiFields(request, what: "rerank request")
             // vLLM serves its Cohere-style rerank at /rerank too: `documents`, not `texts`.
-            if fields["documents"] != nil && fields["texts"] == nil { return try await cohereRerank(fields, bytes: body.readableBytes) }
-            guard case .string(let query)? = fields["query"], !query.isEmpty else {
-                throw TextTaskError.validation("'query' must be a non-empty string", param: "query")
-            }
-            let texts = try TextFields.texts(fields["texts"], field: "texts")
-            let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.rerank])
-            let raw = try TextFields.bool(fields["raw_scores"], field: "raw_scores") ?? false
-            let returnText = try TextFields.bool(fields["return_text"], field: "return_text") ?? false
-            let (scores, _) = try await textTasks.rerank(model, view: view, query: query, documents: texts, options: try TextFields.options(fields),
-                                                         raw: raw, requestBytes: body.readableBytes)
-            return try json(scores.enumerated().map { TEIBodies.Rank(index: $0.offset, text: returnText ? texts[$0.offset] : nil, score: $0.element) }
-                .sorted { $0.score > $1.score })
+            if fields["documents"] != nil && fields["texts"] == nil { return try await cohereRerank(fields, bytes: bytes) }
+            return try await rerank(fields, bytes: bytes)
         }
         for path in ["/v1/rerank", "/v2/rerank"] {
             router.postCancellable(RouterPath(path)) { request, _ in
@@ -64,6 +33,44 @@ extension KServeHTTPServer {
                 return try await score(try JSONValue.object(from: body, what: "score request"), bytes: body.readableBytes)
             }
         }
+    }
+
+    /// TEI's /predict: texts and sentence pairs, one request of each kind.
+    func predict(_ fields: JSONValue, bytes: Int) async throws -> Response {
+        let (rows, single) = try TextFields.predictInputs(fields["inputs"])
+        let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.classification, .rerank])
+        let raw = try TextFields.bool(fields["raw_scores"], field: "raw_scores") ?? false
+        let options = try TextFields.options(fields)
+        let texts = rows.compactMap { if case .text(let text) = $0 { text } else { nil } }
+        let pairs = rows.compactMap { if case .pair(let pair) = $0 { pair } else { nil } }
+        async let textScores = texts.isEmpty ? [] : textTasks.scores(model, view: view, inputs: .texts(texts), options: options, raw: raw,
+                                                                    requestBytes: bytes).rows
+        async let pairScores = pairs.isEmpty ? [] : textTasks.scores(model, view: view, inputs: .pairs(pairs), options: options, raw: raw,
+                                                                    requestBytes: bytes).rows
+        var nextText = try await textScores.makeIterator(), nextPair = try await pairScores.makeIterator()
+        var predictions: [[TEIBodies.Prediction]] = []
+        for row in rows {
+            let scores: [Float]
+            if case .text = row { scores = nextText.next() ?? [] } else { scores = nextPair.next() ?? [] }
+            predictions.append(scores.enumerated().map { TEIBodies.Prediction(score: $0.element, label: model.label($0.offset)) }
+                .sorted { $0.score > $1.score })
+        }
+        return single ? try json(predictions[0]) : try json(predictions)
+    }
+
+    /// TEI's /rerank: `query`, `texts`; ranks highest first.
+    func rerank(_ fields: JSONValue, bytes: Int) async throws -> Response {
+        guard case .string(let query)? = fields["query"], !query.isEmpty else {
+            throw TextTaskError.validation("'query' must be a non-empty string", param: "query")
+        }
+        let texts = try TextFields.texts(fields["texts"], field: "texts")
+        let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.rerank])
+        let raw = try TextFields.bool(fields["raw_scores"], field: "raw_scores") ?? false
+        let returnText = try TextFields.bool(fields["return_text"], field: "return_text") ?? false
+        let (scores, _) = try await textTasks.rerank(model, view: view, query: query, documents: texts, options: try TextFields.options(fields),
+                                                     raw: raw, requestBytes: bytes)
+        return try json(scores.enumerated().map { TEIBodies.Rank(index: $0.offset, text: returnText ? texts[$0.offset] : nil, score: $0.element) }
+            .sorted { $0.score > $1.score })
     }
 
     /// Cohere's and Jina's rerank as vLLM serves it: `query`, `documents`

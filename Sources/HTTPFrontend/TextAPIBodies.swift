@@ -169,7 +169,8 @@ enum ErrorDialect {
     case presidioAnonymizer
 
     /// TEI's routes (/rerank also takes vLLM's shape; its errors are TEI's).
-    static let teiPaths: Set = ["/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", "/tokenize", "/decode", "/info"]
+    static let teiPaths: Set = ["/embed", "/embed_all", "/embed_sparse", "/predict", "/rerank", "/similarity", "/tokenize", "/decode", "/info",
+                                "/", "/invocations"]
     /// vLLM's routes outside /v1, whose errors are OpenAI's shape.
     static let vLLMPaths: Set = ["/score", "/pooling"]
 

@@ -74,7 +74,8 @@ public struct TextModel: Sendable {
             throw TextTaskError.backend("model '\(spec.name)' has no FP32 output to read \(task.noun)'s answer from")
         }
         self.output = output
-        tokenStates = floats.first { $0.name != output.name && $0.dims.count == 2 && $0.dims[0] == -1 }
+        // An ONNX export's last_hidden_state is both: pooled for /embed, whole for /embed_all.
+        tokenStates = floats.first { $0.dims.count == 2 && $0.dims[0] == -1 }
     }
 
     /// The InferenceRequests for `inputs`: one of all rows where the model

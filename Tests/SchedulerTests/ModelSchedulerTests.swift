@@ -8,12 +8,16 @@ import Testing
 /// Echoes its input and records the batch sizes it executed; can block until released.
 final class RecordingInstance: ModelInstance {
     let batches = Mutex<[Int]>([])
+    /// Each request's first IN value, in the order the instance computed them.
+    let computed = Mutex<[Int32]>([])
     let gate: Gate?
     init(gate: Gate? = nil) { self.gate = gate }
 
     func execute(_ batch: Batch) throws -> [[Tensor]] {
         gate?.wait()
         batches.withLock { $0.append(batch.items.count) }
+        let firsts = batch.items.compactMap { try? $0.request.input(named: "IN")?.values(as: Int32.self).first }
+        computed.withLock { $0.append(contentsOf: firsts) }
         return try batch.items.map { item in
             guard let input = item.request.input(named: "IN") else { throw InferenceError.internal("no IN") }
             if try input.values(as: Int32.self).first == -1 { throw InferenceError.invalidArgument("poisoned") }

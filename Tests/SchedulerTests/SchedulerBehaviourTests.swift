@@ -95,25 +95,27 @@ func rowsRequest(_ spec: ModelSpec, values: [Int32], width: Int = 2, priority: U
     }
 
     /// Sends bulk requests 1...4 (default level 2) to a blocked instance, then a
-    /// priority-1 request 99, opens the instance and returns the answer order.
+    /// priority-1 request 99, opens the instance and returns the order the
+    /// instance computed them in. (Not the order the callers resumed in: the
+    /// tasks of answered requests wake in any order.)
     func answerOrder(maxBatchSize: Int) async throws -> [Int32] {
         let spec = batchingSpec(maxBatchSize: maxBatchSize, batching: DynamicBatchingSpec(
             preferredBatchSizes: [maxBatchSize], maxQueueDelay: .zero, priorityLevels: 2, defaultPriorityLevel: 2))
         let gate = Gate()
-        let scheduler = ModelScheduler(spec: spec, instances: [RecordingInstance(gate: gate)])
-        let order = Recorder()
+        let instance = RecordingInstance(gate: gate)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance])
         try await withThrowingTaskGroup(of: Void.self) { group in
             for value in Int32(1)...4 {
-                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])); order.append(value) }
+                group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [value])) }
                 await eventually("request \(value) taken") { await scheduler.admittedCount == UInt64(value) }
             }
-            group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)); order.append(99) }
+            group.addTask { _ = try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)) }
             await eventually("request 99 taken") { await scheduler.admittedCount == 5 }
             gate.open()
             try await group.waitForAll()
         }
         #expect(scheduler.statistics().success.count == 5)
-        return order.values
+        return instance.computed.withLock { $0 }
     }
 
     @Test func higherPriorityRequestsOvertakeQueuedBulk() async throws {

@@ -417,6 +417,24 @@ def test_access_control(start_server, tmp_path):
     assert ok.status_code == 200, ok.text
     assert post(secured, "/tokenize", {"inputs": "hello", "model": MINILM}).status_code == 401
     assert post(secured, "/predict", {"inputs": "hello"}).status_code == 401
+    # The rerank, sparse and vLLM routes are inference too; /info is metadata.
+    for path, body in (("/rerank", {"query": "q", "texts": ["a"]}), ("/v2/rerank", {"query": "q", "documents": ["a"]}),
+                       ("/score", {"text_1": "q", "text_2": "a"}), ("/embed_sparse", {"inputs": "a"}),
+                       ("/embed_all", {"inputs": "a", "model": MINILM}), ("/decode", {"ids": [101], "model": MINILM})):
+        assert post(secured, path, body).status_code == 401, path
+        assert post(secured, path, body, headers={"Authorization": f"Bearer {METADATA}"}).status_code == 403, path
+        assert post(secured, path, body, headers={"Authorization": f"Bearer {INFERENCE}"}).status_code == 200, path
+    info = requests.get(f"{secured.base}/info", params={"model": MINILM}, headers={"Authorization": f"Bearer {METADATA}"}, timeout=10)
+    assert info.status_code == 200 and info.json()["model_id"] == MINILM
+    # TEI's gRPC methods check the same tokens.
+    import grpc
+    with grpc.insecure_channel(f"127.0.0.1:{secured.grpc_port}") as channel:
+        decode = channel.unary_unary("/tei.v1.Tokenize/Decode", request_serializer=bytes, response_deserializer=bytes)
+        request = b"\x0a\x01\x65"   # DecodeRequest{ids: [101]}
+        with pytest.raises(grpc.RpcError) as refused:
+            decode(request, metadata=(("model", MINILM),))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert decode(request, metadata=(("model", MINILM), ("authorization", f"Bearer {INFERENCE}"))) == b"\x0a\x05[CLS]"
 
 
 def test_unknown_v1_route_answers_in_openai_shape(server):

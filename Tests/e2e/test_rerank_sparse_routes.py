@@ -312,6 +312,9 @@ def test_huggingface_hub_client_against_the_tei_routes(prompted, references):
     assert got.shape == (1, 384) and relative(got[0], want) <= 1e-4
     scores = client.sentence_similarity(text, other_sentences=["pain in the chest", "invoice paid"], model=f"{prompted.base}/similarity")
     assert len(scores) == 2 and scores[0] > scores[1]
+    # The server's own address: TEI's POST / answers as the one model's task (here /embed).
+    plain = client.feature_extraction(text, model=prompted.base)
+    assert plain.shape == (1, 384) and relative(plain[0], ok(post(prompted, "/embed", {"inputs": text}))[0]) <= 1e-6
 
 
 def test_decode_and_info(server):
