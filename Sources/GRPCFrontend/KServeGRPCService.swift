@@ -324,11 +324,8 @@ final class SequenceLanes: Sendable {
     }
 }
 
-/// The W3C trace context of the call being served (`traceparent`,
-/// `tracestate` metadata), for the requests it carries.
-enum IncomingTraceContext {
-    @TaskLocal static var headers: [String: String] = [:]
-
+extension IncomingTraceContext {
+    /// The call's `traceparent` and `tracestate` metadata.
     static func headers(_ context: GRPCCallContext) -> [String: String] {
         var headers: [String: String] = [:]
         for entry in context.metadata where InferenceCall.traceHeaderNames.contains(entry.name) {

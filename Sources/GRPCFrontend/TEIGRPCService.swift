@@ -105,16 +105,18 @@ extension KServeGRPCService {
             let permit = try mapped { try access.limiter.admit(principal) }
             defer { permit.release() }
             do {
-                var messages: [Tei_V1_RerankStreamRequest] = []
-                for try await bytes in requests { messages.append(try decode(Tei_V1_RerankStreamRequest.self, bytes)) }
-                guard let first = messages.first else { throw TextTaskError.empty("`texts` cannot be empty") }
-                guard messages.allSatisfy({ $0.query == first.query }) else {
-                    throw TextTaskError.validation("every message of a rerank stream must carry the same query")
+                try await IncomingTraceContext.$headers.withValue(IncomingTraceContext.headers(context)) {
+                    var messages: [Tei_V1_RerankStreamRequest] = []
+                    for try await bytes in requests { messages.append(try decode(Tei_V1_RerankStreamRequest.self, bytes)) }
+                    guard let first = messages.first else { throw TextTaskError.empty("`texts` cannot be empty") }
+                    guard messages.allSatisfy({ $0.query == first.query }) else {
+                        throw TextTaskError.validation("every message of a rerank stream must carry the same query")
+                    }
+                    let response = try await Self.rerank(tasks, model: model(context), query: first.query, texts: messages.map(\.text),
+                                                         raw: first.rawScores, returnText: first.returnText,
+                                                         options: Self.options(truncate: first.truncate, direction: first.truncationDirection, prompt: nil))
+                    try await responses.write(try response.serializedBytes())
                 }
-                let response = try await Self.rerank(tasks, model: model(context), query: first.query, texts: messages.map(\.text),
-                                                     raw: first.rawScores, returnText: first.returnText,
-                                                     options: Self.options(truncate: first.truncate, direction: first.truncationDirection, prompt: nil))
-                try await responses.write(try response.serializedBytes())
             } catch {
                 throw GRPCStatus(error)
             }
@@ -180,7 +182,9 @@ extension KServeGRPCService {
                         let permit = try mapped { try access.limiter.admit(principal) }
                         continuation.yield(Task {
                             defer { permit.release() }
-                            return try await body(request, context).serializedBytes()
+                            return try await IncomingTraceContext.$headers.withValue(IncomingTraceContext.headers(context)) {
+                                try await body(request, context).serializedBytes()
+                            }
                         })
                     }
                     continuation.finish()

@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdCore
+import InferenceCore
 import NIOCore
 import Synchronization
 
@@ -88,10 +89,13 @@ public struct KServeRequestContext: RequestContext {
 }
 
 extension Router where Context == KServeRequestContext {
-    /// A POST route that runs inference: its work stops when its client goes.
+    /// A POST route that runs inference: its work stops when its client goes,
+    /// and the requests it makes carry the client's trace context.
     func postCancellable(_ path: RouterPath, use handler: @escaping @Sendable (Request, Context) async throws -> Response) {
         post(path) { request, context in
-            try await context.cancellingOnDisconnect { try await handler(request, context) }
+            try await IncomingTraceContext.$headers.withValue(KServeHTTPServer.traceHeaders(request)) {
+                try await context.cancellingOnDisconnect { try await handler(request, context) }
+            }
         }
     }
 }

@@ -144,14 +144,21 @@ public struct KServeHTTPServer: Sendable {
                                            limit: configuration.maxRequestBytes)
     }
 
+    /// The request's `traceparent` and `tracestate` headers.
+    static func traceHeaders(_ request: Request) -> [String: String] {
+        var headers: [String: String] = [:]
+        for field in InferenceCall.traceHeaderNames {
+            if let value = request.headers[HTTPField.Name(field)!] { headers[field] = value }
+        }
+        return headers
+    }
+
     private func infer(_ request: Request, context: KServeRequestContext) async throws -> Response {
         let (name, version) = try Self.target(context)
         let headerLength = try Self.inferenceHeaderLength(request.headers)
         let body = Array(try await body(request).readableBytesView)
         var call = InferenceCall(modelName: name, modelVersion: version, protocolName: "http", requestBytes: body.count)
-        for field in InferenceCall.traceHeaderNames {
-            if let value = request.headers[HTTPField.Name(field)!] { call.traceHeaders[field] = value }
-        }
+        call.traceHeaders = Self.traceHeaders(request)
         let (response, encoding) = try await server.infer(call) { spec in
             let decoded = try InferRequestDecoder.decode(
                 body: body, headerLength: headerLength, modelName: name, modelVersion: spec.version, spec: spec)

@@ -66,6 +66,13 @@ public struct InferenceCall: Sendable {
     }
 }
 
+/// The W3C trace context (`traceparent`, `tracestate`) of the call being
+/// served, bound by the frontend for the length of the call, for code that
+/// builds its `InferenceCall`s away from the wire (the text APIs' requests).
+public enum IncomingTraceContext {
+    @TaskLocal public static var headers: [String: String] = [:]
+}
+
 /// Server metadata: the name clients check (`triton` by default), the
 /// product's version, and the protocol extensions implemented.
 public struct ServerIdentity: Sendable, Hashable {

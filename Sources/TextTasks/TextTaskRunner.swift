@@ -107,8 +107,11 @@ public struct TextTaskRunner: Sendable {
                      bytes: Int) async throws -> (responses: [InferenceResponse], tokens: Int) {
         let maxTokens = view.runner.tokenizer?.maxTokens
         let requests = try model.requests(for: inputs, options: options, output: output, maxTokens: maxTokens)
-        let call = InferenceCall(modelName: view.spec.name, modelVersion: String(view.spec.version), protocolName: protocolName,
-                                 requestBytes: bytes)
+        var traced = InferenceCall(modelName: view.spec.name, modelVersion: String(view.spec.version), protocolName: protocolName,
+                                   requestBytes: bytes)
+        // The client's trace context, as the frontend bound it for this call.
+        traced.traceHeaders = IncomingTraceContext.headers
+        let call = traced
         let server = self.server
         let responses = try await withThrowingTaskGroup(of: (Int, InferenceResponse).self) { group in
             for (index, request) in requests.enumerated() {
