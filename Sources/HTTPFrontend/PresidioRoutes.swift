@@ -25,7 +25,7 @@ extension KServeHTTPServer {
         }
         router.get("/anonymizers") { _, _ in try json(DeidentificationParameters.anonymizers) }
         router.get("/deanonymizers") { _, _ in try json(DeidentificationParameters.deanonymizers) }
-        router.post("/analyze") { request, _ in
+        router.postCancellable("/analyze") { request, _ in
             let body = try await body(request)
             let fields = try JSONValue.object(from: body, what: "analyze request")
             let texts: [String]
@@ -74,7 +74,7 @@ extension KServeHTTPServer {
             }
             return batch ? try PresidioBodies.analyzerJSON(answers) : try PresidioBodies.analyzerJSON(answers[0])
         }
-        router.post("/anonymize") { request, _ in
+        router.postCancellable("/anonymize") { request, _ in
             let body = try await body(request)
             let fields = try PresidioBodies.fields(body)
             guard let results = fields["analyzer_results"], case .array(let list) = results else {
@@ -97,7 +97,7 @@ extension KServeHTTPServer {
             auditPHI("anonymize", spans: result.spans, request: request)
             return try json(PresidioBodies.EngineResult(text: result.text, items: PresidioBodies.Item.list(result.spans, in: result.text)))
         }
-        router.post("/deanonymize") { request, _ in
+        router.postCancellable("/deanonymize") { request, _ in
             let body = try await body(request)
             let fields = try PresidioBodies.fields(body)
             let text: String = if case .string(let value)? = fields["text"] { value } else { "" }
@@ -143,8 +143,9 @@ extension KServeHTTPServer {
     /// One text through the de-identifier model; its output text and spans.
     private func deidentify(model: String, text: String, parameters: [String: ParameterValue], bytes: Int,
                             reidentify: Bool = false) async throws -> (text: String, spans: [PresidioBodies.Span]) {
-        let call = InferenceCall(modelName: model, modelVersion: "", protocolName: "http", requestBytes: bytes,
+        var call = InferenceCall(modelName: model, modelVersion: "", protocolName: "http", requestBytes: bytes,
                                  grantsReidentification: reidentify)
+        call.traceHeaders = IncomingTraceContext.headers
         let response = try await server.infer(call) { spec in
             let shape = spec.maxBatchSize > 0 ? [1, 1] : [1]
             return (InferenceRequest(modelName: model, inputs: [Tensor(name: DeidentificationParameters.textInput, shape: shape, elements: [Array(text.utf8)])],

@@ -20,28 +20,32 @@ public struct TextTaskRunner: Sendable {
     /// served with the first of `tasks` that any model serves (TEI's requests
     /// name no model; /predict prefers a classifier to a re-ranker).
     public func model(named name: String?, tasks: [TextModel.Task]) throws -> (ModelView, TextModel) {
-        let served = Set(readyViews().compactMap { $0.spec.parameters["task"] })
-        let preferred = name == nil ? tasks.first { served.contains($0.rawValue) } : nil
-        let view = try self.view(named: name) { task in preferred.map { $0.rawValue == task } ?? tasks.map(\.rawValue).contains(task ?? "") }
+        let view: ModelView
+        if let name {
+            view = try server.model(name, version: "")
+        } else {
+            let ready = readyViews()
+            let served = Set(ready.compactMap { $0.spec.parameters["task"] })
+            let preferred = (tasks.first { served.contains($0.rawValue) } ?? tasks[0]).rawValue
+            view = try only(ready.filter { $0.spec.parameters["task"] == preferred })
+        }
         return (view, try TextModel(spec: view.spec, accepting: tasks))
-    }
-
-    private func readyViews() -> [ModelView] {
-        Set(server.repositoryIndex(readyOnly: true).map(\.name)).sorted().compactMap { try? server.model($0, version: "") }
     }
 
     /// A ready model with a tokenizer: the one named, else the only one with any task.
     public func tokenizingModel(named name: String?) throws -> (ModelView, any TextTokenizer) {
-        let view = try self.view(named: name) { $0 != nil }
+        let view = try name.map { try server.model($0, version: "") } ?? only(readyViews().filter { $0.spec.parameters["task"] != nil })
         guard let tokenizer = view.runner.tokenizer else {
             throw TextTaskError(kind: .tokenizer, message: "model '\(view.spec.name)' has no tokenizer: it takes token ids")
         }
         return (view, tokenizer)
     }
 
-    private func view(named name: String?, matches: (String?) -> Bool) throws -> ModelView {
-        if let name { return try server.model(name, version: "") }
-        let candidates = readyViews().filter { matches($0.spec.parameters["task"]) }
+    private func readyViews() -> [ModelView] {
+        Set(server.repositoryIndex(readyOnly: true).map(\.name)).sorted().compactMap { try? server.model($0, version: "") }
+    }
+
+    private func only(_ candidates: [ModelView]) throws -> ModelView {
         guard candidates.count == 1, let view = candidates.first else {
             throw TextTaskError.validation(candidates.isEmpty
                 ? "no ready model for this route is served (config.pbtxt parameters { key: \"task\" … })"

@@ -137,8 +137,9 @@ def test_an_ensemble_and_redaction_show_as_children_and_events(tmp_path, receive
 
 
 def test_the_text_apis_carry_the_clients_trace(tmp_path, receiver):
-    """OpenAI's /v1/embeddings and TEI's gRPC Embed: the request span is a
-    child of the traceparent the client sent; no text is exported."""
+    """OpenAI's /v1/embeddings, Presidio's /analyze and TEI's gRPC Embed: the
+    request span is a child of the traceparent the client sent; no text is
+    exported."""
     import grpc
     server = RunningServer(MODEL_REPOSITORY, [
         "--trace-config", "mode=opentelemetry", "--trace-config", "level=TIMESTAMPS", "--trace-config", "rate=1",
@@ -147,6 +148,9 @@ def test_the_text_apis_carry_the_clients_trace(tmp_path, receiver):
         response = requests.post(f"{server.base}/v1/embeddings", json={"model": "minilm_embeddings", "input": CANARY}, timeout=30,
                                  headers={"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01"})
         assert response.status_code == 200, response.text
+        analyzed = requests.post(f"{server.base}/analyze", json={"text": CANARY, "language": "en"}, timeout=30,
+                                 headers={"traceparent": f"00-{'5' * 32}-{'6' * 16}-01"})
+        assert analyzed.status_code == 200, analyzed.text
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             embed = channel.unary_unary("/tei.v1.Embed/Embed", request_serializer=bytes, response_deserializer=bytes)
             text = CANARY.encode()
@@ -157,6 +161,8 @@ def test_the_text_apis_carry_the_clients_trace(tmp_path, receiver):
     spans = [span for _, span in receiver.spans if span.name == "InferRequest"]
     parents = {(s.trace_id.hex(), s.parent_span_id.hex()) for s in spans if attributes(s)["triton.model_name"] == "minilm_embeddings"}
     assert (TRACE_ID, PARENT_SPAN) in parents and ("3" * 32, "4" * 16) in parents, parents
+    presidio = {(s.trace_id.hex(), s.parent_span_id.hex()) for s in spans if attributes(s)["triton.model_name"] == "phi_deidentifier"}
+    assert ("5" * 32, "6" * 16) in presidio, presidio
     for body in receiver.bodies:
         for needle in (CANARY, "Featherstonehaugh"):
             assert needle.encode() not in body
