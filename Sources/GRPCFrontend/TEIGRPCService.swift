@@ -28,13 +28,7 @@ extension KServeGRPCService {
             var options = Self.options(truncate: request.truncate, direction: request.truncationDirection,
                                        prompt: request.hasPromptName ? request.promptName : nil)
             options.normalize = request.hasNormalize ? request.normalize : true
-            let width = text.output.dims.last ?? 0
-            let dimensions = request.hasDimensions && Int(request.dimensions) != width ? Int(request.dimensions) : nil
-            if let dimensions {
-                guard text.spec.parameters["allow_dimensions"] == "true", dimensions > 0, dimensions < width else {
-                    throw TextTaskError.validation("model '\(text.spec.name)' does not support dimensions \(dimensions) (its width is \(width))")
-                }
-            }
+            let dimensions = try text.dimensions(request.hasDimensions ? Int(request.dimensions) : nil)
             let (rows, tokens) = try await tasks.embeddings(text, view: view, inputs: try Self.texts(request.inputs), options: options,
                                                             dimensions: dimensions, requestBytes: request.inputs.utf8.count)
             return .with {
@@ -124,13 +118,7 @@ extension KServeGRPCService {
 
         let tokenize: @Sendable (Tei_V1_EncodeRequest, GRPCCallContext) async throws -> Tei_V1_EncodeResponse = { request, context in
             let (_, tokenizer) = try tasks.tokenizingModel(named: model(context))
-            var prompt = ""
-            if request.hasPromptName {
-                guard let text = tokenizer.prompts[request.promptName] else {
-                    throw TextTaskError.validation("`prompt_name` is set to `\(request.promptName)` but it was not found in the Sentence Transformers prompts")
-                }
-                prompt = text
-            }
+            let prompt = request.hasPromptName ? try tokenizer.prompt(named: request.promptName) : ""
             return .with {
                 $0.tokens = tokenizer.tokens(prompt + request.inputs, addSpecialTokens: request.addSpecialTokens).map { token in
                     .with {

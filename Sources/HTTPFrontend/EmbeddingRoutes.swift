@@ -28,7 +28,7 @@ extension KServeHTTPServer {
             let inputs = try TextFields.inputs(fields["input"], field: "input")
             try inputs.requireNonEmpty(field: "input")
             let (view, model) = try textTasks.model(named: name, tasks: [.embedding])
-            let dimensions = try TextFields.dimensions(fields["dimensions"], model: model, width: model.output.dims.last ?? 0)
+            let dimensions = try TextFields.dimensions(fields["dimensions"], model: model)
             // OpenAI never truncates: a text too long is refused.
             let (vectors, tokens) = try await textTasks.embeddings(model, view: view, inputs: inputs, options: TextOptions(truncate: false),
                                                                    dimensions: dimensions, requestBytes: body.readableBytes)
@@ -103,7 +103,7 @@ extension KServeHTTPServer {
             }
             let special = try TextFields.bool(fields["add_special_tokens"], field: "add_special_tokens") ?? true
             let (_, tokenizer) = try textTasks.tokenizingModel(named: try TextFields.model(fields["model"]))
-            let prompt = try Self.prompt(try TextFields.string(fields["prompt_name"], field: "prompt_name"), tokenizer: tokenizer)
+            let prompt = try TextFields.string(fields["prompt_name"], field: "prompt_name").map { try tokenizer.prompt(named: $0) } ?? ""
             return try json(texts.map { text in
                 tokenizer.tokens(prompt + text, addSpecialTokens: special).map(TEIBodies.Token.init)
             })
@@ -144,7 +144,7 @@ extension KServeHTTPServer {
         let inputs = try TextFields.inputs(fields["inputs"], field: "inputs")
         try inputs.requireNonEmpty(field: "inputs")
         let (view, model) = try textTasks.model(named: try TextFields.model(fields["model"]), tasks: [.embedding])
-        let dimensions = try TextFields.dimensions(fields["dimensions"], model: model, width: model.output.dims.last ?? 0)
+        let dimensions = try TextFields.dimensions(fields["dimensions"], model: model)
         let (vectors, _) = try await textTasks.embeddings(model, view: view, inputs: inputs, options: try TextFields.options(fields),
                                                           dimensions: dimensions, requestBytes: bytes)
         return try json(vectors)
@@ -183,8 +183,8 @@ extension KServeHTTPServer {
             let (vectors, count) = try await textTasks.embeddings(model, view: view, inputs: inputs, options: options, requestBytes: body.readableBytes)
             (data, tokens) = (vectors.enumerated().map { VLLMBodies.PoolingData(index: $0.offset, data: .vector($0.element, format)) }, count)
         case "classify", "encode", "embed":
-            let raw = model.task == .classification || model.task == .rerank
-            let (rows, count) = raw
+            let classifies = model.task == .classification || model.task == .rerank
+            let (rows, count) = classifies
                 ? try await textTasks.scores(model, view: view, inputs: inputs, options: options, raw: false, requestBytes: body.readableBytes)
                 : try await textTasks.pooled(model, view: view, inputs: inputs, options: options, requestBytes: body.readableBytes)
             (data, tokens) = (rows.enumerated().map { VLLMBodies.PoolingData(index: $0.offset, data: .vector($0.element, format)) }, count)
@@ -202,17 +202,5 @@ extension KServeHTTPServer {
             throw TextTaskError.validation("'encoding_format' must be 'float' or 'base64', got '\(value)'", param: "encoding_format")
         }
         return format
-    }
-
-    /// The text a prompt name stands for (TEI's /tokenize shows the prompt's tokens too).
-    static func prompt(_ name: String?, tokenizer: any TextTokenizer) throws -> String {
-        guard let name else { return "" }
-        guard let text = tokenizer.prompts[name] else {
-            throw TextTaskError.validation(tokenizer.prompts.isEmpty
-                ? "`prompt_name` is set to `\(name)` but no prompts were found in the Sentence Transformers configuration"
-                : "`prompt_name` is set to `\(name)` but it was not found in the Sentence Transformers prompts. Available prompts: [\(tokenizer.prompts.keys.sorted().joined(separator: ", "))]",
-                param: "prompt_name")
-        }
-        return text
     }
 }

@@ -146,24 +146,12 @@ enum TextFields {
         try string(value, field: "model")
     }
 
-    /// OpenAI's and TEI's `dimensions`: the model's width, or fewer where its
-    /// config allows truncated (Matryoshka) embeddings.
-    static func dimensions(_ value: JSONValue?, model: TextModel, width: Int) throws -> Int? {
-        let requested: Int
+    /// OpenAI's and TEI's `dimensions` (a positive integer), as the model allows it.
+    static func dimensions(_ value: JSONValue?, model: TextModel) throws -> Int? {
         switch value {
         case nil, .null?: return nil
-        case .int(let n)? where n > 0: requested = Int(n)
+        case .int(let n)? where n > 0: return try model.dimensions(Int(n))
         default: throw TextTaskError.validation("'dimensions' must be a positive integer", param: "dimensions")
         }
-        if requested == width { return nil }
-        guard model.spec.parameters["allow_dimensions"] == "true" else {
-            throw TextTaskError.validation(
-                "model '\(model.spec.name)' does not support 'dimensions' other than its \(width) (its config sets no allow_dimensions parameter)",
-                param: "dimensions")
-        }
-        guard requested < width else {
-            throw TextTaskError.validation("'dimensions' \(requested) is more than the model's \(width)", param: "dimensions")
-        }
-        return requested
     }
 }

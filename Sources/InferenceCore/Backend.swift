@@ -115,6 +115,25 @@ public protocol TextTokenizer: Sendable {
     var prompts: [String: String] { get }
 }
 
+extension TextTokenizer {
+    /// The text of the prompt `name` names.
+    public func prompt(named name: String) throws -> String { try SentencePrompts.text(named: name, in: prompts) }
+}
+
+/// sentence-transformers' prompts (`config_sentence_transformers.json`).
+public enum SentencePrompts {
+    /// The prompt `name` names; an unknown name is refused, listing the names
+    /// there are, in TEI's words.
+    public static func text(named name: String, in prompts: [String: String]) throws -> String {
+        guard let text = prompts[name] else {
+            throw InferenceError.invalidArgument(prompts.isEmpty
+                ? "`prompt_name` is set to `\(name)` but no prompts were found in the Sentence Transformers configuration"
+                : "`prompt_name` is set to `\(name)` but it was not found in the Sentence Transformers prompts. Available prompts: [\(prompts.keys.sorted().joined(separator: ", "))]")
+        }
+        return text
+    }
+}
+
 /// A tensor as a model file declares it; -1 marks a dynamic dimension.
 public struct ModelFileTensor: Sendable, Hashable {
     public var name: String

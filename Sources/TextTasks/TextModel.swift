@@ -205,6 +205,24 @@ public struct TextModel: Sendable {
         }
     }
 
+    /// OpenAI's and TEI's `dimensions`: nil for the output's own width, fewer
+    /// where the config allows truncated (Matryoshka) embeddings.
+    public func dimensions(_ requested: Int?) throws -> Int? {
+        guard let requested else { return nil }
+        let width = output.dims.last ?? 0
+        guard requested > 0 else { throw TextTaskError.validation("'dimensions' must be a positive integer", param: "dimensions") }
+        if requested == width { return nil }
+        guard spec.parameters["allow_dimensions"] == "true" else {
+            throw TextTaskError.validation(
+                "model '\(spec.name)' does not support 'dimensions' other than its \(width) (its config sets no allow_dimensions parameter)",
+                param: "dimensions")
+        }
+        guard requested < width else {
+            throw TextTaskError.validation("'dimensions' \(requested) is more than the model's \(width)", param: "dimensions")
+        }
+        return requested
+    }
+
     /// The label of each logit: the output's label file, else LABEL_i.
     public func label(_ index: Int) -> String {
         index < output.labels.count ? output.labels[index] : "LABEL_\(index)"

@@ -229,8 +229,9 @@ struct EncoderTextTokenizer: TextTokenizer {
         tokenizer.tokens(text, addSpecialTokens: addSpecialTokens)
     }
     func decode(_ ids: [Int64], skipSpecialTokens: Bool) throws -> String {
-        if let bad = ids.first(where: { $0 < 0 || $0 >= tokenizer.idCount }) {
-            throw InferenceError.invalidArgument("token id \(bad) is outside the vocabulary of \(tokenizer.idCount)")
+        // The message names the position, never the id: ids can spell out the text.
+        if let bad = ids.firstIndex(where: { $0 < 0 || $0 >= tokenizer.idCount }) {
+            throw InferenceError.invalidArgument("token id at position \(bad) is outside the vocabulary of \(tokenizer.idCount)")
         }
         return tokenizer.decode(ids.map { Int32($0) }, skipSpecialTokens: skipSpecialTokens)
     }
@@ -274,13 +275,7 @@ struct SentenceTransformersConfig: Sendable, Equatable {
             name = value
         default: throw InferenceError.invalidArgument("parameter 'prompt_name' must be a string")
         }
-        guard let name else { return nil }
-        guard let text = prompts[name] else {
-            throw InferenceError.invalidArgument(prompts.isEmpty
-                ? "`prompt_name` is set to `\(name)` but no prompts were found in the Sentence Transformers configuration"
-                : "`prompt_name` is set to `\(name)` but it was not found in the Sentence Transformers prompts. Available prompts: [\(prompts.keys.sorted().joined(separator: ", "))]")
-        }
-        return text
+        return try name.map { try SentencePrompts.text(named: $0, in: prompts) }
     }
 }
 

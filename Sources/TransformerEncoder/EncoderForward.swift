@@ -451,19 +451,11 @@ public final class EncoderForward: @unchecked Sendable {
                 try CPUMatmul.linear(hidden.typed(Float.self), rows: tokens, inFeatures: h, weight: w.baseAddress!, outFeatures: h, output: o.baseAddress!)
             }
         }
-        let epsilon = config.layerNormEpsilon
-        for t in 0..<tokens {
-            var mean: Float = 0, variance: Float = 0
-            for i in 0..<h {
-                let x = transformed[t * h + i] + head.transformBias[i]
-                let g = 0.5 * x * (1 + erff(x / Float(2).squareRoot()))
-                transformed[t * h + i] = g
-                mean += g
-            }
-            mean /= Float(h)
-            for i in 0..<h { let d = transformed[t * h + i] - mean; variance += d * d }
-            let inverse = 1 / (variance / Float(h) + epsilon).squareRoot()
-            for i in 0..<h { transformed[t * h + i] = (transformed[t * h + i] - mean) * inverse * head.normScale[i] + head.normBias[i] }
+        // Bias + GELU, then the LayerNorm, with the encoder's own row kernels.
+        for t in 0..<tokens { for i in 0..<h { transformed[t * h + i] = ek_gelu(transformed[t * h + i] + head.transformBias[i]) } }
+        transformed.withUnsafeMutableBufferPointer { rows in
+            ek_residual_layernorm(rows.baseAddress!, nil, nil, nil, nil, nil, nil, nil, tokens, h, head.normScale, head.normBias,
+                                  config.layerNormEpsilon, nil, nil, nil)
         }
         // Sequence by sequence, so the (tokens, vocabulary) logits never exist whole.
         var out = [Float](repeating: 0, count: batch.count * v)

@@ -66,7 +66,7 @@ public struct WordPieceTokenizer: Sendable {
 
     /// [CLS] text [SEP], losing word pieces from the `direction` end to fit
     /// `maxLength` tokens in all.
-    public func encode(_ text: String, maxLength: Int, direction: TruncationDirection) -> [Int32] {
+    public func encode(_ text: String, maxLength: Int, direction: TruncationDirection = .right) -> [Int32] {
         let room = max(maxLength - 2, 0)
         let ids = pieces(text, limit: direction == .right ? room : Int.max)
         return [classifierID] + Self.truncated(ids, to: room, from: direction) + [separatorID]
@@ -124,11 +124,6 @@ public struct WordPieceTokenizer: Sendable {
 
     /// The vocabulary's size as ids go (the largest id + 1).
     public var idCount: Int { tokensByID.count }
-
-    /// Token ids with [CLS] and [SEP], truncated to `maxLength` tokens in all.
-    public func encode(_ text: String, maxLength: Int) -> [Int32] {
-        encode(text, maxLength: maxLength, direction: .right)
-    }
 
     // MARK: Normalizer
 

@@ -89,6 +89,18 @@ let rerankSpec = ModelSpec(
         #expect(try TextModel(spec: rerankSpec, accepting: [.classification, .rerank]).task == .rerank)
     }
 
+    @Test func dimensionsAreTheWidthOrFewerWhereTheConfigAllows() throws {
+        let model = try TextModel(spec: embeddingSpec, accepting: [.embedding])
+        #expect(try model.dimensions(nil) == nil && model.dimensions(3) == nil)
+        #expect(throws: TextTaskError.self) { try model.dimensions(2) }   // no allow_dimensions
+        var spec = embeddingSpec
+        spec.parameters["allow_dimensions"] = "true"
+        let allowing = try TextModel(spec: spec, accepting: [.embedding])
+        #expect(try allowing.dimensions(2) == 2)
+        #expect(throws: TextTaskError.self) { try allowing.dimensions(4) }
+        #expect(throws: TextTaskError.self) { try allowing.dimensions(0) }
+    }
+
     @Test func splitsOutputRowsAndTrimsTokenStatesAtEachRowsEnd() throws {
         let model = try TextModel(spec: embeddingSpec, accepting: [.embedding])
         let pooled = InferenceResponse(id: "", modelName: "minilm", modelVersion: 1,

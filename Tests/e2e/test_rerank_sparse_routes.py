@@ -325,6 +325,7 @@ def test_decode_and_info(server):
                        tokenizer().decode(encoding.ids[:5], skip_special_tokens=skip)]
     bad = post(server, "/decode", {"ids": [101, 999999], "model": MINILM})
     assert bad.status_code == 422 and bad.json()["error_type"] == "Tokenizer", bad.text
+    assert "999999" not in bad.json()["error"] and "position 1" in bad.json()["error"]
     info = requests.get(f"{server.base}/info", params={"model": RERANKER}, timeout=30).json()
     assert info["model_id"] == RERANKER and info["model_type"] == {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}}
     assert info["max_input_length"] == 512 and info["model_dtype"] == "float32"
