@@ -3,8 +3,14 @@
 /// keep within `max_batch_size` or `max_batch_tokens`.
 public struct Batch: Sendable {
     public var items: [ValidatedRequest]
+    /// Where an instance that yields (`yieldsToUrgentWork`) pauses between
+    /// steps while a more urgent batch runs; nil for the urgent batch itself.
+    public var urgentWork: UrgentWorkGate?
 
-    public init(items: [ValidatedRequest]) { self.items = items }
+    public init(items: [ValidatedRequest], urgentWork: UrgentWorkGate? = nil) {
+        self.items = items
+        self.urgentWork = urgentWork
+    }
 
     /// Rows across all items, the batch size Triton's statistics report.
     public var batchSize: Int { items.reduce(0) { $0 + $1.batchSize } }
@@ -23,10 +29,16 @@ public protocol ModelInstance: AnyObject, Sendable {
     /// What the instance resolved at load that an operator should see in the
     /// model's config `parameters` (say, the precision and instruction set in effect).
     var reportedParameters: [String: String] { get }
+    /// Whether `execute` calls `batch.urgentWork?.yield()` between its steps,
+    /// so that a batch of a higher priority level can overtake it on an urgent
+    /// lane (`UrgentWorkGate`). Instances that do not yield get no lane: an
+    /// urgent batch beside them would share the cores rather than take them.
+    var yieldsToUrgentWork: Bool { get }
 }
 
 extension ModelInstance {
     public var reportedParameters: [String: String] { [:] }
+    public var yieldsToUrgentWork: Bool { false }
 
     public func executeEach(_ batch: Batch) throws -> [Result<[Tensor], any Error>] {
         try execute(batch).map { .success($0) }

@@ -118,10 +118,16 @@ public struct DynamicBatchingSpec: Sendable, Hashable {
     /// Beyond Triton (model parameter `adaptive_queue_delay`): wait for the
     /// delay only while the recent arrival rate predicts another request in time.
     public var adaptiveQueueDelay: Bool
+    /// Beyond Triton (model parameter `priority_preemption`, default true):
+    /// with several priority levels and a backend whose instances yield, a
+    /// batch more urgent than every batch computing runs at once on an urgent
+    /// lane while those pause (`UrgentWorkGate`).
+    public var priorityPreemption: Bool
 
     public init(preferredBatchSizes: [Int], maxQueueDelay: Duration, preserveOrdering: Bool = false,
                 priorityLevels: Int = 1, defaultPriorityLevel: Int = 1, defaultQueuePolicy: QueuePolicy = QueuePolicy(),
-                priorityQueuePolicies: [Int: QueuePolicy] = [:], maxBatchTokens: Int? = nil, adaptiveQueueDelay: Bool = false) {
+                priorityQueuePolicies: [Int: QueuePolicy] = [:], maxBatchTokens: Int? = nil, adaptiveQueueDelay: Bool = false,
+                priorityPreemption: Bool = true) {
         self.preferredBatchSizes = preferredBatchSizes
         self.maxQueueDelay = maxQueueDelay
         self.preserveOrdering = preserveOrdering
@@ -131,6 +137,7 @@ public struct DynamicBatchingSpec: Sendable, Hashable {
         self.priorityQueuePolicies = priorityQueuePolicies
         self.maxBatchTokens = maxBatchTokens
         self.adaptiveQueueDelay = adaptiveQueueDelay
+        self.priorityPreemption = priorityPreemption
     }
 
     public func queuePolicy(level: Int) -> QueuePolicy {

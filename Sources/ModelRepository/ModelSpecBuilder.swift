@@ -62,12 +62,12 @@ enum ModelSpecBuilder {
             }
             maxBatchTokens = tokens
         }
-        var adaptive = false
-        if let text = parameters["adaptive_queue_delay"]?.stringValue {
+        func flag(_ name: String, default value: Bool) throws -> Bool {
+            guard let text = parameters[name]?.stringValue else { return value }
             guard let flag = Bool(text.lowercased()) else {
-                throw InferenceError.invalidArgument("model '\(model)': parameters.adaptive_queue_delay must be true or false, got '\(text)'")
+                throw InferenceError.invalidArgument("model '\(model)': parameters.\(name) must be true or false, got '\(text)'")
             }
-            adaptive = flag
+            return flag
         }
         let levels = max(Int(clamping: settings.priorityLevels), 1)
         return DynamicBatchingSpec(
@@ -79,7 +79,8 @@ enum ModelSpecBuilder {
             defaultQueuePolicy: policy(settings.defaultQueuePolicy),
             priorityQueuePolicies: Dictionary(uniqueKeysWithValues: settings.priorityQueuePolicy.map { (Int(clamping: $0.key), policy($0.value)) }),
             maxBatchTokens: maxBatchTokens,
-            adaptiveQueueDelay: adaptive)
+            adaptiveQueueDelay: try flag("adaptive_queue_delay", default: false),
+            priorityPreemption: try flag("priority_preemption", default: true))
     }
 
     private static func labels(_ fileName: String, modelPath: String, model: String) throws -> [String] {

@@ -32,6 +32,14 @@ public actor ModelScheduler: InferenceRunner {
     private let instances: [any ModelInstance]
     private let executors: [InstanceExecutor]
     private var freeInstances: [Int]
+    /// The most urgent level in each computing instance's batch, by instance:
+    /// a queued request more urgent than all of them may take the urgent lane.
+    private var computingLevels: [Int: Int] = [:]
+    /// One more instance of the model for batches more urgent than everything
+    /// computing, while the others pause (`UrgentWorkGate`); nil without
+    /// priority levels or where instances do not yield.
+    private let urgentLane: (instance: any ModelInstance, executor: InstanceExecutor, gate: UrgentWorkGate)?
+    private var urgentLaneBusy = false
     private var queue: RequestQueue<Pending>
     /// A batch formed ahead while every instance computes (at most one).
     private var readyBatch: [Entry]?
@@ -55,7 +63,11 @@ public actor ModelScheduler: InferenceRunner {
     /// `defaultMaxQueueSize` bounds every priority level whose queue policy
     /// leaves `max_queue_size` at 0 (Triton: unbounded), so memory stays bounded
     /// under overload; 0 keeps such levels unbounded.
-    public init(spec: ModelSpec, instances: [any ModelInstance], backend: (any ModelBackend)? = nil,
+    /// `urgentLane` is one more instance for batches more urgent than all that
+    /// compute (see `UrgentWorkGate`); it is used only with several priority
+    /// levels, `priority_preemption` on and instances that yield.
+    public init(spec: ModelSpec, instances: [any ModelInstance], urgentLane: (any ModelInstance)? = nil,
+                backend: (any ModelBackend)? = nil,
                 defaultMaxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
                 clock: any SchedulerClock = SystemSchedulerClock()) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
@@ -64,6 +76,13 @@ public actor ModelScheduler: InferenceRunner {
         self.backend = backend
         self.instances = instances
         self.executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
+        if let lane = urgentLane, Self.preempts(spec, instances: instances) {
+            // No admission of its own: it computes only while the instances
+            // whose resources it borrows are paused.
+            self.urgentLane = (lane, InstanceExecutor(name: "\(spec.name)-urgent"), UrgentWorkGate())
+        } else {
+            self.urgentLane = nil
+        }
         self.freeInstances = Array(instances.indices.reversed())
         self.variableLengthBatching = backend?.variableLengthBatching
         self.metrics = ModelMetrics(model: spec.name, version: spec.version)
@@ -92,13 +111,23 @@ public actor ModelScheduler: InferenceRunner {
         return policy
     }
 
-    /// Creates `spec.instanceCount` instances of `backend` and a scheduler over them.
+    /// Creates `spec.instanceCount` instances of `backend` (and the urgent
+    /// lane's, where the model preempts) and a scheduler over them.
     public static func make(spec: ModelSpec, backend: any ModelBackend, defaultMaxQueueSize: Int = 0,
                             admissions: [RateLimiter.Admission] = [],
                             clock: any SchedulerClock = SystemSchedulerClock()) throws -> ModelScheduler {
-        let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return ModelScheduler(spec: spec, instances: instances, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize,
-                              admissions: admissions, clock: clock)
+        let count = max(spec.instanceCount, 1)
+        let instances = try (0..<count).map { try backend.makeInstance(for: spec, index: $0) }
+        let lane = preempts(spec, instances: instances) ? try backend.makeInstance(for: spec, index: count) : nil
+        return ModelScheduler(spec: spec, instances: instances, urgentLane: lane, backend: backend,
+                              defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions, clock: clock)
+    }
+
+    /// Whether urgent batches overtake computing ones: several priority
+    /// levels, `priority_preemption` not turned off, and instances that yield.
+    static func preempts(_ spec: ModelSpec, instances: [any ModelInstance]) -> Bool {
+        guard let dynamic = spec.dynamicBatching, dynamic.priorityLevels > 1, dynamic.priorityPreemption else { return false }
+        return instances.allSatisfy(\.yieldsToUrgentWork)
     }
 
     /// The runner a model's config asks for: the sequence batcher for
@@ -143,8 +172,14 @@ public actor ModelScheduler: InferenceRunner {
     /// on it instead of sleeping).
     public var queuedCount: Int { queue.count + (readyBatch?.count ?? 0) }
 
-    /// Batches executing now.
+    /// Batches executing now (the urgent lane's included).
     public var executingCount: Int { inFlight }
+
+    /// Whether a batch runs on the urgent lane now (tests wait on it).
+    public var isUrgentLaneBusy: Bool { urgentLaneBusy }
+
+    /// Times a computing batch paused for the urgent lane.
+    public nonisolated var urgentPauseCount: Int { urgentLane?.gate.pauseCount ?? 0 }
 
     /// Requests taken so far, in arrival order (tests wait on it).
     public var admittedCount: UInt64 { nextSequence }
@@ -296,6 +331,7 @@ public actor ModelScheduler: InferenceRunner {
                 break dispatching
             }
         }
+        if freeInstances.isEmpty { overtake(now: now) }
         // Every instance is busy: form the next batch now if it cannot grow, so
         // it starts the moment an instance frees.
         if freeInstances.isEmpty, readyBatch == nil,
@@ -307,6 +343,32 @@ public actor ModelScheduler: InferenceRunner {
         let readyDeadline = readyBatch?.compactMap { rejectsOnTimeout($0) ? $0.deadline : nil }.min()
         if let deadline = [queue.nextDeadline, readyDeadline].compactMap({ $0 }).min() { wake(at: deadline) }
         resumeDrainWaitersIfIdle()
+    }
+
+    /// Every instance computes: requests more urgent than everything in those
+    /// batches run on the urgent lane now, alone (no less urgent request rides
+    /// along), while the computing batches pause at their next yield point.
+    private func overtake(now: ContinuousClock.Instant) {
+        guard urgentLane != nil, !urgentLaneBusy, let threshold = computingLevels.values.min(),
+              let urgent = queue.mostUrgentLevel, urgent < threshold else { return }
+        // A batch formed ahead may hold the urgent requests: they go back first.
+        if let ready = readyBatch, ready.contains(where: { $0.level < threshold }) {
+            queue.restore(ready)
+            readyBatch = nil
+        }
+        let candidates = queue.inWalkOrder.filter { $0.level < threshold }
+        switch policy.decide(candidates, now: now, arrivalsPerSecond: arrivalRate) {
+        case .dispatch(let sequences, _):
+            let entries = queue.remove(sequences)
+            guard !entries.isEmpty else { return }
+            urgentLaneBusy = true
+            inFlight += 1
+            Task { await self.executeUrgent(entries) }
+        case .wait(let until):
+            wake(at: until)
+        case .idle:
+            break
+        }
     }
 
     /// A request formed ahead is still the queue's until it runs: its REJECT
@@ -349,26 +411,47 @@ public actor ModelScheduler: InferenceRunner {
             return
         }
         inFlight += 1
+        computingLevels[index] = entries.map(\.level).min()
         Task { await self.execute(entries, on: index) }
     }
 
     private func execute(_ entries: [Entry], on index: Int) async {
-        let started = clock.now
-        let batch = Batch(items: entries.map(\.payload.request))
+        let batch = Batch(items: entries.map(\.payload.request), urgentWork: urgentLane?.gate)
         let instance = instances[index]
+        await run(entries, batch: batch, on: executors[index]) { try instance.executeEach(batch) }
+        computingLevels[index] = nil
+        freeInstances.append(index)
+        inFlight -= 1
+        pump()
+    }
+
+    private func executeUrgent(_ entries: [Entry]) async {
+        guard let lane = urgentLane else { return }
+        let batch = Batch(items: entries.map(\.payload.request))
+        await run(entries, batch: batch, on: lane.executor) {
+            // The computing instances pause from here until this returns.
+            lane.gate.begin()
+            defer { lane.gate.end() }
+            return try lane.instance.executeEach(batch)
+        }
+        urgentLaneBusy = false
+        inFlight -= 1
+        pump()
+    }
+
+    /// Computes a batch on an executor and answers its requests.
+    private func run(_ entries: [Entry], batch: Batch, on executor: InstanceExecutor,
+                     _ compute: @escaping @Sendable () throws -> [Result<[Tensor], any Error>]) async {
+        let started = clock.now
         let span = Self.batchSpan(model: spec.name, rows: batch.batchSize, linking: entries.compactMap(\.payload.traceContext))
         let result: Result<[Result<[Tensor], any Error>], any Error>
         do {
-            result = .success(try await executors[index].run { try instance.executeEach(batch) })
+            result = .success(try await executor.run(compute))
         } catch {
             result = .failure(error)
         }
         span?.end()
-        let computed = clock.now
-        finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: computed)
-        freeInstances.append(index)
-        inFlight -= 1
-        pump()
+        finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: clock.now)
     }
 
     /// One span per execution that carries traced requests, linked to each
@@ -546,6 +629,7 @@ public actor ModelScheduler: InferenceRunner {
         }
         timer?.cancel()
         for executor in executors { executor.stop() }
+        urgentLane?.executor.stop()
     }
 
     private var isIdle: Bool { queue.isEmpty && readyBatch == nil && inFlight == 0 }

@@ -375,11 +375,16 @@ final class EncoderInstance: ModelInstance, @unchecked Sendable {
         self.reportedParameters = reported
     }
 
+    /// The forward pass yields between the steps of each layer.
+    var yieldsToUrgentWork: Bool { true }
+
     func execute(_ batch: Batch) throws -> [[Tensor]] {
         if !threadsApplied {
             omp_set_num_threads(Int32(max(threads, 1)))
             threadsApplied = true
         }
+        forward.urgentWork = batch.urgentWork
+        defer { forward.urgentWork = nil }
         let (packed, rows) = try model.pack(batch)
         switch model.head {
         case .logits: return model.split(try forward.logits(packed), rowsPerItem: rows)

@@ -21,6 +21,9 @@ public final class EncoderForward: @unchecked Sendable {
     let threads: Int
     /// Set to collect a per-operation profile of every forward pass.
     public var profile: EncoderProfile?
+    /// Where this batch pauses between steps while a more urgent batch runs
+    /// on the model's urgent lane (set per batch by the instance).
+    public var urgentWork: UrgentWorkGate?
 
     private let stream: dnnl_stream_t
     private let scratchpad: AlignedBuffer
@@ -199,6 +202,12 @@ public final class EncoderForward: @unchecked Sendable {
         profile?.finishForward()
     }
 
+    /// A yield point: between steps that each take a fraction of a layer, so
+    /// an urgent batch waits at most one such step (see `UrgentWorkGate`).
+    private func yieldToUrgentWork() {
+        urgentWork?.yield()
+    }
+
     private func embed(_ batch: PackedSequences) {
         let h = config.hidden
         let out = hidden.typed(Float.self)
@@ -268,6 +277,7 @@ public final class EncoderForward: @unchecked Sendable {
             try attend(starts: starts, qkv: qkv.typed(Float.self), context: context.typed(Float.self) + rows.lowerBound * h,
                        scores: scores.typed(Float.self))
             first = last
+            yieldToUrgentWork()
         }
         // The output product's input in the compute precision.
         switch model.precision {
@@ -365,6 +375,7 @@ public final class EncoderForward: @unchecked Sendable {
                 }
             }
             start = rows.upperBound
+            yieldToUrgentWork()
         }
     }
 

@@ -112,7 +112,9 @@ def test_a_rolling_restart_behind_one_name_finishes_without_a_rerun(tmp_path):
         return RunningServer(MODEL_REPOSITORY, host=f"127.0.0.{n}", grpc_port=port,
                              log_path=tmp_path / f"pod-{n}.log").wait_live()
 
-    a, b = pod(2), pod(3)
+    # The replacements start before the job: a pod's start-up (seconds) must not
+    # decide whether the job is still running when it is published.
+    a, b, c, d = pod(2), pod(3), pod(4), pod(5)
     publish(a, b)
     rows = [{"id": f"note-{i}", "text": note(i)} for i in range(2400)]
     write_jsonl(tmp_path / "in.jsonl", rows)
@@ -124,20 +126,17 @@ def test_a_rolling_restart_behind_one_name_finishes_without_a_rerun(tmp_path):
          "--server", f"pods.test:{port}", "--lookup-secs", "2", "--give-up-secs", "60", "--progress", "off",
          "--summary-json", str(tmp_path / "summary.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    pods = [a, b]
+    pods = [a, b, c, d]
     try:
         def done():
             return len(output.read_text().splitlines()) if output.exists() else 0
 
-        for old, new_host, after in ((a, 4, 300), (b, 5, 900)):
+        for old, published, after in ((a, (b, c), 300), (b, (c, d), 900)):
             deadline = time.monotonic() + 120
             while done() < after:
                 assert time.monotonic() < deadline and job.poll() is None, job.communicate()
                 time.sleep(0.1)
-            new = pod(new_host)
-            pods.append(new)
-            survivors = [p for p in pods if p is not old and p.process.poll() is None]
-            publish(*survivors)
+            publish(*published)
             old.process.kill()
             old.process.wait()
         _, stderr = job.communicate(timeout=300)
