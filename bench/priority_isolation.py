@@ -31,7 +31,7 @@ from response_cache import cpu  # noqa: E402
 NOTE = "pt seen in clinic today for follow up of hypertension, bp improved on current dose, continue and recheck in 3 months"
 
 
-def repository(max_batch_size):
+def repository(max_batch_size, preemption=True):
     target = pathlib.Path(tempfile.mkdtemp(prefix="priority-bench-"))
     source = ROOT / "model_repository" / "distilbert_sst2"
     (target / "triage").mkdir()
@@ -42,6 +42,8 @@ def repository(max_batch_size):
     config = config.replace("max_batch_size: 32", f"max_batch_size: {max_batch_size}")
     config = config.replace("  max_queue_delay_microseconds: 2000\n",
                             "  max_queue_delay_microseconds: 2000\n  priority_levels: 2\n  default_priority_level: 2\n")
+    if not preemption:
+        config += 'parameters { key: "priority_preemption" value: { string_value: "false" } }\n'
     (target / "triage" / "config.pbtxt").write_text(config)
     return target
 
@@ -79,29 +81,35 @@ def main():
     args = parser.parse_args()
     rows = []
     for max_batch_size, bulk_rows in ((32, 8), (8, 8), (4, 4)):
-        process, http, _ = start_server(args.binary, repository(max_batch_size))
-        url = f"127.0.0.1:{http}"
-        try:
-            idle = latency_client(url, args.samples, 1)
-            rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": "alone", "p50_ms": statistics.median(idle),
-                         "p99_ms": idle[int(0.99 * (len(idle) - 1))], "bulk_rows_per_s": 0})
-            for case, priority in (("beside bulk, same level", 2), ("beside bulk, level 1", 1)):
-                stop, counter = threading.Event(), [threading.Lock(), 0]
-                workers = [threading.Thread(target=bulk_job, args=(url, stop, bulk_rows, counter)) for _ in range(4)]
-                for worker in workers:
-                    worker.start()
-                time.sleep(1.0)
-                started, before = time.monotonic(), counter[1]
-                values = latency_client(url, args.samples, priority)
-                throughput = (counter[1] - before) / (time.monotonic() - started)
-                stop.set()
-                for worker in workers:
-                    worker.join()
-                rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": case, "p50_ms": statistics.median(values),
-                             "p99_ms": values[int(0.99 * (len(values) - 1))], "bulk_rows_per_s": round(throughput)})
-        finally:
-            process.terminate()
-            process.wait(30)
+        # The same model with the urgent lane (default) and without it (priority_preemption false).
+        for preemption in (True, False):
+            process, http, _ = start_server(args.binary, repository(max_batch_size, preemption))
+            url = f"127.0.0.1:{http}"
+            suffix = "" if preemption else ", no preemption"
+            try:
+                cases = (("beside bulk, same level", 2), ("beside bulk, level 1", 1)) if preemption else (("beside bulk, level 1", 1),)
+                if preemption:
+                    idle = latency_client(url, args.samples, 1)
+                    rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": "alone", "p50_ms": statistics.median(idle),
+                                 "p99_ms": idle[int(0.99 * (len(idle) - 1))], "bulk_rows_per_s": 0})
+                for case, priority in cases:
+                    stop, counter = threading.Event(), [threading.Lock(), 0]
+                    workers = [threading.Thread(target=bulk_job, args=(url, stop, bulk_rows, counter)) for _ in range(4)]
+                    for worker in workers:
+                        worker.start()
+                    time.sleep(1.0)
+                    started, before = time.monotonic(), counter[1]
+                    values = latency_client(url, args.samples, priority)
+                    throughput = (counter[1] - before) / (time.monotonic() - started)
+                    stop.set()
+                    for worker in workers:
+                        worker.join()
+                    rows.append({"max_batch_size": max_batch_size, "bulk_rows": bulk_rows, "case": case + suffix,
+                                 "p50_ms": statistics.median(values), "p99_ms": values[int(0.99 * (len(values) - 1))],
+                                 "bulk_rows_per_s": round(throughput)})
+            finally:
+                process.terminate()
+                process.wait(30)
     name, flags = cpu()
     out = ROOT / "bench" / "results" / "priority_isolation.csv"
     with out.open("w", newline="") as f:

@@ -188,14 +188,18 @@ struct BatchServerCommand: AsyncParsableCommand {
     var deidentifierModel = "phi_deidentifier"
 
     @Option(name: .customLong("trace-config"),
-            help: ArgumentHelp("Triton's trace settings, repeatable: level=OFF|TIMESTAMPS, rate=N (every N-th request), count=N (-1: no limit), mode=triton|opentelemetry, triton,file=PATH, triton,log-frequency=N (a new PATH.<i> every N traces), opentelemetry,url=HOST:4318/v1/traces, opentelemetry,resource=KEY=VALUE, opentelemetry,bsp_schedule_delay=MS|bsp_max_queue_size=N|bsp_max_export_batch_size=N. Traces hold timestamps and names only; level TENSORS is refused.",
+            help: ArgumentHelp("Triton's trace settings, repeatable: level=OFF|TIMESTAMPS, rate=N (every N-th request), count=N (-1: no limit), mode=triton|opentelemetry, triton,file=PATH, triton,log-frequency=N (a new PATH.<i> every N traces), opentelemetry,url=HOST:4318/v1/traces, opentelemetry,resource=KEY=VALUE, opentelemetry,bsp_schedule_delay=MS|bsp_max_queue_size=N|bsp_max_export_batch_size=N. Traces hold timestamps and names only; level=TENSORS is refused unless --trace-allow-tensors is given.",
                                valueName: "[MODE,]SETTING=VALUE"))
     var traceConfig: [String] = []
+
+    @Flag(name: .customLong("trace-allow-tensors"),
+          help: "Accept trace level TENSORS (flag and trace APIs): Triton-mode trace files then hold request and response tensors, which can be patient data. Off by default.")
+    var traceAllowTensors = false
 
     /// The --trace-config flags, checked.
     func traceConfiguration() throws -> TraceConfiguration {
         let configuration: TraceConfiguration
-        do { configuration = try TraceConfiguration(flags: traceConfig) } catch let error as InferenceError {
+        do { configuration = try TraceConfiguration(flags: traceConfig, allowTensors: traceAllowTensors) } catch let error as InferenceError {
             throw ValidationError(error.message)
         }
         _ = try openTelemetryConfiguration(configuration)
@@ -373,6 +377,9 @@ struct BatchServerCommand: AsyncParsableCommand {
             models: models, phase: phase, ready: readiness.isReady, logSettings: logSettings,
             traceConfiguration: traces, openTelemetry: openTelemetry?.traces, logger: logger)
         if access.isEnabled { logger.info("bearer-token authentication on", metadata: ["health.open": "\(authOpenHealth)"]) }
+        if traceAllowTensors {
+            logger.warning("trace level TENSORS allowed: sampled requests' tensors (which can hold patient data) are written to the trace file")
+        }
 
         // ServiceGroup shuts services down in reverse order: the serving phase
         // first (readiness off at once, queues drain), then the endpoints.

@@ -18,9 +18,15 @@ public protocol RunTrace: Sendable {
     func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming)
     /// Ends and writes the trace; `version` is the model version that ran.
     func finish(version: Int64?)
+    /// Tensors at a named point (Triton's TENSOR_QUEUE_INPUT,
+    /// TENSOR_BACKEND_OUTPUT), kept only by traces at level TENSORS, which
+    /// the server refuses unless started with `--trace-allow-tensors`.
+    func recordTensors(_ activity: String, _ tensors: [Tensor])
 }
 
 extension RunTrace {
+    public func recordTensors(_ activity: String, _ tensors: [Tensor]) {}
+
     public func run<T: Sendable>(_ body: () async throws -> T) async rethrows -> T {
         try await RunTracing.$current.withValue(self) { try await body() }
     }

@@ -120,9 +120,12 @@ public final class InferencePipeline: InferenceServer {
             try PHIRedaction.checkGrant(request, call: call)
             request = try await redact(request, for: model.spec, trace: trace)
             let validated = try model.spec.validate(request)
+            // After redaction: a tensor trace holds what the model saw.
+            trace?.recordTensors("TENSOR_QUEUE_INPUT", validated.request.inputs)
             let handed = traces.clock()
             var response = try await Self.within(trace) { try await model.runner.infer(validated) }
             trace?.recordScheduling(handed: handed, returned: traces.clock(), timing: response.timing)
+            trace?.recordTensors("TENSOR_BACKEND_OUTPUT", response.outputs)
             // Every output is checked against its region before any is written.
             let writes = try outputRegions.compactMap { name, reference, region -> (Int, SharedMemoryReference, MappedRegion)? in
                 guard let index = response.outputs.firstIndex(where: { $0.name == name }) else { return nil }

@@ -26,16 +26,21 @@ public struct TraceConfiguration: Sendable, Equatable {
     public var file = ""
     public var logFrequency: UInt32 = 0
     public var openTelemetry: [String: [String]] = [:]
+    /// Ours (`--trace-allow-tensors`): level TENSORS is accepted. Off by
+    /// default, since tensor traces write request and response contents.
+    public var allowTensors = false
 
     public init() {}
 
-    public init(flags: [String]) throws {
+    public init(flags: [String], allowTensors: Bool = false) throws {
+        self.allowTensors = allowTensors
         for flag in flags { try apply(flag) }
     }
 
     /// Tensor traces would write request contents, which can hold patient
-    /// data: refused from the command line and the trace APIs alike.
-    static let tensorsRefusal = "trace level TENSORS is refused: tensor traces would write request contents, which can hold patient data (use TIMESTAMPS)"
+    /// data: refused from the command line and the trace APIs alike unless
+    /// the operator started the server with `--trace-allow-tensors`.
+    static let tensorsRefusal = "trace level TENSORS is refused: tensor traces would write request contents, which can hold patient data (use TIMESTAMPS, or start the server with --trace-allow-tensors)"
 
     mutating func apply(_ flag: String) throws {
         var parts = flag.split(separator: ",", maxSplits: 1).map(String.init)
@@ -53,12 +58,16 @@ public struct TraceConfiguration: Sendable, Equatable {
         }
         switch (section, key) {
         case ("", "level"):
+            // Repeatable, as Triton's: each level adds to the others; OFF clears them.
+            let level: String
             switch value.lowercased() {
-            case "off", "false": levels = ["OFF"]
-            case "timestamps", "true": levels = ["TIMESTAMPS"]
+            case "off", "false": levels = ["OFF"]; return
+            case "timestamps", "true": level = "TIMESTAMPS"
+            case "tensors" where allowTensors: level = "TENSORS"
             case "tensors": throw InferenceError.invalidArgument("--trace-config '\(flag)': \(Self.tensorsRefusal)")
-            default: throw InferenceError.invalidArgument("--trace-config '\(flag)': level must be OFF or TIMESTAMPS")
+            default: throw InferenceError.invalidArgument("--trace-config '\(flag)': level must be OFF, TIMESTAMPS or TENSORS")
             }
+            levels = levels.filter { $0 != "OFF" && $0 != level } + [level]
         case ("", "rate"): rate = try number(UInt32.self)
         case ("", "count"):
             count = try number(Int64.self)
@@ -98,6 +107,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
         var writers: [String: TraceFileWriter] = [:]
     }
     private let defaults: [String: [String]]
+    private let allowTensors: Bool
     private let state: Mutex<State>
     /// Names the per-model route may address (the repository's models).
     private let knownModel: @Sendable (String) -> Bool
@@ -112,6 +122,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
                 logger: Logger = Logger(label: "batch-server")) {
         self.openTelemetry = openTelemetry
         defaults = configuration.reported
+        allowTensors = configuration.allowTensors
         state = Mutex(State(global: configuration.reported))
         self.knownModel = knownModel
         self.clock = clock
@@ -139,7 +150,7 @@ public final class TraceSettingsStore: TraceSettingsControl {
         for (key, value) in changes where defaults[key] != nil {
             if key == "trace_file" { throw TritonErrors.traceFileNotSettable() }
             // updateValue keeps a nil (clear) that subscript assignment would drop.
-            checked.updateValue(try value.map { try Self.check(key, $0) }, forKey: key)
+            checked.updateValue(try value.map { try Self.check(key, $0, allowTensors: allowTensors) }, forKey: key)
         }
         state.withLock { state in
             for (key, value) in checked {
@@ -156,11 +167,11 @@ public final class TraceSettingsStore: TraceSettingsControl {
     }
 
     /// The value as stored, or Triton's error for it.
-    private static func check(_ key: String, _ value: [String]) throws -> [String] {
+    private static func check(_ key: String, _ value: [String], allowTensors: Bool) throws -> [String] {
         if key == "trace_level" {
             let levels = value.filter { ["OFF", "TIMESTAMPS", "TENSORS"].contains($0) }
             if levels.contains("OFF"), levels.count > 1 { throw TritonErrors.traceLevelOffWithOthers() }
-            if levels.contains("TENSORS") { throw InferenceError.invalidArgument(TraceConfiguration.tensorsRefusal) }
+            if levels.contains("TENSORS"), !allowTensors { throw InferenceError.invalidArgument(TraceConfiguration.tensorsRefusal) }
             return levels.isEmpty ? ["OFF"] : levels
         }
         guard value.count == 1 else { throw TritonErrors.traceSingleValue(key) }
@@ -183,11 +194,12 @@ public final class TraceSettingsStore: TraceSettingsControl {
     /// `REQUEST_START` is recorded at `started` (the pipeline's entry), or now.
     public func sample(model: String, requestID: String = "", started: UInt64? = nil,
                        headers: [String: String] = [:]) -> (any RunTrace)? {
-        enum Picked { case triton(TraceFileWriter, UInt32), openTelemetry(OpenTelemetryTraces) }
+        enum Picked { case triton(TraceFileWriter, UInt32, Set<String>), openTelemetry(OpenTelemetryTraces) }
         let picked: Picked? = state.withLock { state in
             let scope = state.models[model] != nil ? model : ""
             let settings = state.global.merging(scope.isEmpty ? [:] : state.models[model] ?? [:]) { $1 }
-            guard settings["trace_level"]?.contains("TIMESTAMPS") == true,
+            let levels = Set(settings["trace_level"] ?? []).intersection(["TIMESTAMPS", "TENSORS"])
+            guard !levels.isEmpty,
                   let rate = settings["trace_rate"]?.first.flatMap({ UInt64($0) }), rate > 0 else { return nil }
             let file = settings["trace_file"]?.first ?? ""
             let mode = settings["trace_mode"]?.first
@@ -202,19 +214,21 @@ public final class TraceSettingsStore: TraceSettingsControl {
             sampling.seen += 1
             guard sampling.seen % rate == 0 else { return nil }
             if sampling.remaining > 0 { sampling.remaining -= 1 }
-            if mode == "opentelemetry", let openTelemetry { return .openTelemetry(openTelemetry) }
+            // Spans never carry tensors: OpenTelemetry mode traces timestamps only.
+            if mode == "opentelemetry", let openTelemetry { return levels.contains("TIMESTAMPS") ? .openTelemetry(openTelemetry) : nil }
             let writer = state.writers[file] ?? TraceFileWriter(path: file, logger: logger)
             state.writers[file] = writer
-            return .triton(writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0)
+            return .triton(writer, settings["log_frequency"]?.first.flatMap { UInt32($0) } ?? 0, levels)
         }
         switch picked {
         case nil:
             return nil
         case .openTelemetry(let traces):
             return traces.request(model: model, requestID: requestID, started: started ?? clock(), headers: headers)
-        case .triton(let writer, let logFrequency):
+        case .triton(let writer, let logFrequency, let levels):
             let trace = RequestTrace(id: ids.next(), model: model, requestID: requestID, clock: clock, writer: writer,
-                                     logFrequency: logFrequency, ids: ids)
+                                     logFrequency: logFrequency, ids: ids, timestamps: levels.contains("TIMESTAMPS"),
+                                     tensors: levels.contains("TENSORS"))
             trace.record("REQUEST_START", at: started ?? clock())
             return trace
         }
@@ -264,10 +278,17 @@ public final class RequestTrace: RunTrace {
     let logFrequency: UInt32
     /// Hands out ids, the store's counter: children draw from it too.
     let ids: TraceIDs
+    /// The levels sampled: TIMESTAMPS writes the timestamps, TENSORS the
+    /// tensors (only where the server allows that level).
+    let timestamps: Bool
+    let tensors: Bool
     private let events = Mutex<[(name: String, ns: UInt64)]>([])
+    private let tensorEntries = Mutex<[String]>([])
 
     init(id: UInt64, parentID: UInt64? = nil, model: String, requestID: String, clock: @escaping TraceClock, writer: TraceFileWriter,
-         logFrequency: UInt32, ids: TraceIDs) {
+         logFrequency: UInt32, ids: TraceIDs, timestamps: Bool = true, tensors: Bool = false) {
+        self.timestamps = timestamps
+        self.tensors = tensors
         self.id = id
         self.parentID = parentID
         self.model = model
@@ -284,7 +305,7 @@ public final class RequestTrace: RunTrace {
     /// (Triton's `parent_id`); REQUEST_START is recorded now.
     public func child(model: String) -> any RunTrace {
         let child = RequestTrace(id: ids.next(), parentID: id, model: model, requestID: requestID, clock: clock, writer: writer,
-                                 logFrequency: logFrequency, ids: ids)
+                                 logFrequency: logFrequency, ids: ids, timestamps: timestamps, tensors: tensors)
         child.record("REQUEST_START")
         return child
     }
@@ -293,6 +314,18 @@ public final class RequestTrace: RunTrace {
 
     public func record(_ name: String, at ns: UInt64) {
         events.withLock { $0.append((name, ns)) }
+    }
+
+    /// Triton's tensor entries (`TENSOR_QUEUE_INPUT`, `TENSOR_BACKEND_OUTPUT`),
+    /// at level TENSORS only: `{"id","activity","tensor":{"name","data","shape","dtype"}}`.
+    public func recordTensors(_ activity: String, _ list: [Tensor]) {
+        guard tensors else { return }
+        let entries = list.map { tensor in
+            "{\"id\":\(id),\"activity\":\"\(activity)\",\"tensor\":{\"name\":\(Self.quoted(tensor.name)),"
+                + "\"data\":\(Self.quoted(TensorTraceText.data(tensor))),"
+                + "\"shape\":\"\(tensor.shape.map(String.init).joined(separator: ","))\",\"dtype\":\"\(tensor.dataType.rawValue)\"}}"
+        }
+        tensorEntries.withLock { $0 += entries }
     }
 
     /// The scheduler's stages, placed back from `returned` (when the
@@ -319,7 +352,10 @@ public final class RequestTrace: RunTrace {
         if !requestID.isEmpty { json += ",\"request_id\":\(Self.quoted(String(requestID.prefix(128))))" }
         if let parentID { json += ",\"parent_id\":\(parentID)" }
         json += "}"
-        for stamp in stamps { json += ",{\"id\":\(id),\"timestamps\":[{\"name\":\"\(stamp.name)\",\"ns\":\(stamp.ns)}]}" }
+        if timestamps {
+            for stamp in stamps { json += ",{\"id\":\(id),\"timestamps\":[{\"name\":\"\(stamp.name)\",\"ns\":\(stamp.ns)}]}" }
+        }
+        for entry in tensorEntries.withLock({ $0 }) { json += "," + entry }
         writer.append(json, logFrequency: logFrequency)
     }
 
@@ -393,5 +429,36 @@ public final class TraceFileWriter: Sendable {
         let body = "[" + state.pending.joined(separator: ",") + "]"
         state.pending = []
         return FileManager.default.createFile(atPath: name, contents: Data(body.utf8), attributes: [.posixPermissions: 0o640])
+    }
+}
+
+/// A tensor's values as Triton's tensor traces write them: comma-separated,
+/// BYTES elements each in double quotes (here as JSON string content, so the
+/// file stays valid JSON whatever the bytes are).
+enum TensorTraceText {
+    static func data(_ tensor: Tensor) -> String {
+        func join<T: TensorElement>(_ type: T.Type, _ text: (T) -> String) -> String {
+            ((try? tensor.values(as: type)) ?? []).map(text).joined(separator: ",")
+        }
+        switch tensor.dataType {
+        case .bool: return join(UInt8.self) { $0 == 0 ? "0" : "1" }
+        case .uint8: return join(UInt8.self) { "\($0)" }
+        case .uint16: return join(UInt16.self) { "\($0)" }
+        case .uint32: return join(UInt32.self) { "\($0)" }
+        case .uint64: return join(UInt64.self) { "\($0)" }
+        case .int8: return join(Int8.self) { "\($0)" }
+        case .int16: return join(Int16.self) { "\($0)" }
+        case .int32: return join(Int32.self) { "\($0)" }
+        case .int64: return join(Int64.self) { "\($0)" }
+        case .fp32: return join(Float.self) { "\($0)" }
+        case .fp64: return join(Double.self) { "\($0)" }
+        case .fp16:
+            return join(UInt16.self) { "\(Float(Float16(bitPattern: $0)))" }
+        case .bf16:
+            return join(UInt16.self) { "\(Float(bitPattern: UInt32($0) << 16))" }
+        case .bytes:
+            let elements = (try? BytesElements.parse(tensor.bytes, tensorName: tensor.name)) ?? []
+            return elements.map { "\"" + String(decoding: $0, as: UTF8.self) + "\"" }.joined(separator: ",")
+        }
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import DequeModule
 import InferenceCore
 import Synchronization
+import Tracing
 
 /// Runs a decoupled model (`model_transaction_policy { decoupled: true }`):
 /// each request runs alone on a free instance, which sends zero, one or many
@@ -14,6 +15,8 @@ public actor DecoupledScheduler: InferenceRunner {
         let stream: AsyncThrowingStream<InferenceResponse, any Error>.Continuation
         let cancelled: CancellationFlag
         let arrival: ContinuousClock.Instant
+        /// The request's span, when it is traced (OpenTelemetry mode).
+        let traceContext: InstrumentationContext?
     }
 
     public nonisolated let spec: ModelSpec
@@ -55,7 +58,9 @@ public actor DecoupledScheduler: InferenceRunner {
         let cancelled = CancellationFlag()
         let (stream, continuation) = AsyncThrowingStream<InferenceResponse, any Error>.makeStream()
         continuation.onTermination = { _ in cancelled.set() }
-        Task { await self.enqueue(Pending(request: request, stream: continuation, cancelled: cancelled, arrival: clock.now)) }
+        let pending = Pending(request: request, stream: continuation, cancelled: cancelled, arrival: clock.now,
+                              traceContext: InstrumentationContext.current)
+        Task { await self.enqueue(pending) }
         return stream
     }
 
@@ -96,6 +101,8 @@ public actor DecoupledScheduler: InferenceRunner {
         let request = pending.request
         let sent = Mutex(0)
         let outcome: Result<Void, any Error>
+        let span = ModelScheduler.batchSpan(model: spec.name, rows: request.batchSize, linking: [pending.traceContext].compactMap { $0 })
+        defer { span?.end() }
         do {
             try await executors[index].run {
                 try instance.execute(request, respond: { outputs in

@@ -320,7 +320,7 @@ public actor ModelScheduler: InferenceRunner {
                 launch(ready, on: instance)
                 continue
             }
-            switch policy.decide(queue.inWalkOrder, now: now, arrivalsPerSecond: arrivalRate) {
+            switch policy.decide(batchCandidates, now: now, arrivalsPerSecond: arrivalRate) {
             case .dispatch(let sequences, _):
                 freeInstances.removeLast()
                 launch(queue.remove(sequences), on: instance)
@@ -335,7 +335,7 @@ public actor ModelScheduler: InferenceRunner {
         // Every instance is busy: form the next batch now if it cannot grow, so
         // it starts the moment an instance frees.
         if freeInstances.isEmpty, readyBatch == nil,
-           case .dispatch(let sequences, saturated: true) = policy.decide(queue.inWalkOrder, now: now, arrivalsPerSecond: arrivalRate) {
+           case .dispatch(let sequences, saturated: true) = policy.decide(batchCandidates, now: now, arrivalsPerSecond: arrivalRate) {
             readyBatch = queue.remove(sequences)
         }
         metrics.pending.record(queue.count + (readyBatch?.count ?? 0))
@@ -343,6 +343,16 @@ public actor ModelScheduler: InferenceRunner {
         let readyDeadline = readyBatch?.compactMap { rejectsOnTimeout($0) ? $0.deadline : nil }.min()
         if let deadline = [queue.nextDeadline, readyDeadline].compactMap({ $0 }).min() { wake(at: deadline) }
         resumeDrainWaitersIfIdle()
+    }
+
+    /// What the next batch is formed from: the whole queue in walk order
+    /// (Triton fills a batch across levels), or, where urgent batches preempt,
+    /// the most urgent level alone, so an urgent request never waits for the
+    /// less urgent rows a batch would otherwise be filled with.
+    private var batchCandidates: [Entry] {
+        let all = queue.inWalkOrder
+        guard urgentLane != nil, let first = all.first else { return all }
+        return all.filter { $0.level == first.level }
     }
 
     /// Every instance computes: requests more urgent than everything in those

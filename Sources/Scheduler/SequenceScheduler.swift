@@ -1,6 +1,7 @@
 import Foundation
 import InferenceCore
 import Synchronization
+import Tracing
 
 /// Runs a `sequence_batching` model: requests tied by a correlation id go to
 /// their sequence's slot (`SequencePolicy` decides), get the control inputs
@@ -11,6 +12,8 @@ public actor SequenceScheduler: InferenceRunner {
     struct Pending {
         let request: ValidatedRequest
         let continuation: CheckedContinuation<InferenceResponse, any Error>
+        /// The request's span, when it is traced (OpenTelemetry mode).
+        let traceContext: InstrumentationContext?
     }
     typealias Policy = SequencePolicy<Pending>
 
@@ -87,7 +90,8 @@ public actor SequenceScheduler: InferenceRunner {
             nextSerial += 1
             do {
                 try policy.submit(Policy.Request(serial: serial, flags: request.sequence!, arrival: now,
-                                                 payload: Pending(request: request, continuation: continuation)),
+                                                 payload: Pending(request: request, continuation: continuation,
+                                                                  traceContext: InstrumentationContext.current)),
                                   now: now, model: spec.name)
             } catch {
                 fail(continuation, error)
@@ -169,12 +173,15 @@ public actor SequenceScheduler: InferenceRunner {
         let items = taken.map { withControls($0.request.payload, sequenceID: $0.sequence, slot: $0.slot) }
         let model = instances[instance]
         let batch = Batch(items: items)
+        let span = ModelScheduler.batchSpan(model: spec.name, rows: batch.batchSize,
+                                            linking: taken.compactMap(\.request.payload.traceContext))
         let result: Result<[[Tensor]], any Error>
         do {
             result = .success(try await executors[instance].run { try model.execute(batch) })
         } catch {
             result = .failure(error)
         }
+        span?.end()
         let computed = clock.now
         finish(taken, result: result, batchSize: batch.batchSize, started: started, computed: computed)
         busy.remove(instance)

@@ -90,6 +90,25 @@ final class SteppingInstance: ModelInstance {
         await scheduler.shutdown()
     }
 
+    /// Where urgent batches preempt, a batch holds one level: a free instance
+    /// takes the urgent request alone, not filled up with the bulk rows
+    /// waiting out the queue delay.
+    @Test func batchesHoldOneLevelWhereUrgentBatchesPreempt() async throws {
+        let spec = batchingSpec(maxBatchSize: 4, batching: DynamicBatchingSpec(
+            preferredBatchSizes: [4], maxQueueDelay: .milliseconds(100), priorityLevels: 2, defaultPriorityLevel: 2))
+        let clock = ManualSchedulerClock()
+        let instance = SteppingInstance(finishAtOnce: true)
+        let scheduler = ModelScheduler(spec: spec, instances: [instance], urgentLane: SteppingInstance(finishAtOnce: true), clock: clock)
+        let bulk = Task { try await scheduler.infer(try rowsRequest(spec, values: [2])) }
+        await eventually("bulk request queued") { await scheduler.queuedCount == 1 }
+        let urgent = Task { try await scheduler.infer(try rowsRequest(spec, values: [99], priority: 1)) }
+        await eventually("urgent request queued") { await scheduler.queuedCount == 2 }
+        clock.advance(by: .milliseconds(100))
+        _ = try await (bulk.value, urgent.value)
+        #expect(instance.finished.withLock { $0 } == [[99], [2]])
+        await scheduler.shutdown()
+    }
+
     /// The lane exists only with several levels, preemption on, and instances that yield.
     @Test(arguments: [
         (2, true, true, true), (1, true, true, false), (2, false, true, false), (2, true, false, false),
