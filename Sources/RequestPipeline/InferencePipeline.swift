@@ -177,7 +177,9 @@ public final class InferencePipeline: InferenceServer {
             // Leaving this loop early (an error from `each`) ends the stream,
             // which cancels the model's remaining responses.
             trace?.record("QUEUE_START")
-            for try await response in model.runner.inferStream(validated) {
+            // Inside the trace: the scheduler links its execution's span to the request's.
+            let stream = try await Self.within(trace) { model.runner.inferStream(validated) }
+            for try await response in stream {
                 try await each(response)
                 trace?.record("INFER_RESPONSE_COMPLETE")
                 responses += 1

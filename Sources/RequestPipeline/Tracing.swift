@@ -433,7 +433,7 @@ public final class TraceFileWriter: Sendable {
 }
 
 /// A tensor's values as Triton's tensor traces write them: comma-separated,
-/// BYTES elements each in double quotes (here as JSON string content, so the
+/// floats with 6 significant digits, BYTES elements each in double quotes (here as JSON string content, so the
 /// file stays valid JSON whatever the bytes are).
 enum TensorTraceText {
     static func data(_ tensor: Tensor) -> String {
@@ -450,12 +450,13 @@ enum TensorTraceText {
         case .int16: return join(Int16.self) { "\($0)" }
         case .int32: return join(Int32.self) { "\($0)" }
         case .int64: return join(Int64.self) { "\($0)" }
-        case .fp32: return join(Float.self) { "\($0)" }
-        case .fp64: return join(Double.self) { "\($0)" }
+        // Floats as C++ streams write them by default (Triton's): %g, 6 significant digits.
+        case .fp32: return join(Float.self) { String(format: "%g", Double($0)) }
+        case .fp64: return join(Double.self) { String(format: "%g", $0) }
         case .fp16:
-            return join(UInt16.self) { "\(Float(Float16(bitPattern: $0)))" }
+            return join(UInt16.self) { String(format: "%g", Double(Float(Float16(bitPattern: $0)))) }
         case .bf16:
-            return join(UInt16.self) { "\(Float(bitPattern: UInt32($0) << 16))" }
+            return join(UInt16.self) { String(format: "%g", Double(Float(bitPattern: UInt32($0) << 16))) }
         case .bytes:
             let elements = (try? BytesElements.parse(tensor.bytes, tensorName: tensor.name)) ?? []
             return elements.map { "\"" + String(decoding: $0, as: UTF8.self) + "\"" }.joined(separator: ",")

@@ -19,6 +19,8 @@ struct ModelMetrics: Sendable {
     let batchSize: Recorder
     let batchTokens: Recorder
     let paddingRatio: Recorder
+    /// Ours: executions on the urgent lane (batches that overtook computing ones).
+    let urgentExecutions: Counter
 
     init(model: String, version: Int64) {
         let labels = [("model", model), ("version", String(version))]
@@ -38,6 +40,7 @@ struct ModelMetrics: Sendable {
         batchSize = Recorder(label: "batchserver_batch_size", dimensions: labels, aggregate: true)
         batchTokens = Recorder(label: "batchserver_batch_tokens", dimensions: labels, aggregate: true)
         paddingRatio = Recorder(label: "batchserver_padding_ratio", dimensions: labels, aggregate: true)
+        urgentExecutions = Counter(label: "batchserver_urgent_executions_total", dimensions: labels)
     }
 
     func recordSuccess(total: Duration, timing: RequestTiming) {

@@ -373,6 +373,7 @@ public actor ModelScheduler: InferenceRunner {
             guard !entries.isEmpty else { return }
             urgentLaneBusy = true
             inFlight += 1
+            metrics.urgentExecutions.increment()
             Task { await self.executeUrgent(entries) }
         case .wait(let until):
             wake(at: until)

@@ -29,6 +29,44 @@ final class ManualTraceClock: Sendable {
         #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["triton,url=x"]) }
     }
 
+    /// Levels add up as Triton's repeated flag does; TENSORS needs the server's
+    /// allow flag, from the command line and over the API alike.
+    @Test func tensorLevelsOnlyWhereTheServerAllowsThem() throws {
+        let both = try TraceConfiguration(flags: ["level=TIMESTAMPS", "level=TENSORS", "level=TIMESTAMPS"], allowTensors: true)
+        #expect(both.levels == ["TENSORS", "TIMESTAMPS"])
+        #expect(try TraceConfiguration(flags: ["level=TENSORS", "level=OFF"], allowTensors: true).levels == ["OFF"])
+        #expect(throws: InferenceError.self) { try TraceConfiguration(flags: ["level=TENSORS"], allowTensors: false) }
+        var config = TraceConfiguration()
+        config.allowTensors = true
+        let store = TraceSettingsStore(configuration: config)
+        #expect(try store.update(model: "", ["trace_level": ["TENSORS"]])["trace_level"] == ["TENSORS"])
+    }
+
+    /// A tensor trace: Triton's entries after the timestamps, values as Triton
+    /// writes them, BYTES quoted inside valid JSON; none at TIMESTAMPS alone.
+    @Test(arguments: [true, false])
+    func tensorEntriesAreWrittenAtLevelTensorsOnly(tensors: Bool) throws {
+        var config = TraceConfiguration()
+        (config.levels, config.rate, config.file, config.allowTensors) = (tensors ? ["TENSORS"] : ["TIMESTAMPS"], 1, temporaryFile(), true)
+        let store = TraceSettingsStore(configuration: config)
+        let trace = try #require(store.sample(model: "m"))
+        trace.recordTensors("TENSOR_QUEUE_INPUT", [
+            Tensor(name: "A", shape: [2, 2], values: [Float(1.5), -2, 0, 4]),
+            Tensor(name: "T", dataType: .bytes, shape: [2], bytes: BytesElements.serialize([Array("a\"b".utf8), Array("ü\n".utf8)])),
+        ])
+        trace.finish(version: 1)
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: config.file))) as? [[String: Any]])
+        let written = entries.compactMap { $0["tensor"] as? [String: String] }
+        #expect(entries.contains { $0["timestamps"] != nil } == !tensors)
+        guard tensors else {
+            #expect(written.isEmpty)
+            return
+        }
+        #expect(written == [["name": "A", "data": "1.5,-2,0,4", "shape": "2,2", "dtype": "FP32"],
+                            ["name": "T", "data": "\"a\"b\",\"ü\n\"", "shape": "2", "dtype": "BYTES"]])
+        #expect(entries.filter { $0["activity"] as? String == "TENSOR_QUEUE_INPUT" }.count == 2)
+    }
+
     @Test func everyRateThRequestIsTracedWhileTheCountLasts() throws {
         var config = TraceConfiguration()
         (config.levels, config.rate, config.count, config.file) = (["TIMESTAMPS"], 3, 2, temporaryFile())

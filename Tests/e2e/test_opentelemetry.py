@@ -166,3 +166,43 @@ def test_the_text_apis_carry_the_clients_trace(tmp_path, receiver):
     for body in receiver.bodies:
         for needle in (CANARY, "Featherstonehaugh"):
             assert needle.encode() not in body
+
+
+def test_sequence_and_decoupled_executions_are_batch_spans(tmp_path, receiver):
+    server = RunningServer(MODEL_REPOSITORY, [
+        "--trace-config", "mode=opentelemetry", "--trace-config", "level=TIMESTAMPS", "--trace-config", "rate=1",
+        "--trace-config", f"opentelemetry,url=127.0.0.1:{receiver.port}/v1/traces",
+        "--trace-config", "opentelemetry,bsp_schedule_delay=100"], log_path=tmp_path / "server.log").wait_live()
+    try:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+        value = grpcclient.InferInput("INPUT", [1, 1], "INT32")
+        value.set_data_from_numpy(np.array([[5]], dtype=np.int32))
+        reply = client.infer("simple_sequence", [value], sequence_id=31, sequence_start=True, sequence_end=True,
+                             headers={"traceparent": f"00-{'3' * 32}-{'4' * 16}-01"})
+        assert reply.as_numpy("OUTPUT").tolist() == [[6]]
+        got = []
+        client.start_stream(callback=lambda result, error: got.append((result, error)),
+                            headers={"traceparent": f"00-{'5' * 32}-{'6' * 16}-01"})
+        tensors = [grpcclient.InferInput("IN", [2], "INT32"), grpcclient.InferInput("DELAY", [2], "UINT32"),
+                   grpcclient.InferInput("WAIT", [1], "UINT32")]
+        tensors[0].set_data_from_numpy(np.array([1, 2], dtype=np.int32))
+        tensors[1].set_data_from_numpy(np.array([0, 0], dtype=np.uint32))
+        tensors[2].set_data_from_numpy(np.array([0], dtype=np.uint32))
+        client.async_stream_infer("repeat_int32", tensors, request_id="stream-1")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(got) < 2:
+            time.sleep(0.05)
+        client.stop_stream()
+        assert len(got) == 2 and all(error is None for _, error in got)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(s.name == "batch" for _, s in receiver.spans) < 2:
+            time.sleep(0.1)
+    finally:
+        assert server.stop() == 0
+    spans = [span for _, span in receiver.spans]
+    requests_ = {attributes(s)["triton.model_name"]: s for s in spans if s.name == "InferRequest"}
+    batches = {attributes(s)["triton.model_name"]: s for s in spans if s.name == "batch"}
+    for model, trace_id in (("simple_sequence", "3" * 32), ("repeat_int32", "5" * 32)):
+        request = requests_[model]
+        assert request.trace_id.hex() == trace_id
+        assert [(link.trace_id.hex(), link.span_id) for link in batches[model].links] == [(trace_id, request.span_id)]

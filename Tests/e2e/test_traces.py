@@ -35,6 +35,8 @@ def traces_in(*files):
             trace = traces.setdefault(entry["id"], {"model": None, "stamps": []})
             if "model_name" in entry:
                 trace["model"] = entry
+            elif "activity" in entry:
+                trace.setdefault("tensors", []).append(entry)
             else:
                 (stamp,) = entry["timestamps"]
                 trace["stamps"].append((stamp["name"], stamp["ns"]))
@@ -163,7 +165,7 @@ def _identity_input():
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("level=TENSORS", "patient data"),
+    ("level=TENSORS", "--trace-allow-tensors"),
     ("rate=often", "is not a valid rate"),
     ("triton,colour=blue", "unknown setting 'colour'"),
     (("mode=opentelemetry", "opentelemetry,colour=blue"), "opentelemetry,colour: unknown setting"),
@@ -176,3 +178,33 @@ def test_bad_trace_flags_stop_the_server_saying_why(tmp_path, flag, message):
     assert server.process.wait(timeout=30) != 0
     server.stop()
     assert message in server.read_log()
+
+
+def test_tensor_traces_are_written_only_where_the_server_allows_them(tmp_path):
+    trace_file = tmp_path / "tensors.json"
+    args = ["--trace-allow-tensors"]
+    for setting in (f"triton,file={trace_file}", "level=TIMESTAMPS", "level=TENSORS", "rate=1"):
+        args += ["--trace-config", setting]
+    server = RunningServer(MODEL_REPOSITORY, args, log_path=tmp_path / "tensors.log").wait_live()
+    try:
+        assert requests.get(f"{server.base}/v2/trace/setting", timeout=5).json()["trace_level"] == ["TIMESTAMPS", "TENSORS"]
+        httpclient.InferenceServerClient(server.http_url).infer("simple", simple_inputs(httpclient), request_id="numbers")
+        text = httpclient.InferInput("INPUT0", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([['say "hi", then go'.encode()]], dtype=np.object_))
+        httpclient.InferenceServerClient(server.http_url).infer("simple_identity", [text], request_id="words")
+        # The trace API accepts the level too, on this server.
+        reply = requests.post(f"{server.base}/v2/models/simple/trace/setting", json={"trace_level": ["TENSORS"]}, timeout=5)
+        assert reply.status_code == 200 and reply.json()["trace_level"] == ["TENSORS"]
+    finally:
+        assert server.stop() == 0
+    assert "trace level TENSORS allowed" in server.read_log()
+    traces = {t["model"]["request_id"]: t for t in traces_in(trace_file).values()}
+    numbers, words = traces["numbers"], traces["words"]
+    check_ordered(numbers)
+    tensors = {(e["activity"], e["tensor"]["name"]): e["tensor"] for e in numbers["tensors"]}
+    assert tensors[("TENSOR_QUEUE_INPUT", "INPUT0")] == {"name": "INPUT0", "data": ",".join(map(str, range(16))), "shape": "1,16", "dtype": "INT32"}
+    assert tensors[("TENSOR_QUEUE_INPUT", "INPUT1")]["data"] == ",".join(["1"] * 16)
+    assert tensors[("TENSOR_BACKEND_OUTPUT", "OUTPUT0")]["data"] == ",".join(str(i + 1) for i in range(16))
+    assert tensors[("TENSOR_BACKEND_OUTPUT", "OUTPUT1")]["data"] == ",".join(str(i - 1) for i in range(16))
+    (queued,) = [e["tensor"] for e in words["tensors"] if e["activity"] == "TENSOR_QUEUE_INPUT"]
+    assert queued == {"name": "INPUT0", "data": '"say "hi", then go"', "shape": "1,1", "dtype": "BYTES"}
