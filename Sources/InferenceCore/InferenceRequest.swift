@@ -60,6 +60,9 @@ public struct InferenceRequest: Sendable {
 
 /// How long a request spent in each stage, reported with its response.
 public struct RequestTiming: Sendable, Hashable {
+    /// Tokenizing the request's text before it was queued (zero where no
+    /// text was tokenized).
+    public var tokenize: Duration = .zero
     public var queue: Duration = .zero
     public var computeInput: Duration = .zero
     public var computeInfer: Duration = .zero

@@ -72,6 +72,9 @@ final class OpenTelemetryRequestTrace: RunTrace {
 
     func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming) {
         let stamps = SchedulingStamps(handed: handed, returned: returned, timing: timing)
+        if let tokenize = stamps.tokenize {
+            startSpan("tokenize", at: traces.instant(tokenize.start), context: span.context).end(at: traces.instant(tokenize.end))
+        }
         let queue = startSpan("queue", at: traces.instant(stamps.queueStart), context: span.context)
         queue.end(at: traces.instant(stamps.computeStart))
         let compute = startSpan("compute", at: traces.instant(stamps.computeStart), context: span.context)

@@ -245,10 +245,15 @@ public final class TraceSettingsStore: TraceSettingsControl {
 /// the response reached the pipeline) by the durations the scheduler
 /// measured, none before `handed`.
 struct SchedulingStamps {
+    /// TOKENIZE_START/END (ours) where the backend tokenized text before
+    /// queuing: from `handed`, and nothing of the queue before it ends.
+    let tokenize: (start: UInt64, end: UInt64)?
     let queueStart, computeStart, inputEnd, outputStart, computeEnd: UInt64
 
-    init(handed: UInt64, returned: UInt64, timing: RequestTiming) {
+    init(handed start: UInt64, returned: UInt64, timing: RequestTiming) {
         func ns(_ duration: Duration) -> UInt64 { UInt64(clamping: duration.nanosecondsClamped) }
+        let handed = min(start &+ ns(timing.tokenize), max(returned, start))
+        tokenize = timing.tokenize > .zero ? (start, handed) : nil
         computeEnd = max(returned, handed)
         outputStart = computeEnd &- min(ns(timing.computeOutput), computeEnd - handed)
         inputEnd = outputStart &- min(ns(timing.computeInfer), outputStart - handed)
@@ -330,11 +335,15 @@ public final class RequestTrace: RunTrace {
 
     /// The scheduler's stages, placed back from `returned` (when the
     /// response reached the pipeline) by the durations the scheduler
-    /// measured: QUEUE_START, COMPUTE_START, COMPUTE_INPUT_END,
+    /// measured: TOKENIZE_START/END (ours, text models), QUEUE_START, COMPUTE_START, COMPUTE_INPUT_END,
     /// COMPUTE_OUTPUT_START, COMPUTE_END. `handed`: when the request was
     /// given to the scheduler (its checks and tokenizing run before queuing).
     public func recordScheduling(handed: UInt64, returned: UInt64, timing: RequestTiming) {
         let stamps = SchedulingStamps(handed: handed, returned: returned, timing: timing)
+        if let tokenize = stamps.tokenize {
+            record("TOKENIZE_START", at: tokenize.start)
+            record("TOKENIZE_END", at: tokenize.end)
+        }
         for (name, time) in [("QUEUE_START", stamps.queueStart), ("COMPUTE_START", stamps.computeStart),
                              ("COMPUTE_INPUT_END", stamps.inputEnd), ("COMPUTE_OUTPUT_START", stamps.outputStart),
                              ("COMPUTE_END", stamps.computeEnd)] {

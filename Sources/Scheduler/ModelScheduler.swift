@@ -196,9 +196,12 @@ public actor ModelScheduler: InferenceRunner {
     public nonisolated func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
         var request = request
         // Off the actor: tokenizing a large text request must not hold up the queue.
+        let began = clock.now
         try backend?.prepare(&request, spec: spec)
+        let tokenize = request.tokenized == nil ? Duration.zero : clock.now - began
         var response = try await schedule(request)
         response.tokenCount = request.rowTokens?.reduce(0, +)
+        response.timing.tokenize = tokenize
         return response
     }
 

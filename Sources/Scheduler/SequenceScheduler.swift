@@ -69,8 +69,12 @@ public actor SequenceScheduler: InferenceRunner {
             throw InferenceError.invalidArgument(
                 "inference request to model '\(spec.name)' must specify batch-size 1 due to requirements of sequence batcher")
         }
+        let began = clock.now
         try backend?.prepare(&request, spec: spec)
-        return try await enqueue(request)
+        let tokenize = request.tokenized == nil ? Duration.zero : clock.now - began
+        var response = try await enqueue(request)
+        response.timing.tokenize = tokenize
+        return response
     }
 
     private func enqueue(_ request: ValidatedRequest) async throws -> InferenceResponse {

@@ -112,6 +112,21 @@ final class ManualTraceClock: Sendable {
         #expect(stamps.map { $0["ns"] as! Int } == [1_000, 1_330, 1_630, 1_680, 2_080, 2_100, 2_105])
     }
 
+    /// Tokenizing (ours) runs from the hand-over and ends before the queue;
+    /// stamps never pass the return, however long the measured durations.
+    @Test(arguments: [(100, [1_000, 1_100, 1_230, 1_530, 1_580, 1_980, 2_000]), (5_000, [1_000, 2_000, 2_000, 2_000, 2_000, 2_000, 2_000])])
+    func tokenizingIsStampedBeforeTheQueue(tokenize: Int, expected: [UInt64]) {
+        var timing = RequestTiming()
+        (timing.tokenize, timing.queue, timing.computeInput, timing.computeInfer, timing.computeOutput) =
+            (.nanoseconds(tokenize), .nanoseconds(300), .nanoseconds(50), .nanoseconds(400), .nanoseconds(20))
+        let stamps = SchedulingStamps(handed: 1_000, returned: 2_000, timing: timing)
+        let times = [stamps.tokenize?.start, stamps.tokenize?.end, stamps.queueStart, stamps.computeStart, stamps.inputEnd,
+                     stamps.outputStart, stamps.computeEnd]
+        #expect(times == expected.map { Optional($0) })
+        timing.tokenize = .zero
+        #expect(SchedulingStamps(handed: 1_000, returned: 2_000, timing: timing).tokenize == nil)
+    }
+
     @Test func aNestedRunIsAChildTraceNamingItsParent() async throws {
         let manual = ManualTraceClock()
         var config = TraceConfiguration()

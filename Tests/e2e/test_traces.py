@@ -97,6 +97,11 @@ def test_every_protocol_writes_ordered_triton_traces(tmp_path):
         assert trace["model"]["model_name"] == model and trace["model"]["model_version"] == 1
         check_ordered(trace)
     assert len(top) == 13
+    # Text is tokenized before it is queued: ours, TOKENIZE_START/END between
+    # REQUEST_START and QUEUE_START; no such stamps where nothing is tokenized.
+    names = [n for n, _ in by_request["together-0"]["stamps"]]
+    assert names.index("REQUEST_START") < names.index("TOKENIZE_START") < names.index("TOKENIZE_END") < names.index("QUEUE_START")
+    assert "TOKENIZE_START" not in [n for n, _ in by_request["http-1"]["stamps"]]
     # The ensemble's steps are traces of their own whose parent is the
     # ensemble's, each inside the ensemble's span, in step order.
     ensemble = by_request["ensemble-1"]
