@@ -274,7 +274,7 @@ let package = Package(
             "BulkClient", "TritonProto", .product(name: "GRPCCore", package: "grpc-swift-2"),
         ]),
         .testTarget(name: "GRPCFrontendTests", dependencies: ["GRPCFrontend", "GRPCLite", "InferenceCore"]),
-        .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore"]),
+        .testTarget(name: "RequestPipelineTests", dependencies: ["RequestPipeline", "ModelRepository", "InferenceCore", "Scheduler"]),
         .testTarget(name: "ONNXRuntimeBackendTests", dependencies: ["ONNXRuntimeBackend", "InferenceCore"]),
         .testTarget(name: "DeidentifierTests", dependencies: ["Deidentifier", "InferenceCore"]),
         .testTarget(name: "ResponseCacheTests", dependencies: ["ResponseCache", "InferenceCore"]),

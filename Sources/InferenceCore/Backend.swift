@@ -204,8 +204,6 @@ public protocol InferenceRunner: Sendable {
     func shutdown() async
     /// Parameters resolved at load (see `ModelInstance.reportedParameters`).
     var reportedParameters: [String: String] { get }
-    /// The model's text tokenizer, if its backend has one.
-    var tokenizer: (any TextTokenizer)? { get }
     /// Every response to one request, in order: one for ordinary models,
     /// zero or more for decoupled ones. Ending the stream early cancels the rest.
     func inferStream(_ request: ValidatedRequest) -> AsyncThrowingStream<InferenceResponse, any Error>
@@ -213,7 +211,6 @@ public protocol InferenceRunner: Sendable {
 
 extension InferenceRunner {
     public var reportedParameters: [String: String] { [:] }
-    public var tokenizer: (any TextTokenizer)? { nil }
     public func inferStream(_ request: ValidatedRequest) -> AsyncThrowingStream<InferenceResponse, any Error> {
         AsyncThrowingStream { continuation in
             let task = Task {

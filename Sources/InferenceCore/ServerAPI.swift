@@ -91,15 +91,18 @@ public struct ServerIdentity: Sendable, Hashable {
 public struct ModelView: Sendable {
     public let spec: ModelSpec
     public let runner: any InferenceRunner
+    /// The model's steps around its runner; its tokenizer for the text routes.
+    public let steps: ModelSteps
     /// The model configuration as Triton's ModelConfig message (protobuf binary).
     public let configProtobuf: @Sendable () throws -> [UInt8]
     /// The model configuration as Triton's `/config` route returns it (JSON).
     public let configJSON: @Sendable () throws -> [UInt8]
 
-    public init(spec: ModelSpec, runner: any InferenceRunner, configProtobuf: @escaping @Sendable () throws -> [UInt8],
+    public init(spec: ModelSpec, runner: any InferenceRunner, steps: ModelSteps, configProtobuf: @escaping @Sendable () throws -> [UInt8],
                 configJSON: @escaping @Sendable () throws -> [UInt8]) {
         self.spec = spec
         self.runner = runner
+        self.steps = steps
         self.configProtobuf = configProtobuf
         self.configJSON = configJSON
     }

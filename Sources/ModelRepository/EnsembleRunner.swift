@@ -108,9 +108,7 @@ final class EnsembleRunner: InferenceRunner {
             guard let tensor = tensors[wanted.name] else {
                 throw InferenceError.internal("in ensemble '\(spec.name)', output '\(wanted.name)' was not produced")
             }
-            guard let count = wanted.classificationCount else { return tensor }
-            let labels = spec.outputs.first { $0.name == wanted.name }?.labels ?? []
-            return try Classification.topClasses(tensor, count: count, labels: labels, batched: spec.maxBatchSize > 0)
+            return tensor
         }
         return InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version, outputs: outputs)
     }

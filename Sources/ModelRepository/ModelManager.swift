@@ -31,6 +31,8 @@ public struct LoadedModel: Sendable {
     public let spec: ModelSpec
     public let config: Inference_ModelConfig
     public let runner: any InferenceRunner
+    /// The model's steps around its runner (prepare, classification).
+    public let steps: ModelSteps
     /// Identifies this loaded copy, for leases while requests use it.
     let serial: Int
 }
@@ -219,6 +221,7 @@ public final class ModelManager: Sendable {
                              backend: (any ModelBackend)?, ensemble: [EnsembleStep]?, modelPath: String) async -> VersionEntry {
         do {
             let spec = try ModelSpecBuilder.build(config: config, version: version, modelPath: modelPath)
+            let steps = ModelSteps(spec: spec, backend: backend, clock: clock)
             var runner: any InferenceRunner
             if let ensemble {
                 runner = EnsembleRunner(spec: spec, steps: ensemble, clock: clock) { [weak self] step, request in
@@ -238,7 +241,7 @@ public final class ModelManager: Sendable {
                         var request = request
                         if model.spec.backend == DeidentificationParameters.backend { request.parameters = [:] }
                         let validated = try model.spec.validate(request)
-                        return try await RunTracing.child(model: model.spec.name) { try await model.runner.infer(validated) }
+                        return try await RunTracing.child(model: model.spec.name) { try await model.steps.run(validated, on: model.runner) }
                     }
                 }
             } else if let backend {
@@ -248,7 +251,7 @@ public final class ModelManager: Sendable {
                 throw InferenceError.internal("model '\(name)' has neither a backend nor ensemble steps")
             }
             do {
-                try await ModelWarmupRunner.run(config.modelWarmup, spec: spec, runner: runner, modelPath: modelPath)
+                try await ModelWarmupRunner.run(config.modelWarmup, steps: steps, runner: runner, modelPath: modelPath)
             } catch {
                 await runner.shutdown()
                 throw error
@@ -269,7 +272,7 @@ public final class ModelManager: Sendable {
             for (key, value) in runner.reportedParameters where reported.parameters[key] == nil {
                 reported.parameters[key] = Inference_ModelParameter.with { $0.stringValue = value }
             }
-            return VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: reported, runner: runner, serial: serial))
+            return VersionEntry(state: .ready, reason: "", model: LoadedModel(spec: spec, config: reported, runner: runner, steps: steps, serial: serial))
         } catch {
             let reason = (error as? InferenceError)?.message ?? "\(error)"
             logger.error("model version failed to load", metadata: [

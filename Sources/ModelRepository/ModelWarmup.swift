@@ -6,12 +6,13 @@ import TritonProto
 /// does: each sample `count` times (at least once), with zero, random or
 /// file data, duplicated to the sample's batch size.
 enum ModelWarmupRunner {
-    static func run(_ samples: [Inference_ModelWarmup], spec: ModelSpec, runner: any InferenceRunner, modelPath: String) async throws {
+    static func run(_ samples: [Inference_ModelWarmup], steps: ModelSteps, runner: any InferenceRunner, modelPath: String) async throws {
+        let spec = steps.spec
         for sample in samples {
             do {
                 let validated = try spec.validate(try makeRequest(sample, spec: spec, modelPath: modelPath))
                 for _ in 0..<max(Int(sample.count), 1) {
-                    _ = try await runner.infer(validated)
+                    _ = try await steps.run(validated, on: runner)
                 }
             } catch let error as InferenceError {
                 throw InferenceError.invalidArgument("model '\(spec.name)': warmup sample '\(sample.name)' failed: \(error.message)")

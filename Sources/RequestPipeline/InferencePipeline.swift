@@ -6,13 +6,24 @@ import SwiftProtobuf
 import TritonProto
 
 /// The one request pipeline both frontends call, written once, in this order:
-/// phase check → model lease → the frontend's decode → shared-memory inputs →
-/// re-identification grant → PHI redaction of text inputs (`PHIRedaction`) →
-/// validation → scheduling (the backend's prepare, the batch) →
-/// shared-memory outputs → the log line, with a trace of the request's
-/// timestamps where it is sampled (`TraceSettingsStore`). The response cache
-/// sits in the model's runner (`CachingRunner`, wrapped at load), so it sees
-/// the request after redaction, and ensemble steps find it too.
+///
+/// 1. phase check, model lease, trace sampling (`TraceSettingsStore`)
+/// 2. the frontend's decode
+/// 3. shared-memory inputs
+/// 4. re-identification grant, PHI redaction of text inputs (`PHIRedaction`):
+///    nothing after this step sees the identifiers
+/// 5. validation against the model's config
+/// 6. prepare (`ModelSteps.prepare`: the backend tokenizes text, checks
+///    and counts token ids, once), traced as TOKENIZE_START/END
+/// 7. the runner: the response cache (`CachingRunner`, wrapped around the
+///    scheduler at load: it sees the request after redaction, and ensemble
+///    steps find it too), then the scheduler's queue and batch
+/// 8. finish (`ModelSteps.finish`: Triton's classification extension)
+/// 9. shared-memory outputs, the log line; the trace is written
+///
+/// Paths that run a model without a client request (ensemble steps,
+/// warm-up, the de-identifier behind redaction) take steps 6-8 through
+/// `ModelSteps.run`.
 public final class InferencePipeline: InferenceServer {
     public let identity: ServerIdentity
     private let models: ModelManager
@@ -119,11 +130,14 @@ public final class InferencePipeline: InferenceServer {
             }
             try PHIRedaction.checkGrant(request, call: call)
             request = try await redact(request, for: model.spec, trace: trace)
-            let validated = try model.spec.validate(request)
+            var validated = try model.spec.validate(request)
             // After redaction: a tensor trace holds what the model saw.
             trace?.recordTensors("TENSOR_QUEUE_INPUT", validated.request.inputs)
             let handed = traces.clock()
-            var response = try await Self.within(trace) { try await model.runner.infer(validated) }
+            let tokenize = try model.steps.prepare(&validated)
+            let prepared = validated
+            var response = try await Self.within(trace) { try await model.runner.infer(prepared) }
+            try model.steps.finish(&response, for: prepared, tokenize: tokenize)
             trace?.recordScheduling(handed: handed, returned: traces.clock(), timing: response.timing)
             trace?.recordTensors("TENSOR_BACKEND_OUTPUT", response.outputs)
             // Every output is checked against its region before any is written.
@@ -172,14 +186,18 @@ public final class InferencePipeline: InferenceServer {
             guard request.inputRegions.isEmpty, !request.requestedOutputs.contains(where: { $0.region != nil }) else {
                 throw InferenceError.unsupported("model '\(model.spec.name)': shared memory is not supported on a response stream of a decoupled model")
             }
-            let validated = try model.spec.validate(request)
+            var validated = try model.spec.validate(request)
+            let tokenize = try model.steps.prepare(&validated)
+            let prepared = validated
             var responses = 0
             // Leaving this loop early (an error from `each`) ends the stream,
             // which cancels the model's remaining responses.
             trace?.record("QUEUE_START")
             // Inside the trace: the scheduler links its execution's span to the request's.
-            let stream = try await Self.within(trace) { model.runner.inferStream(validated) }
-            for try await response in stream {
+            let stream = try await Self.within(trace) { model.runner.inferStream(prepared) }
+            for try await answer in stream {
+                var response = answer
+                try model.steps.finish(&response, for: prepared, tokenize: tokenize)
                 try await each(response)
                 trace?.record("INFER_RESPONSE_COMPLETE")
                 responses += 1
@@ -215,7 +233,7 @@ public final class InferencePipeline: InferenceServer {
 
     static func view(_ model: LoadedModel) -> ModelView {
         let config = model.config
-        return ModelView(spec: model.spec, runner: model.runner,
+        return ModelView(spec: model.spec, runner: model.runner, steps: model.steps,
                          configProtobuf: { try config.serializedBytes() },
                          configJSON: { try ModelConfigJSON.encode(config) })
     }

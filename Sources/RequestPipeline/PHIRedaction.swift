@@ -54,7 +54,7 @@ struct PHIRedaction {
                 let part = Array(texts[start..<min(start + chunk, texts.count)])
                 let shape = spec.maxBatchSize > 0 ? [part.count, 1] : [1]
                 let request = InferenceRequest(modelName: name, inputs: [Tensor(name: DeidentificationParameters.textInput, shape: shape, elements: part)])
-                let response = try await deidentifier.runner.infer(try spec.validate(request))
+                let response = try await deidentifier.steps.run(try spec.validate(request), on: deidentifier.runner)
                 guard let text = response.outputs.first(where: { $0.name == DeidentificationParameters.textOutput }) else {
                     throw InferenceError.internal("model '\(name)' returned no DEIDENTIFIED_TEXT")
                 }

@@ -101,5 +101,4 @@ public final class CachingRunner: InferenceRunner {
 
     public func shutdown() async { await inner.shutdown() }
     public var reportedParameters: [String: String] { inner.reportedParameters }
-    public var tokenizer: (any TextTokenizer)? { inner.tokenizer }
 }

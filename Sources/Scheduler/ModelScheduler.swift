@@ -28,7 +28,6 @@ public actor ModelScheduler: InferenceRunner {
     private let batching: DynamicBatchingSpec
     private let policy: BatchingPolicy
     private let variableLengthBatching: TokenCost?
-    private let backend: (any ModelBackend)?
     private let instances: [any ModelInstance]
     private let executors: [InstanceExecutor]
     private var freeInstances: [Int]
@@ -66,14 +65,15 @@ public actor ModelScheduler: InferenceRunner {
     /// `urgentLane` is one more instance for batches more urgent than all that
     /// compute (see `UrgentWorkGate`); it is used only with several priority
     /// levels, `priority_preemption` on and instances that yield.
+    /// `tokenCost`: how the instances batch variable lengths (the backend's
+    /// `variableLengthBatching`; nil: they cannot).
     public init(spec: ModelSpec, instances: [any ModelInstance], urgentLane: (any ModelInstance)? = nil,
-                backend: (any ModelBackend)? = nil,
+                tokenCost: TokenCost? = nil,
                 defaultMaxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
                 clock: any SchedulerClock = SystemSchedulerClock()) {
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.clock = clock
-        self.backend = backend
         self.instances = instances
         self.executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
         if let lane = urgentLane, Self.preempts(spec, instances: instances) {
@@ -84,14 +84,14 @@ public actor ModelScheduler: InferenceRunner {
             self.urgentLane = nil
         }
         self.freeInstances = Array(instances.indices.reversed())
-        self.variableLengthBatching = backend?.variableLengthBatching
+        self.variableLengthBatching = tokenCost
         self.metrics = ModelMetrics(model: spec.name, version: spec.version)
         if let dynamic = spec.dynamicBatching {
             batching = dynamic
             policy = BatchingPolicy(
                 maxBatchSize: spec.maxBatchSize, preferredBatchSizes: dynamic.preferredBatchSizes,
                 maxQueueDelay: dynamic.maxQueueDelay, maxBatchTokens: dynamic.maxBatchTokens,
-                tokenCost: backend?.variableLengthBatching ?? .padded, adaptiveQueueDelay: dynamic.adaptiveQueueDelay)
+                tokenCost: tokenCost ?? .padded, adaptiveQueueDelay: dynamic.adaptiveQueueDelay)
         } else {
             // Without dynamic_batching Triton runs every request alone: a policy
             // whose batches hold one request.
@@ -119,7 +119,7 @@ public actor ModelScheduler: InferenceRunner {
         let count = max(spec.instanceCount, 1)
         let instances = try (0..<count).map { try backend.makeInstance(for: spec, index: $0) }
         let lane = preempts(spec, instances: instances) ? try backend.makeInstance(for: spec, index: count) : nil
-        return ModelScheduler(spec: spec, instances: instances, urgentLane: lane, backend: backend,
+        return ModelScheduler(spec: spec, instances: instances, urgentLane: lane, tokenCost: backend.variableLengthBatching,
                               defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions, clock: clock)
     }
 
@@ -160,13 +160,11 @@ public actor ModelScheduler: InferenceRunner {
             return try make(spec: spec, backend: backend, defaultMaxQueueSize: defaultMaxQueueSize, admissions: admissions, clock: clock)
         }
         let instances = try (0..<max(spec.instanceCount, 1)).map { try backend.makeInstance(for: spec, index: $0) }
-        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, backend: backend, maxQueueSize: defaultMaxQueueSize,
+        return SequenceScheduler(spec: spec, sequence: sequence, instances: instances, maxQueueSize: defaultMaxQueueSize,
                                  admissions: admissions, clock: clock)
     }
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
-
-    public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }
 
     /// Requests waiting in the queue or in the batch formed ahead (tests wait
     /// on it instead of sleeping).
@@ -193,19 +191,9 @@ public actor ModelScheduler: InferenceRunner {
 
     // MARK: Requests
 
-    public nonisolated func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
-        var request = request
-        // Off the actor: tokenizing a large text request must not hold up the queue.
-        let began = clock.now
-        try backend?.prepare(&request, spec: spec)
-        let tokenize = request.tokenized == nil ? Duration.zero : clock.now - began
-        var response = try await schedule(request)
-        response.tokenCount = request.rowTokens?.reduce(0, +)
-        response.timing.tokenize = tokenize
-        return response
-    }
-
-    private func schedule(_ request: ValidatedRequest) async throws -> InferenceResponse {
+    /// Queues a request the pipeline has prepared (`ModelSteps.prepare`: its
+    /// text tokenized and real token counts in `rowTokens`).
+    public func infer(_ request: ValidatedRequest) async throws -> InferenceResponse {
         guard !draining else {
             throw InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading")
         }
@@ -510,13 +498,7 @@ public actor ModelScheduler: InferenceRunner {
             var timing = RequestTiming()
             timing.queue = started - entry.arrival
             timing.computeInfer = infer
-            var ordered = wanted.compactMap { name in tensors.first { $0.name == name } }
-            do {
-                ordered = try applyClassification(ordered, requested: request.outputs)
-            } catch {
-                complete(entry, .failure(error), reason: .other)
-                continue
-            }
+            let ordered = wanted.compactMap { name in tensors.first { $0.name == name } }
             timing.computeOutput = clock.now - computed
             responses.append(InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
                                                outputs: ordered, timing: timing))
@@ -532,15 +514,6 @@ public actor ModelScheduler: InferenceRunner {
     /// that the model failed.
     private func backendFailure(_ error: any Error) -> InferenceError {
         error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
-    }
-
-    /// The classification extension on outputs requested with `classification: N`.
-    private func applyClassification(_ tensors: [Tensor], requested: [RequestedOutput]) throws -> [Tensor] {
-        try tensors.map { tensor in
-            guard let count = requested.first(where: { $0.name == tensor.name })?.classificationCount else { return tensor }
-            let labels = spec.outputs.first { $0.name == tensor.name }?.labels ?? []
-            return try Classification.topClasses(tensor, count: count, labels: labels, batched: spec.maxBatchSize > 0)
-        }
     }
 
     /// Answers a request, in arrival order when the model preserves ordering.

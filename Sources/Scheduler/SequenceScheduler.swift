@@ -19,7 +19,6 @@ public actor SequenceScheduler: InferenceRunner {
 
     public nonisolated let spec: ModelSpec
     private let sequence: SequenceBatchingSpec
-    private let backend: (any ModelBackend)?
     private let instances: [any ModelInstance]
     private let executors: [InstanceExecutor]
     private let clock: any SchedulerClock
@@ -38,13 +37,12 @@ public actor SequenceScheduler: InferenceRunner {
     private let maxQueued: Int
 
     public init(spec: ModelSpec, sequence: SequenceBatchingSpec, instances: [any ModelInstance],
-                backend: (any ModelBackend)? = nil, maxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
+                maxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
                 clock: any SchedulerClock = SystemSchedulerClock()) {
         self.maxQueued = max(maxQueueSize, 0)
         precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.sequence = sequence
-        self.backend = backend
         self.instances = instances
         self.clock = clock
         executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
@@ -54,7 +52,6 @@ public actor SequenceScheduler: InferenceRunner {
     }
 
     public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
-    public nonisolated var tokenizer: (any TextTokenizer)? { try? backend?.tokenizer(for: spec) }
     public nonisolated func statistics() -> ModelStatistics { stats.withLock { $0 } }
 
     /// Requests queued or waiting in the backlog (tests watch it instead of sleeping).
@@ -69,12 +66,7 @@ public actor SequenceScheduler: InferenceRunner {
             throw InferenceError.invalidArgument(
                 "inference request to model '\(spec.name)' must specify batch-size 1 due to requirements of sequence batcher")
         }
-        let began = clock.now
-        try backend?.prepare(&request, spec: spec)
-        let tokenize = request.tokenized == nil ? Duration.zero : clock.now - began
-        var response = try await enqueue(request)
-        response.timing.tokenize = tokenize
-        return response
+        return try await enqueue(request)
     }
 
     private func enqueue(_ request: ValidatedRequest) async throws -> InferenceResponse {
@@ -226,27 +218,17 @@ public actor SequenceScheduler: InferenceRunner {
             var timing = RequestTiming()
             timing.queue = started - item.request.arrival
             timing.computeInfer = computed - started
-            do {
-                let wanted = request.outputs.map(\.name).compactMap { name in tensors.first { $0.name == name } }
-                let answered = try wanted.map { tensor -> Tensor in
-                    guard let count = request.outputs.first(where: { $0.name == tensor.name })?.classificationCount else { return tensor }
-                    let labels = spec.outputs.first { $0.name == tensor.name }?.labels ?? []
-                    return try Classification.topClasses(tensor, count: count, labels: labels, batched: spec.maxBatchSize > 0)
-                }
-                var response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
-                                                 outputs: answered, timing: timing)
-                response.tokenCount = request.rowTokens?.reduce(0, +)
-                let total = clock.now - item.request.arrival
-                metrics.recordSuccess(total: total, timing: timing)
-                stats.withLock { stats in
-                    stats.success.record(total)
-                    stats.queue.record(timing.queue)
-                    stats.computeInfer.record(timing.computeInfer)
-                }
-                item.request.payload.continuation.resume(returning: response)
-            } catch {
-                fail(item.request.payload.continuation, error)
+            let wanted = request.outputs.map(\.name).compactMap { name in tensors.first { $0.name == name } }
+            let response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
+                                             outputs: wanted, timing: timing)
+            let total = clock.now - item.request.arrival
+            metrics.recordSuccess(total: total, timing: timing)
+            stats.withLock { stats in
+                stats.success.record(total)
+                stats.queue.record(timing.queue)
+                stats.computeInfer.record(timing.computeInfer)
             }
+            item.request.payload.continuation.resume(returning: response)
         }
         dropFinishedStates()
     }

@@ -348,7 +348,7 @@ public struct TextModelInfo: Sendable {
         dtype = ["fp32": "float32", "bf16": "bfloat16", "int8": "int8"][precision] ?? "float32"
         task = model.task
         labels = model.task == .classification || model.task == .rerank ? (0..<(model.output.dims.last ?? 0)).map { model.label($0) } : []
-        maxInputLength = view.runner.tokenizer?.maxTokens ?? TextModel.defaultMaxTokens
+        maxInputLength = view.steps.tokenizer?.maxTokens ?? TextModel.defaultMaxTokens
         maxBatchTokens = spec.dynamicBatching?.maxBatchTokens ?? max(spec.maxBatchSize, 1) * maxInputLength
         maxBatchRequests = spec.maxBatchSize > 0 ? spec.maxBatchSize : nil
     }

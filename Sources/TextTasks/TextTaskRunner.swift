@@ -35,7 +35,7 @@ public struct TextTaskRunner: Sendable {
     /// A ready model with a tokenizer: the one named, else the only one with any task.
     public func tokenizingModel(named name: String?) throws -> (ModelView, any TextTokenizer) {
         let view = try name.map { try server.model($0, version: "") } ?? only(readyViews().filter { $0.spec.parameters["task"] != nil })
-        guard let tokenizer = view.runner.tokenizer else {
+        guard let tokenizer = view.steps.tokenizer else {
             throw TextTaskError(kind: .tokenizer, message: "model '\(view.spec.name)' has no tokenizer: it takes token ids")
         }
         return (view, tokenizer)
@@ -109,7 +109,7 @@ public struct TextTaskRunner: Sendable {
 
     private func run(_ model: TextModel, view: ModelView, inputs: TextInputs, options: TextOptions, output: TensorSpec,
                      bytes: Int) async throws -> (responses: [InferenceResponse], tokens: Int) {
-        let maxTokens = view.runner.tokenizer?.maxTokens
+        let maxTokens = view.steps.tokenizer?.maxTokens
         let requests = try model.requests(for: inputs, options: options, output: output, maxTokens: maxTokens)
         var traced = InferenceCall(modelName: view.spec.name, modelVersion: String(view.spec.version), protocolName: protocolName,
                                    requestBytes: bytes)
