@@ -20,13 +20,11 @@ public actor DecoupledScheduler: InferenceRunner {
     }
 
     public nonisolated let spec: ModelSpec
-    private let instances: [any DecoupledModelInstance]
-    private let executors: [InstanceExecutor]
-    private var free: [Int]
+    private nonisolated let pool: InstancePool<any DecoupledModelInstance>
     private var queue: Deque<Pending> = []
     private var draining = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
-    private let stats = Mutex(ModelStatistics())
+    private nonisolated var records: ExecutionRecords { pool.records }
     /// Requests that may wait for an instance (0: unbounded).
     private let maxQueued: Int
     /// The cancellation flags of the requests running, by instance.
@@ -36,17 +34,14 @@ public actor DecoupledScheduler: InferenceRunner {
 
     public init(spec: ModelSpec, instances: [any DecoupledModelInstance], maxQueueSize: Int = 0,
                 admissions: [RateLimiter.Admission] = [], clock: any SchedulerClock = SystemSchedulerClock()) {
-        precondition(!instances.isEmpty, "a model needs at least one instance")
         self.clock = clock
         maxQueued = max(maxQueueSize, 0)
         self.spec = spec
-        self.instances = instances
-        executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
-        free = Array(instances.indices.reversed())
+        pool = InstancePool(spec: spec, instances: instances, admissions: admissions, clock: clock)
     }
 
-    public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
-    public nonisolated func statistics() -> ModelStatistics { stats.withLock { $0 } }
+    public nonisolated var reportedParameters: [String: String] { pool.instances[0].reportedParameters }
+    public nonisolated func statistics() -> ModelStatistics { records.statistics.withLock { $0 } }
 
     /// A decoupled model has no single answer: unary calls are refused (the
     /// pipeline says so first, with Triton's text).
@@ -78,66 +73,50 @@ public actor DecoupledScheduler: InferenceRunner {
     }
 
     private func pump() {
-        while let index = free.last, let next = queue.popFirst() {
-            free.removeLast()
+        while let index = pool.firstFree, let next = queue.popFirst() {
             if next.cancelled.isSet {
                 next.stream.finish()
-                free.append(index)
                 continue
             }
+            pool.take(index)
             running[index] = next.cancelled
             Task { await self.execute(next, on: index) }
         }
-        if draining, queue.isEmpty, free.count == instances.count {
+        if draining, queue.isEmpty, pool.computing == 0 {
             for waiter in drainWaiters { waiter.resume() }
             drainWaiters.removeAll()
         }
     }
 
     private func execute(_ pending: Pending, on index: Int) async {
-        let instance = instances[index]
-        let started = clock.now
         let spec = self.spec
         let request = pending.request
-        let sent = Mutex(0)
-        let outcome: Result<Void, any Error>
-        let span = ModelScheduler.batchSpan(model: spec.name, rows: request.batchSize, linking: [pending.traceContext].compactMap { $0 })
-        defer { span?.end() }
-        do {
-            try await executors[index].run {
-                try instance.execute(request, respond: { outputs in
-                    guard !pending.cancelled.isSet else { return }
-                    let wanted = request.outputs.compactMap { want in outputs.first { $0.name == want.name } }
-                    var response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version, outputs: wanted)
-                    response.timing.queue = started - pending.arrival
-                    sent.withLock { $0 += 1 }
-                    pending.stream.yield(response)
-                }, isCancelled: { pending.cancelled.isSet })
-            }
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
+        let began = clock.now
+        let span = InstancePool<any DecoupledModelInstance>.batchSpan(model: spec.name, rows: request.batchSize,
+                                                                      linking: [pending.traceContext].compactMap { $0 })
+        let (outcome, started, finished) = await pool.run(on: index) { instance in
+            try instance.execute(request, respond: { outputs in
+                guard !pending.cancelled.isSet else { return }
+                let wanted = request.outputs.compactMap { want in outputs.first { $0.name == want.name } }
+                var response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version, outputs: wanted)
+                response.timing.queue = began - pending.arrival
+                pending.stream.yield(response)
+            }, isCancelled: { pending.cancelled.isSet })
         }
-        let finished = clock.now
-        stats.withLock { stats in
-            stats.executionCount += 1
-            stats.inferenceCount += 1
-            stats.lastInferenceMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
-            switch outcome {
-            case .success: stats.success.record(finished - pending.arrival)
-            case .failure:
-                stats.fail.record(finished - pending.arrival)
-                stats.failures[.backend, default: 0] += 1
-            }
-            stats.queue.record(started - pending.arrival)
-            stats.computeInfer.record(finished - started)
-        }
+        span?.end()
+        records.recordExecution(rows: 1, batchTokens: 1, realTokens: 1, infer: finished - started, output: .zero)
         switch outcome {
-        case .success: pending.stream.finish()
-        case .failure(let error): pending.stream.finish(throwing: error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)"))
+        case .success:
+            var timing = RequestTiming()
+            (timing.queue, timing.computeInfer) = (started - pending.arrival, finished - started)
+            records.recordSuccess(total: finished - pending.arrival, timing: timing)
+            pending.stream.finish()
+        case .failure(let error):
+            records.recordFailure(.backend, elapsed: finished - pending.arrival)
+            pending.stream.finish(throwing: pool.failure(error))
         }
         running[index] = nil
-        free.append(index)
+        pool.release(index)
         pump()
     }
 
@@ -150,10 +129,10 @@ public actor DecoupledScheduler: InferenceRunner {
             queued.stream.finish(throwing: InferenceError.unavailable("model '\(spec.name)' version \(spec.version) is unloading"))
         }
         for flag in running.values { flag.set() }
-        if !(queue.isEmpty && free.count == instances.count) {
+        if !(queue.isEmpty && pool.computing == 0) {
             await withCheckedContinuation { drainWaiters.append($0) }
         }
-        for executor in executors { executor.stop() }
+        await pool.drain()
     }
 }
 

@@ -67,11 +67,6 @@ public final class InstanceExecutor: Sendable {
         }
     }
 
-    /// One executor per instance, each with its admission (if any).
-    public static func forInstances(_ count: Int, model: String, admissions: [RateLimiter.Admission]) -> [InstanceExecutor] {
-        (0..<count).map { InstanceExecutor(name: "\(model)-\($0)", admission: $0 < admissions.count ? admissions[$0] : nil) }
-    }
-
     /// Lets queued jobs finish, then ends the thread.
     public func stop() {
         admission?.unregister()

@@ -28,16 +28,14 @@ public actor ModelScheduler: InferenceRunner {
     private let batching: DynamicBatchingSpec
     private let policy: BatchingPolicy
     private let variableLengthBatching: TokenCost?
-    private let instances: [any ModelInstance]
-    private let executors: [InstanceExecutor]
-    private var freeInstances: [Int]
+    private nonisolated let pool: InstancePool<any ModelInstance>
     /// The most urgent level in each computing instance's batch, by instance:
     /// a queued request more urgent than all of them may take the urgent lane.
     private var computingLevels: [Int: Int] = [:]
     /// One more instance of the model for batches more urgent than everything
     /// computing, while the others pause (`UrgentWorkGate`); nil without
     /// priority levels or where instances do not yield.
-    private let urgentLane: (instance: any ModelInstance, executor: InstanceExecutor, gate: UrgentWorkGate)?
+    private let urgentLane: (pool: InstancePool<any ModelInstance>, gate: UrgentWorkGate)?
     private var urgentLaneBusy = false
     private var queue: RequestQueue<Pending>
     /// A batch formed ahead while every instance computes (at most one).
@@ -54,8 +52,8 @@ public actor ModelScheduler: InferenceRunner {
     /// preserve_ordering: finished results wait here until every earlier request is answered.
     private var nextToRelease: UInt64 = 0
     private var finished: [UInt64: (Pending, Result<InferenceResponse, any Error>)] = [:]
-    private let stats = Mutex(ModelStatistics())
-    private let metrics: ModelMetrics
+    private nonisolated var records: ExecutionRecords { pool.records }
+    private nonisolated var metrics: ModelMetrics { pool.records.metrics }
     /// What the loop reads time from and sleeps on (a manual clock in tests).
     private nonisolated let clock: any SchedulerClock
 
@@ -71,21 +69,19 @@ public actor ModelScheduler: InferenceRunner {
                 tokenCost: TokenCost? = nil,
                 defaultMaxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
                 clock: any SchedulerClock = SystemSchedulerClock()) {
-        precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.clock = clock
-        self.instances = instances
-        self.executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
+        let pool = InstancePool(spec: spec, instances: instances, admissions: admissions, clock: clock)
+        self.pool = pool
         if let lane = urgentLane, Self.preempts(spec, instances: instances) {
             // No admission of its own: it computes only while the instances
-            // whose resources it borrows are paused.
-            self.urgentLane = (lane, InstanceExecutor(name: "\(spec.name)-urgent"), UrgentWorkGate())
+            // whose resources it borrows are paused. Its executions count as the model's.
+            self.urgentLane = (InstancePool(spec: spec, instances: [lane], clock: clock, records: pool.records, name: "\(spec.name)-urgent"),
+                               UrgentWorkGate())
         } else {
             self.urgentLane = nil
         }
-        self.freeInstances = Array(instances.indices.reversed())
         self.variableLengthBatching = tokenCost
-        self.metrics = ModelMetrics(model: spec.name, version: spec.version)
         if let dynamic = spec.dynamicBatching {
             batching = dynamic
             policy = BatchingPolicy(
@@ -164,7 +160,7 @@ public actor ModelScheduler: InferenceRunner {
                                  admissions: admissions, clock: clock)
     }
 
-    public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
+    public nonisolated var reportedParameters: [String: String] { pool.instances[0].reportedParameters }
 
     /// Requests waiting in the queue or in the batch formed ahead (tests wait
     /// on it instead of sleeping).
@@ -186,7 +182,7 @@ public actor ModelScheduler: InferenceRunner {
     public var isDraining: Bool { draining }
 
     public nonisolated func statistics() -> ModelStatistics {
-        stats.withLock { $0 }
+        records.statistics.withLock { $0 }
     }
 
     // MARK: Requests
@@ -304,17 +300,17 @@ public actor ModelScheduler: InferenceRunner {
             queue.restore(ready)
             readyBatch = nil
         }
-        dispatching: while let instance = freeInstances.last {
+        dispatching: while let instance = pool.firstFree {
             if let ready = readyBatch {
                 readyBatch = nil
-                freeInstances.removeLast()
                 launch(ready, on: instance)
                 continue
             }
             switch policy.decide(batchCandidates, now: now, arrivalsPerSecond: arrivalRate) {
             case .dispatch(let sequences, _):
-                freeInstances.removeLast()
-                launch(queue.remove(sequences), on: instance)
+                let entries = queue.remove(sequences)
+                guard !entries.isEmpty else { break dispatching }
+                launch(entries, on: instance)
             case .wait(let until):
                 wake(at: until)
                 break dispatching
@@ -322,10 +318,11 @@ public actor ModelScheduler: InferenceRunner {
                 break dispatching
             }
         }
-        if freeInstances.isEmpty { overtake(now: now) }
+        let allBusy = pool.firstFree == nil
+        if allBusy { overtake(now: now) }
         // Every instance is busy: form the next batch now if it cannot grow, so
         // it starts the moment an instance frees.
-        if freeInstances.isEmpty, readyBatch == nil,
+        if allBusy, readyBatch == nil,
            case .dispatch(let sequences, saturated: true) = policy.decide(batchCandidates, now: now, arrivalsPerSecond: arrivalRate) {
             readyBatch = queue.remove(sequences)
         }
@@ -408,10 +405,7 @@ public actor ModelScheduler: InferenceRunner {
     }
 
     private func launch(_ entries: [Entry], on index: Int) {
-        guard !entries.isEmpty else {
-            freeInstances.append(index)
-            return
-        }
+        pool.take(index)
         inFlight += 1
         computingLevels[index] = entries.map(\.level).min()
         Task { await self.execute(entries, on: index) }
@@ -419,10 +413,12 @@ public actor ModelScheduler: InferenceRunner {
 
     private func execute(_ entries: [Entry], on index: Int) async {
         let batch = Batch(items: entries.map(\.payload.request), urgentWork: urgentLane?.gate)
-        let instance = instances[index]
-        await run(entries, batch: batch, on: executors[index]) { try instance.executeEach(batch) }
+        let outcome = await pool.run(batch, on: index, linking: entries.compactMap(\.payload.traceContext)) { instance, batch in
+            try instance.executeEach(batch)
+        }
+        finishBatch(entries, batchSize: batch.batchSize, outcome: outcome)
         computingLevels[index] = nil
-        freeInstances.append(index)
+        pool.release(index)
         inFlight -= 1
         pump()
     }
@@ -430,57 +426,32 @@ public actor ModelScheduler: InferenceRunner {
     private func executeUrgent(_ entries: [Entry]) async {
         guard let lane = urgentLane else { return }
         let batch = Batch(items: entries.map(\.payload.request))
-        await run(entries, batch: batch, on: lane.executor) {
+        lane.pool.take(0)
+        let outcome = await lane.pool.run(batch, on: 0, linking: entries.compactMap(\.payload.traceContext)) { instance, batch in
             // The computing instances pause from here until this returns.
             lane.gate.begin()
             defer { lane.gate.end() }
-            return try lane.instance.executeEach(batch)
+            return try instance.executeEach(batch)
         }
+        finishBatch(entries, batchSize: batch.batchSize, outcome: outcome)
+        lane.pool.release(0)
         urgentLaneBusy = false
         inFlight -= 1
         pump()
     }
 
-    /// Computes a batch on an executor and answers its requests.
-    private func run(_ entries: [Entry], batch: Batch, on executor: InstanceExecutor,
-                     _ compute: @escaping @Sendable () throws -> [Result<[Tensor], any Error>]) async {
-        let started = clock.now
-        let span = Self.batchSpan(model: spec.name, rows: batch.batchSize, linking: entries.compactMap(\.payload.traceContext))
-        let result: Result<[Result<[Tensor], any Error>], any Error>
-        do {
-            result = .success(try await executor.run(compute))
-        } catch {
-            result = .failure(error)
-        }
-        span?.end()
-        finishBatch(entries, batchSize: batch.batchSize, result: result, started: started, computed: clock.now)
-    }
-
-    /// One span per execution that carries traced requests, linked to each
-    /// of their spans (a batch has many parents, so it is a root of its own).
-    static func batchSpan(model: String, rows: Int, linking contexts: [InstrumentationContext]) -> (any Span)? {
-        guard !contexts.isEmpty else { return nil }
-        let span = startSpan("batch", context: .topLevel, ofKind: .internal)
-        span.attributes["triton.model_name"] = model
-        span.attributes["triton.batch_size"] = rows
-        for context in contexts { span.addLink(SpanLink(context: context, attributes: [:])) }
-        return span
-    }
-
-    private func finishBatch(_ entries: [Entry], batchSize: Int, result: Result<[Result<[Tensor], any Error>], any Error>,
-                             started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
+    /// Answers a batch's requests from what the pool computed.
+    private func finishBatch(_ entries: [Entry], batchSize: Int,
+                             outcome: (result: Result<[Result<[Tensor], any Error>], InferenceError>,
+                                       started: ContinuousClock.Instant, computed: ContinuousClock.Instant)) {
+        let (started, computed) = (outcome.started, outcome.computed)
         let infer = computed - started
         let outputs: [Result<[Tensor], any Error>]
-        switch result {
-        case .success(let value) where value.count == entries.count:
-            outputs = value
+        switch outcome.result {
         case .success(let value):
-            let error = InferenceError.internal(
-                "backend '\(spec.backend)' returned \(value.count) results for a batch of \(entries.count) requests")
-            for entry in entries { complete(entry, .failure(error), reason: .backend) }
-            return
+            outputs = value
         case .failure(let error):
-            for entry in entries { complete(entry, .failure(backendFailure(error)), reason: .backend) }
+            for entry in entries { complete(entry, .failure(error), reason: .backend) }
             return
         }
         var responses: [InferenceResponse] = []
@@ -490,7 +461,7 @@ public actor ModelScheduler: InferenceRunner {
             switch output {
             case .success(let value): tensors = value
             case .failure(let error):
-                complete(entry, .failure(backendFailure(error)), reason: .backend)
+                complete(entry, .failure(pool.failure(error)), reason: .backend)
                 continue
             }
             let request = entry.payload.request
@@ -510,22 +481,9 @@ public actor ModelScheduler: InferenceRunner {
         }
     }
 
-    /// What a backend's error tells the client: its own InferenceError, or
-    /// that the model failed.
-    private func backendFailure(_ error: any Error) -> InferenceError {
-        error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
-    }
-
     /// Answers a request, in arrival order when the model preserves ordering.
     private func complete(_ entry: Entry, _ result: Result<InferenceResponse, any Error>, reason: FailureReason?) {
-        if let reason {
-            let now = clock.now
-            metrics.recordFailure(reason)
-            stats.withLock { stats in
-                stats.fail.record(now - entry.arrival)
-                stats.failures[reason, default: 0] += 1
-            }
-        }
+        if let reason { records.recordFailure(reason, elapsed: clock.now - entry.arrival) }
         guard batching.preserveOrdering else {
             entry.payload.continuation.resume(with: result)
             return
@@ -539,33 +497,13 @@ public actor ModelScheduler: InferenceRunner {
 
     private func recordExecution(_ entries: [Entry], responses: [InferenceResponse], batchSize: Int,
                                  infer: Duration, output: Duration) {
-        let epochMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
         let finishedAt = clock.now
         let longest = entries.map(\.length).max() ?? 0
         let real = entries.reduce(0) { $0 + $1.rows * $1.length }
         let cost = variableLengthBatching == .packed ? real : batchSize * longest
-        metrics.recordExecution(rows: batchSize, batchTokens: cost, realTokens: real)
+        records.recordExecution(rows: batchSize, batchTokens: cost, realTokens: real, infer: infer, output: output)
         for (entry, response) in zip(entries, responses) where entry.payload.countsAsRequest {
-            metrics.recordSuccess(total: finishedAt - entry.arrival, timing: response.timing)
-        }
-        stats.withLock { stats in
-            stats.executionCount += 1
-            stats.inferenceCount += UInt64(batchSize)
-            stats.lastInferenceMilliseconds = epochMilliseconds
-            stats.batchTokens += UInt64(cost)
-            stats.realTokens += UInt64(real)
-            for (entry, response) in zip(entries, responses) where entry.payload.countsAsRequest {
-                stats.success.record(finishedAt - entry.arrival)
-                stats.queue.record(response.timing.queue)
-                stats.computeInput.record(response.timing.computeInput)
-                stats.computeInfer.record(response.timing.computeInfer)
-                stats.computeOutput.record(response.timing.computeOutput)
-            }
-            var perSize = stats.batches[batchSize] ?? BatchStatistics(batchSize: batchSize)
-            perSize.computeInput.record(.zero)
-            perSize.computeInfer.record(infer)
-            perSize.computeOutput.record(output)
-            stats.batches[batchSize] = perSize
+            records.recordSuccess(total: finishedAt - entry.arrival, timing: response.timing)
         }
     }
 
@@ -615,8 +553,8 @@ public actor ModelScheduler: InferenceRunner {
             await withCheckedContinuation { drainWaiters.append($0) }
         }
         timer?.cancel()
-        for executor in executors { executor.stop() }
-        urgentLane?.executor.stop()
+        await pool.drain()
+        await urgentLane?.pool.drain()
     }
 
     private var isIdle: Bool { queue.isEmpty && readyBatch == nil && inFlight == 0 }

@@ -19,11 +19,9 @@ public actor SequenceScheduler: InferenceRunner {
 
     public nonisolated let spec: ModelSpec
     private let sequence: SequenceBatchingSpec
-    private let instances: [any ModelInstance]
-    private let executors: [InstanceExecutor]
+    private nonisolated let pool: InstancePool<any ModelInstance>
     private let clock: any SchedulerClock
     private var policy: Policy
-    private var busy: Set<Int> = []
     private var nextSerial: UInt64 = 0
     /// Implicit state of each running sequence, by the policy's sequence id.
     private var states: [Int: [Tensor]] = [:]
@@ -31,8 +29,7 @@ public actor SequenceScheduler: InferenceRunner {
     private var timerDeadline: ContinuousClock.Instant?
     private var draining = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
-    private let stats = Mutex(ModelStatistics())
-    private let metrics: ModelMetrics
+    private nonisolated var records: ExecutionRecords { pool.records }
     /// Requests that may wait, in slots and the backlog (0: unbounded).
     private let maxQueued: Int
 
@@ -40,19 +37,16 @@ public actor SequenceScheduler: InferenceRunner {
                 maxQueueSize: Int = 0, admissions: [RateLimiter.Admission] = [],
                 clock: any SchedulerClock = SystemSchedulerClock()) {
         self.maxQueued = max(maxQueueSize, 0)
-        precondition(!instances.isEmpty, "a model needs at least one instance")
         self.spec = spec
         self.sequence = sequence
-        self.instances = instances
         self.clock = clock
-        executors = InstanceExecutor.forInstances(instances.count, model: spec.name, admissions: admissions)
+        pool = InstancePool(spec: spec, instances: instances, admissions: admissions, clock: clock)
         policy = Policy(strategy: sequence.strategy, instances: instances.count, maxBatchSize: spec.maxBatchSize,
                         idleTimeout: sequence.maxSequenceIdle)
-        metrics = ModelMetrics(model: spec.name, version: spec.version)
     }
 
-    public nonisolated var reportedParameters: [String: String] { instances.first?.reportedParameters ?? [:] }
-    public nonisolated func statistics() -> ModelStatistics { stats.withLock { $0 } }
+    public nonisolated var reportedParameters: [String: String] { pool.instances[0].reportedParameters }
+    public nonisolated func statistics() -> ModelStatistics { records.statistics.withLock { $0 } }
 
     /// Requests queued or waiting in the backlog (tests watch it instead of sleeping).
     public var queuedCount: Int { policy.queuedCount }
@@ -104,12 +98,12 @@ public actor SequenceScheduler: InferenceRunner {
         _ = policy.expireIdle(now: now)
         dropFinishedStates()
         var wakeAt = policy.nextIdleDeadline
-        for instance in instances.indices where !busy.contains(instance) {
+        for instance in 0..<pool.count where !pool.isBusy(instance) {
             switch policy.decide(instance: instance, now: now) {
             case .dispatch(let serials):
                 let taken = policy.take(serials)
                 guard !taken.isEmpty else { continue }
-                busy.insert(instance)
+                pool.take(instance)
                 Task { await self.execute(taken, on: instance) }
             case .wait(let until):
                 wakeAt = [wakeAt, until].compactMap { $0 }.min()
@@ -165,45 +159,38 @@ public actor SequenceScheduler: InferenceRunner {
     }
 
     private func execute(_ taken: [(request: Policy.Request, slot: Policy.Slot, sequence: Int)], on instance: Int) async {
-        let started = clock.now
         let items = taken.map { withControls($0.request.payload, sequenceID: $0.sequence, slot: $0.slot) }
-        let model = instances[instance]
         let batch = Batch(items: items)
-        let span = ModelScheduler.batchSpan(model: spec.name, rows: batch.batchSize,
-                                            linking: taken.compactMap(\.request.payload.traceContext))
-        let result: Result<[[Tensor]], any Error>
-        do {
-            result = .success(try await executors[instance].run { try model.execute(batch) })
-        } catch {
-            result = .failure(error)
+        let outcome = await pool.run(batch, on: instance, linking: taken.compactMap(\.request.payload.traceContext)) { model, batch in
+            try model.executeEach(batch)
         }
-        span?.end()
-        let computed = clock.now
-        finish(taken, result: result, batchSize: batch.batchSize, started: started, computed: computed)
-        busy.remove(instance)
+        finish(taken, result: outcome.result, batchSize: batch.batchSize, started: outcome.started, computed: outcome.computed)
+        pool.release(instance)
         pump()
     }
 
-    private func finish(_ taken: [(request: Policy.Request, slot: Policy.Slot, sequence: Int)], result: Result<[[Tensor]], any Error>,
+    private func finish(_ taken: [(request: Policy.Request, slot: Policy.Slot, sequence: Int)],
+                        result: Result<[Result<[Tensor], any Error>], InferenceError>,
                         batchSize: Int, started: ContinuousClock.Instant, computed: ContinuousClock.Instant) {
-        let outputs: [[Tensor]]
+        let outputs: [Result<[Tensor], any Error>]
         switch result {
-        case .success(let value) where value.count == taken.count:
-            outputs = value
         case .success(let value):
-            outputs = []
-            let error = InferenceError.internal("backend '\(spec.backend)' returned \(value.count) results for a batch of \(taken.count) requests")
-            for item in taken { fail(item.request.payload.continuation, error) }
+            outputs = value
+            records.recordExecution(rows: batchSize, batchTokens: batchSize, realTokens: batchSize, infer: computed - started, output: .zero)
         case .failure(let error):
             outputs = []
-            let wrapped = error as? InferenceError ?? .internal("model '\(spec.name)' failed: \(error)")
-            for item in taken { fail(item.request.payload.continuation, wrapped) }
+            for item in taken { fail(item.request.payload.continuation, error) }
         }
-        if !outputs.isEmpty { recordExecution(batchSize: batchSize, infer: computed - started) }
         for (index, item) in taken.enumerated() {
             defer { policy.finished(sequence: item.sequence, now: computed) }
             guard index < outputs.count else { continue }
-            let tensors = outputs[index]
+            let tensors: [Tensor]
+            switch outputs[index] {
+            case .success(let value): tensors = value
+            case .failure(let error):
+                fail(item.request.payload.continuation, pool.failure(error))
+                continue
+            }
             // Implicit state: this request's state outputs are the next one's inputs.
             if !sequence.states.isEmpty {
                 states[item.sequence] = sequence.states.map { state in
@@ -222,38 +209,14 @@ public actor SequenceScheduler: InferenceRunner {
             let response = InferenceResponse(id: request.request.id, modelName: spec.name, modelVersion: spec.version,
                                              outputs: wanted, timing: timing)
             let total = clock.now - item.request.arrival
-            metrics.recordSuccess(total: total, timing: timing)
-            stats.withLock { stats in
-                stats.success.record(total)
-                stats.queue.record(timing.queue)
-                stats.computeInfer.record(timing.computeInfer)
-            }
+            records.recordSuccess(total: total, timing: timing)
             item.request.payload.continuation.resume(returning: response)
         }
         dropFinishedStates()
     }
 
-    private func recordExecution(batchSize: Int, infer: Duration) {
-        metrics.recordExecution(rows: batchSize, batchTokens: batchSize, realTokens: batchSize)
-        let epochMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
-        stats.withLock { stats in
-            stats.executionCount += 1
-            stats.inferenceCount += UInt64(batchSize)
-            stats.lastInferenceMilliseconds = epochMilliseconds
-            var perSize = stats.batches[batchSize] ?? BatchStatistics(batchSize: batchSize)
-            perSize.computeInput.record(.zero)
-            perSize.computeInfer.record(infer)
-            perSize.computeOutput.record(.zero)
-            stats.batches[batchSize] = perSize
-        }
-    }
-
     private func fail(_ continuation: CheckedContinuation<InferenceResponse, any Error>, _ error: any Error) {
-        metrics.recordFailure(.other)
-        stats.withLock { stats in
-            stats.fail.record(.zero)
-            stats.failures[.other, default: 0] += 1
-        }
+        records.recordFailure(.other, elapsed: .zero)
         continuation.resume(throwing: error)
     }
 
@@ -268,15 +231,15 @@ public actor SequenceScheduler: InferenceRunner {
     public func shutdown() async {
         draining = true
         pump()
-        if !(policy.isEmpty && busy.isEmpty) {
+        if !(policy.isEmpty && pool.computing == 0) {
             await withCheckedContinuation { drainWaiters.append($0) }
         }
         timer?.cancel()
-        for executor in executors { executor.stop() }
+        await pool.drain()
     }
 
     private func resumeDrainWaitersIfIdle() {
-        guard draining, policy.isEmpty, busy.isEmpty else { return }
+        guard draining, policy.isEmpty, pool.computing == 0 else { return }
         for waiter in drainWaiters { waiter.resume() }
         drainWaiters.removeAll()
     }
