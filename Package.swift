@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "InferenceCore", targets: ["InferenceCore"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
         .library(name: "TransformerEncoder", targets: ["TransformerEncoder"]),
+        .library(name: "TransformerModel", targets: ["TransformerModel"]),
         .library(name: "CEncoderKernels", targets: ["CEncoderKernels"]),
         .library(name: "TritonProto", targets: ["TritonProto"]),
         .library(name: "ModelRepository", targets: ["ModelRepository"]),
@@ -110,12 +111,21 @@ let package = Package(
         // The encoder's row kernels (epilogues between products, softmax) in C,
         // built for AVX-512, AVX2 and baseline x86-64, chosen at load (ifunc).
         .target(name: "CEncoderKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=fast"])]),
-        // DistilBERT and BERT encoders on the CPU: safetensors checkpoints, the
-        // WordPiece tokenizer, the prepared model shared by its instances, the
-        // per-instance forward pass, and the `transformer_encoder` backend.
+        // A DistilBERT/BERT encoder as files and values, no compute: config,
+        // safetensors checkpoint, WordPiece tokenizer, packing requests into
+        // sequences and splitting outputs back, the accelerator protocol.
+        // Both engines (CPU, CUDA) import it; neither imports the other.
+        .target(
+            name: "TransformerModel",
+            dependencies: ["InferenceCore"],
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
+        // DistilBERT and BERT encoders on the CPU: the prepared model shared by
+        // its instances, the per-instance forward pass on oneDNN, and the
+        // `transformer_encoder` backend.
         .target(
             name: "TransformerEncoder",
-            dependencies: ["InferenceCore", "CDNNL", "CEncoderKernels", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["InferenceCore", "TransformerModel", "CDNNL", "CEncoderKernels", .product(name: "Logging", package: "swift-log")],
             // The model math is loops over floats: optimize it even in debug
             // builds so tests run the real thing at a usable speed.
             swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
@@ -216,7 +226,7 @@ let package = Package(
         .target(
             name: "GPUKernels",
             dependencies: [
-                "InferenceCore", "TransformerEncoder",
+                "InferenceCore", "TransformerModel",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -234,7 +244,7 @@ let package = Package(
         .executableTarget(
             name: "BatchServer",
             dependencies: [
-                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier", "ResponseCache",
+                "InferenceCore", "Scheduler", "ModelRepository", "RequestPipeline", "ExampleBackends", "HTTPFrontend", "GRPCFrontend", "GRPCLite", "MetricsExporter", "AccessControl", "TransformerModel", "TransformerEncoder", "GPUKernels", "ONNXRuntimeBackend", "Deidentifier", "ResponseCache",
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
@@ -264,7 +274,7 @@ let package = Package(
             dependencies: ["BulkClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The tokenizer on the command line (checks against Hugging Face's, operator use).
-        .executableTarget(name: "TokenizeTool", dependencies: ["TransformerEncoder"]),
+        .executableTarget(name: "TokenizeTool", dependencies: ["TransformerModel"]),
         .testTarget(name: "InferenceCoreTests", dependencies: ["InferenceCore"]),
         .testTarget(name: "SchedulerTests", dependencies: ["Scheduler", "InferenceCore"]),
         .testTarget(name: "ModelRepositoryTests", dependencies: ["ModelRepository", "InferenceCore", "ExampleBackends"]),
@@ -279,8 +289,8 @@ let package = Package(
         .testTarget(name: "DeidentifierTests", dependencies: ["Deidentifier", "InferenceCore"]),
         .testTarget(name: "ResponseCacheTests", dependencies: ["ResponseCache", "InferenceCore"]),
         .testTarget(name: "AccessControlTests", dependencies: ["AccessControl", "InferenceCore"]),
-        .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "CEncoderKernels", "InferenceCore"]),
-        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "CEncoderKernels", "InferenceCore", "Scheduler"]),
+        .testTarget(name: "TransformerEncoderTests", dependencies: ["TransformerEncoder", "TransformerModel", "CEncoderKernels", "InferenceCore"]),
+        .testTarget(name: "GPUKernelsTests", dependencies: ["GPUKernels", "TransformerEncoder", "TransformerModel", "CEncoderKernels", "InferenceCore", "Scheduler"]),
         .testTarget(name: "GRPCLiteTests", dependencies: [
             "GRPCLite", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),

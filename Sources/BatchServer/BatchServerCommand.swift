@@ -22,6 +22,7 @@ import OTel
 import Instrumentation
 import Tracing
 import TransformerEncoder
+import TransformerModel
 import UnixSignals
 
 /// `batch-server`: a Triton-compatible batching inference server.
@@ -347,7 +348,8 @@ struct BatchServerCommand: AsyncParsableCommand {
         let models = ModelManager(
             repositoryPath: modelRepository,
             backends: BackendRegistry(ExampleBackends.all + [
-                CUDAEncoderAccelerator.backend(requireGPU: requireGPU, logger: logger),
+                // The CPU engine's backend, asking the CUDA engine first for KIND_GPU instances.
+                EncoderBackend(accelerator: CUDAEncoderAccelerator(requireGPU: requireGPU, logger: logger), logger: logger),
                 ONNXRuntimeBackend(library: onnxLibrary, requireGPU: requireGPU, logger: logger),
                 PHIDeidentifierBackend(),
             ]),

@@ -1,7 +1,7 @@
 import InferenceCore
 import Logging
 import Synchronization
-import TransformerEncoder
+import TransformerModel
 
 /// The CUDA kind of `transformer_encoder` instance: claims the instances of
 /// KIND_GPU instance groups and runs them on CUDA with their own stream,
@@ -23,11 +23,6 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
         self.logger = logger
         self.availability = availability
         self.compilerCache = KernelCompiler.defaultCacheDirectory()
-    }
-
-    /// The registered backend with this accelerator wired in.
-    public static func backend(requireGPU: Bool, logger: Logger) -> EncoderBackend {
-        EncoderBackend(accelerator: CUDAEncoderAccelerator(requireGPU: requireGPU, logger: logger), logger: logger)
     }
 
     public func validate(_ spec: ModelSpec) throws {

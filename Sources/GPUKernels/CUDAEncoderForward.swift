@@ -1,6 +1,6 @@
 import InferenceCore
 import Logging
-import TransformerEncoder
+import TransformerModel
 
 /// The encoder's forward pass on one CUDA device for one model instance: its
 /// own stream, cuBLAS handle and workspace, weights and activation buffers

@@ -4,7 +4,7 @@
 // operators who want to see what the server will feed a model.
 //   batch-server-tokenize VOCAB_FILE [MAX_LENGTH] < strings.jsonl
 import Foundation
-import TransformerEncoder
+import TransformerModel
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 2 else {

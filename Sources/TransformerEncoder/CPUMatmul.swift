@@ -1,5 +1,6 @@
 import CDNNL
 import InferenceCore
+import TransformerModel
 
 /// Small row-major matrix products (the classification head) through oneDNN's `dnnl_sgemm`
 /// (Debian's libdnnl, AVX-512 kernels where the CPU has them).

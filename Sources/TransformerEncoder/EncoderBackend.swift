@@ -2,6 +2,7 @@ import CDNNL
 import CEncoderKernels
 import Foundation
 import InferenceCore
+import TransformerModel
 import Logging
 import Synchronization
 
@@ -320,12 +321,6 @@ final class ModelFacts: Sendable {
     }
 }
 
-/// Makes encoder instances on an accelerator. Returns nil for an instance it
-/// does not claim, which then runs on the CPU.
-public protocol EncoderAccelerator: Sendable {
-    func validate(_ spec: ModelSpec) throws
-    func makeInstance(for spec: ModelSpec, index: Int) throws -> (any ModelInstance)?
-}
 
 /// Prepared models by version directory and settings, held weakly: the
 /// instances keep theirs alive, and it is freed when the last one goes.

@@ -3,6 +3,7 @@ import CEncoderKernels
 import Dispatch
 import Foundation
 import InferenceCore
+import TransformerModel
 import Synchronization
 
 /// One CPU instance's context for a shared `PreparedEncoder`: its oneDNN

@@ -1,5 +1,6 @@
 import CDNNL
 import InferenceCore
+import TransformerModel
 
 /// The arithmetic an encoder's matrix products run in on the CPU.
 public enum EncoderPrecision: String, Sendable, CaseIterable {

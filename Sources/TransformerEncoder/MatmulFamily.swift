@@ -1,5 +1,6 @@
 import CDNNL
 import InferenceCore
+import TransformerModel
 
 /// Which of a layer's four products; each has its own fused epilogue.
 enum LinearKind: Int, CaseIterable, Sendable {

@@ -1,5 +1,6 @@
 import CDNNL
 import InferenceCore
+import TransformerModel
 
 /// Checked helpers over oneDNN's C API, shared by the prepared model and the
 /// per-instance contexts.
@@ -87,16 +88,4 @@ final class AlignedBuffer: @unchecked Sendable {
     deinit { pointer.deallocate() }
 }
 
-/// bfloat16 as its 16 bits: round to nearest even, NaN kept quiet. The GPU
-/// path converts its weights with the same function.
-public enum BFloat16Bits {
-    @inline(__always)
-    public static func round(_ value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        if value.isNaN { return UInt16(bits >> 16) | 0x40 }
-        let rounding = ((bits >> 16) & 1) + 0x7FFF
-        return UInt16((bits &+ rounding) >> 16)
-    }
 
-    public static func convert(_ values: [Float]) -> [UInt16] { values.map(round) }
-}

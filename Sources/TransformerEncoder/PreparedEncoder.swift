@@ -1,5 +1,6 @@
 import CDNNL
 import InferenceCore
+import TransformerModel
 
 /// An encoder model ready to serve: loaded once per model version and shared,
 /// read-only, by all its CPU instances. The linear weights are converted to the

@@ -3,6 +3,7 @@ import InferenceCore
 import Testing
 @testable import GPUKernels
 import TransformerEncoder
+@testable import TransformerModel
 
 /// The loader's paths on hosts without a usable GPU, against missing libraries
 /// and fake drivers built here with the C compiler (no GPU or CUDA needed).

@@ -1,6 +1,7 @@
 import GPUKernels
 import Testing
 @testable import TransformerEncoder
+@testable import TransformerModel
 
 /// Float32 -> bfloat16: bit for bit with the weights' host conversion
 /// (BFloat16Bits.round), and correctly rounded against a float64 reference.

@@ -2,6 +2,7 @@ import CEncoderKernels
 import GPUKernels
 import Testing
 @testable import TransformerEncoder
+@testable import TransformerModel
 
 /// The LayerNorm twins against a float64 LayerNorm and against the CPU
 /// engine's own (the C row kernel ek_residual_layernorm).

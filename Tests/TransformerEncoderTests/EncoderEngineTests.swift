@@ -2,6 +2,7 @@ import Foundation
 import InferenceCore
 import Testing
 @testable import TransformerEncoder
+@testable import TransformerModel
 
 /// A small DistilBERT with deterministic random weights: the engine's own
 /// behaviour (batch invariance, precisions, buckets) without a checkpoint file.

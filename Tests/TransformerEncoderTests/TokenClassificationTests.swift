@@ -2,6 +2,7 @@ import Foundation
 import InferenceCore
 import Testing
 @testable import TransformerEncoder
+@testable import TransformerModel
 
 @Suite struct TokenClassificationTests {
     let head = TokenClassificationHead(labels: ["O", "B-PER", "I-PER", "B-DATE", "I-DATE", "S-ZIP", "E-PER", "LOC"])

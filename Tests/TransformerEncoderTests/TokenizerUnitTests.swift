@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TransformerEncoder
+@testable import TransformerModel
 
 @Suite struct TokenizerUnitTests {
     let tokenizer = try! WordPieceTokenizer(vocabulary: Dictionary(uniqueKeysWithValues: [

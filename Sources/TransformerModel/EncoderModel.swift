@@ -163,7 +163,7 @@ public struct EncoderModel: Sendable {
 
     /// TOKEN_TYPE_IDS: the shape of INPUT_IDS, each id one of the checkpoint's
     /// token types (DistilBERT has none: only 0).
-    static func checkedTokenTypes(_ types: Tensor?, ids: Tensor, names: EncoderInputNames, config: EncoderConfig) throws -> [Int64]? {
+    public static func checkedTokenTypes(_ types: Tensor?, ids: Tensor, names: EncoderInputNames, config: EncoderConfig) throws -> [Int64]? {
         guard let types else { return nil }
         guard types.shape == ids.shape else {
             throw InferenceError.invalidArgument(
@@ -218,7 +218,7 @@ public struct EncoderModel: Sendable {
     /// rows are non-empty and within the positions, ids within the
     /// vocabulary, no row masks every token. Returns the values and the
     /// tokens each row keeps.
-    static func checkedIDs(_ ids: Tensor, mask: Tensor?, names: EncoderInputNames, config: EncoderConfig)
+    public static func checkedIDs(_ ids: Tensor, mask: Tensor?, names: EncoderInputNames, config: EncoderConfig)
         throws -> (ids: [Int64], mask: [Int64]?, rowTokens: [Int]) {
         if let mask, mask.shape != ids.shape {
             throw InferenceError.invalidArgument(

@@ -55,7 +55,7 @@ public struct TokenClassificationHead: Sendable {
     }
 
     /// Checks a model's outputs for this task against its checkpoint's labels.
-    static func validateOutputs(_ spec: ModelSpec, labels: Int) throws {
+    public static func validateOutputs(_ spec: ModelSpec, labels: Int) throws {
         for output in spec.outputs {
             switch output.name {
             case entitiesOutput:
@@ -144,7 +144,7 @@ extension EncoderModel {
     /// in packed order, as its outputs. ENTITIES re-cuts the request's text
     /// with offsets (the ids were made before queuing; cutting again costs
     /// far less than the forward pass) and keeps the tokens the row kept.
-    func splitTokens(_ logits: [Float], batch: Batch, packed: PackedSequences, tokenizer: WordPieceTokenizer?) throws -> [[Tensor]] {
+    public func splitTokens(_ logits: [Float], batch: Batch, packed: PackedSequences, tokenizer: WordPieceTokenizer?) throws -> [[Tensor]] {
         guard let head = tokenHead else { throw InferenceError.internal("model '\(spec.name)' has no token classification head") }
         let width = head.labels
         var sequence = 0
