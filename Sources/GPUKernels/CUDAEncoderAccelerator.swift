@@ -16,6 +16,8 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
     let compilerCache: String?
     /// Models whose fallback was already logged: one line per model version.
     private let fallbackLogged = OnceKeys()
+    /// Each model version's config and device weights, by files, device and math.
+    private let deviceModels = SharedCache<DeviceModel>()
 
     public init(requireGPU: Bool = false, logger: Logger,
                 availability: @escaping @Sendable () -> CUDAAvailability = { CUDALoader.shared }) {
@@ -59,19 +61,38 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
         case .available(let platform):
             let placements = try InstancePlacement.assign(groups: spec.instanceGroups, visibleDevices: platform.devices.map(\.index))
             guard index < placements.count, case .gpu(let device) = placements[index] else { return nil }
-            let (model, weights) = try EncoderModel.load(spec: spec)
             let precision = spec.parameters["precision"] ?? "fp32"
             let math: CUDAEncoderForward.MatrixMath = precision == "bf16" ? .bf16 : CUDAEncoderForward.MatrixMath(rawValue: spec.parameters["gpu_math"] ?? "tf32") ?? .tf32
+            // One read of the checkpoint and one device copy of the weights per
+            // (model files, device, math): later instances on the device share it.
+            var uploaded = false
+            let shared = try deviceModels.value(for: "\(spec)|\(ModelFiles.fingerprint(spec))|gpu \(device)|\(math.rawValue)") {
+                uploaded = true
+                let (model, weights) = try EncoderModel.load(spec: spec)
+                return DeviceModel(model: model, weights: try DeviceWeightCopy(platform: platform, device: device, checkpoint: weights,
+                                                                              bf16: math == .bf16))
+            }
             let compiler = KernelCompiler(platform: platform, cacheDirectory: compilerCache, logger: logger)
-            let forward = try CUDAEncoderForward(platform: platform, device: device, model: model, weights: weights, math: math,
-                                                 compiler: compiler)
+            let forward = try CUDAEncoderForward(platform: platform, device: device, model: shared.model, weights: shared.weights,
+                                                 math: math, compiler: compiler)
             logger.info("model instance on GPU", metadata: [
                 "model.name": "\(spec.name)", "model.version": "\(spec.version)", "instance": "\(index)", "gpu": "\(device)",
                 "gpu.math": "\(math.rawValue)", "gpu.activation_bytes": "\(forward.plan.activationBytes)",
-                "gpu.weight_bytes": "\(forward.plan.weightBytes)",
+                "gpu.weight_bytes": "\(shared.weights.bytes)", "gpu.weights": "\(uploaded ? "uploaded" : "shared")",
             ])
-            return CUDAEncoderInstance(model: model, forward: forward)
+            return CUDAEncoderInstance(model: shared.model, forward: forward)
         }
+    }
+}
+
+/// A model version on one device: its packing and splitting, and the one
+/// device copy of its weights its instances there share.
+final class DeviceModel: Sendable {
+    let model: EncoderModel
+    let weights: DeviceWeightCopy
+    init(model: EncoderModel, weights: DeviceWeightCopy) {
+        self.model = model
+        self.weights = weights
     }
 }
 

@@ -20,22 +20,16 @@ final class CUDAEncoderForward: @unchecked Sendable {
     private let handles: StreamContext
     private var stream: RawPointer? { handles.stream }
     private var cublas: RawPointer? { handles.cublas }
-    private let weights: DeviceWeights
+    /// The model version's weights on this device, shared with its other instances there.
+    private let shared: DeviceWeightCopy
+    private var weights: DeviceWeights { shared.weights }
     private let buffers: [String: RawPointer]
     private let staging: RawPointer
 
-    /// Device copies of the checkpoint; linear weights in bf16 for `.bf16`.
-    struct DeviceWeights {
-        struct Layer { var qkv, qkvBias, output, outputBias, norm1Scale, norm1Bias, ffnIn, ffnInBias, ffnOut, ffnOutBias, norm2Scale, norm2Bias: RawPointer }
-        var words, positions: RawPointer
-        var tokenType: RawPointer?
-        var normScale, normBias: RawPointer
-        var layers: [Layer]
-        var preClassifier, preClassifierBias, classifier, classifierBias: RawPointer?
-    }
 
-    init(platform: CUDAPlatform, device: Int, model: EncoderModel, weights checkpoint: EncoderWeights, math: MatrixMath,
+    init(platform: CUDAPlatform, device: Int, model: EncoderModel, weights: DeviceWeightCopy, math: MatrixMath,
          compiler: KernelCompiler) throws {
+        shared = weights
         self.platform = platform
         self.device = device
         self.config = model.config
@@ -63,7 +57,6 @@ final class CUDAEncoderForward: @unchecked Sendable {
         try platform.checkBLAS(platform.cublas.cublasSetWorkspace(handles.cublas, allocated["cublas_workspace"], EncoderPlan.cublasWorkspaceBytes),
                                "cublasSetWorkspace")
         staging = try memory.pinned(bytes: plan.pinnedBytes, "staging")
-        weights = try Self.upload(checkpoint, memory: memory, stream: handles.stream, bf16: math == .bf16)
     }
 
     deinit {
@@ -71,35 +64,6 @@ final class CUDAEncoderForward: @unchecked Sendable {
         // and handle: all of them on this instance's device, whichever thread
         // tears it down.
         _ = platform.runtime.cudaSetDevice(Int32(device))
-    }
-
-    private static func upload(_ w: EncoderWeights, memory: DeviceAllocations, stream: RawPointer?, bf16: Bool) throws -> DeviceWeights {
-        func floats(_ values: [Float], _ what: String) throws -> RawPointer { try memory.upload(values, what, stream: stream) }
-        func linear(_ values: [Float], _ what: String) throws -> RawPointer {
-            bf16 ? try memory.upload(BFloat16Bits.convert(values), what, stream: stream) : try floats(values, what)
-        }
-        let layers = try w.layers.enumerated().map { index, l in
-            DeviceWeights.Layer(
-                qkv: try linear(l.qkvWeight, "layer \(index) qkv"), qkvBias: try floats(l.qkvBias, "layer \(index) qkv bias"),
-                output: try linear(l.outputWeight, "layer \(index) output"), outputBias: try floats(l.outputBias, "layer \(index) output bias"),
-                norm1Scale: try floats(l.attentionNormScale, "layer \(index) norm 1"), norm1Bias: try floats(l.attentionNormBias, "layer \(index) norm 1 bias"),
-                ffnIn: try linear(l.ffnInWeight, "layer \(index) ffn in"), ffnInBias: try floats(l.ffnInBias, "layer \(index) ffn in bias"),
-                ffnOut: try linear(l.ffnOutWeight, "layer \(index) ffn out"), ffnOutBias: try floats(l.ffnOutBias, "layer \(index) ffn out bias"),
-                norm2Scale: try floats(l.outputNormScale, "layer \(index) norm 2"), norm2Bias: try floats(l.outputNormBias, "layer \(index) norm 2 bias"))
-        }
-        // The classifier head is small and runs on (sequences, hidden): fp32 always.
-        if w.classifier?.activation == .tanh {
-            throw InferenceError.invalidArgument("a BERT sequence classifier (pooler + tanh) runs on KIND_CPU instances only")
-        }
-        return DeviceWeights(
-            words: try floats(w.wordEmbeddings, "word embeddings"), positions: try floats(w.positionEmbeddings, "position embeddings"),
-            tokenType: try w.tokenTypeEmbedding.map { try floats(Array($0.prefix(w.embeddingNormScale.count)), "token type embedding") },
-            normScale: try floats(w.embeddingNormScale, "embedding norm"), normBias: try floats(w.embeddingNormBias, "embedding norm bias"),
-            layers: layers,
-            preClassifier: try w.classifier.map { try floats($0.preWeight, "pre_classifier") },
-            preClassifierBias: try w.classifier.map { try floats($0.preBias, "pre_classifier bias") },
-            classifier: try w.classifier.map { try floats($0.weight, "classifier") },
-            classifierBias: try w.classifier.map { try floats($0.bias, "classifier bias") })
     }
 
     // MARK: Forward

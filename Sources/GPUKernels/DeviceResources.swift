@@ -31,6 +31,8 @@ final class DeviceAllocations: @unchecked Sendable {
     private let platform: CUDAPlatform
     private let ordinal: Int
     private var device: [RawPointer] = []
+    /// Bytes of device memory allocated here so far.
+    private(set) var deviceBytes = 0
     private var pinned: [RawPointer] = []
 
     init(platform: CUDAPlatform, device ordinal: Int) {
@@ -43,6 +45,7 @@ final class DeviceAllocations: @unchecked Sendable {
         try platform.check(platform.runtime.cudaMalloc(&pointer, max(bytes, 1)), "cudaMalloc(\(what), \(bytes) bytes)")
         guard let pointer else { throw InferenceError.internal("CUDA: cudaMalloc(\(what)) returned no memory") }
         device.append(pointer)
+        deviceBytes += max(bytes, 1)
         return pointer
     }
 

@@ -280,22 +280,9 @@ struct SentenceTransformersConfig: Sendable, Equatable {
     }
 }
 
-/// What one model version's files say, by a fingerprint of those files: a
-/// model reloaded from the same directory with new files is read anew.
-enum ModelFiles {
-    static let names = ["config.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json", "config_sentence_transformers.json"]
-
-    static func fingerprint(_ spec: ModelSpec) -> String {
-        let directory = spec.versionPath as NSString
-        return names.map { name in
-            let attributes = try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name))
-            return "\((attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0):\(attributes?[.size] ?? 0)"
-        }.joined(separator: ",")
-    }
-}
-
 /// The config and tokenizer of a model version, read once and shared by the
-/// requests' preparation (off the instances).
+/// requests' preparation (off the instances), by a fingerprint of its files:
+/// a model reloaded from the same directory with new files is read anew.
 final class ModelFacts: Sendable {
     struct Facts: Sendable {
         let config: EncoderConfig
@@ -332,21 +319,13 @@ final class PreparedModels: Sendable {
         let reason: String
         init(_ made: (model: EncoderModel, encoder: PreparedEncoder, reason: String)) { (model, encoder, reason) = made }
     }
-    private struct Weak: @unchecked Sendable { weak var entry: Entry? }
-    private let entries = Mutex<[String: Weak]>([:])
+    private let entries = SharedCache<Entry>()
 
     func model(for spec: ModelSpec, make: () throws -> (model: EncoderModel, encoder: PreparedEncoder, reason: String)) throws -> Entry {
         // The key holds everything the prepared model is made from: the spec
         // (a reloaded config prepares anew) and the files (a model reloaded
         // from the same directory with a new checkpoint too).
-        let key = "\(spec)|\(ModelFiles.fingerprint(spec))"
-        if let existing = entries.withLock({ $0[key]?.entry }) { return existing }
-        let made = Entry(try make())
-        entries.withLock { entries in
-            entries = entries.filter { $0.value.entry != nil }
-            entries[key] = Weak(entry: made)
-        }
-        return made
+        try entries.value(for: "\(spec)|\(ModelFiles.fingerprint(spec))") { Entry(try make()) }
     }
 }
 
