@@ -98,6 +98,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Triton-layout repositories: config.pbtxt, versions, auto-complete,
+        // the model lifecycle (load, swap, unload), ensembles and warm-up.
         .target(
             name: "ModelRepository",
             dependencies: [
@@ -241,6 +243,7 @@ let package = Package(
                 .embedInCode("cuda/pooling.cu"),
             ]
         ),
+        // The `batch-server` executable: flags, wiring, lifecycle (thin).
         .executableTarget(
             name: "BatchServer",
             dependencies: [
@@ -269,6 +272,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // The `batch-server-client` executable: bulk jobs from the command line.
         .executableTarget(
             name: "BatchServerClient",
             dependencies: ["BulkClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
