@@ -80,7 +80,7 @@ public struct CUDAEncoderAccelerator: EncoderAccelerator {
                 "gpu.math": "\(math.rawValue)", "gpu.activation_bytes": "\(forward.plan.activationBytes)",
                 "gpu.weight_bytes": "\(shared.weights.bytes)", "gpu.weights": "\(uploaded ? "uploaded" : "shared")",
             ])
-            return CUDAEncoderInstance(model: shared.model, forward: forward)
+            return CUDAEncoderInstance(shared: shared, forward: forward)
         }
     }
 }
@@ -98,11 +98,14 @@ final class DeviceModel: Sendable {
 
 /// One GPU instance: packs the batch, runs it on the instance's stream, splits the outputs.
 final class CUDAEncoderInstance: ModelInstance, @unchecked Sendable {
-    let model: EncoderModel
+    /// Held so the cache's weak reference lives as long as any instance on
+    /// the device does (the next instance then shares the weights).
+    let shared: DeviceModel
+    var model: EncoderModel { shared.model }
     let forward: CUDAEncoderForward
 
-    init(model: EncoderModel, forward: CUDAEncoderForward) {
-        self.model = model
+    init(shared: DeviceModel, forward: CUDAEncoderForward) {
+        self.shared = shared
         self.forward = forward
     }
 
