@@ -36,11 +36,11 @@ public actor ModelScheduler: InferenceRunner {
     /// computing, while the others pause (`UrgentWorkGate`); nil without
     /// priority levels or where instances do not yield.
     private let urgentLane: (pool: InstancePool<any ModelInstance>, gate: UrgentWorkGate)?
-    private var urgentLaneBusy = false
     private var queue: RequestQueue<Pending>
     /// A batch formed ahead while every instance computes (at most one).
     private var readyBatch: [Entry]?
-    private var inFlight = 0
+    /// Batches computing: the instances taken, the urgent lane's included.
+    private var inFlight: Int { pool.computing + (urgentLane?.pool.computing ?? 0) }
     private var nextSequence: UInt64 = 0
     private var draining = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
@@ -170,7 +170,7 @@ public actor ModelScheduler: InferenceRunner {
     public var executingCount: Int { inFlight }
 
     /// Whether a batch runs on the urgent lane now (tests wait on it).
-    public var isUrgentLaneBusy: Bool { urgentLaneBusy }
+    public var isUrgentLaneBusy: Bool { (urgentLane?.pool.computing ?? 0) > 0 }
 
     /// Times a computing batch paused for the urgent lane.
     public nonisolated var urgentPauseCount: Int { urgentLane?.gate.pauseCount ?? 0 }
@@ -347,7 +347,7 @@ public actor ModelScheduler: InferenceRunner {
     /// batches run on the urgent lane now, alone (no less urgent request rides
     /// along), while the computing batches pause at their next yield point.
     private func overtake(now: ContinuousClock.Instant) {
-        guard urgentLane != nil, !urgentLaneBusy, let threshold = computingLevels.values.min(),
+        guard let lane = urgentLane, lane.pool.firstFree != nil, let threshold = computingLevels.values.min(),
               let urgent = queue.mostUrgentLevel, urgent < threshold else { return }
         // A batch formed ahead may hold the urgent requests: they go back first.
         if let ready = readyBatch, ready.contains(where: { $0.level < threshold }) {
@@ -359,8 +359,7 @@ public actor ModelScheduler: InferenceRunner {
         case .dispatch(let sequences, _):
             let entries = queue.remove(sequences)
             guard !entries.isEmpty else { return }
-            urgentLaneBusy = true
-            inFlight += 1
+            lane.pool.take(0)
             metrics.urgentExecutions.increment()
             Task { await self.executeUrgent(entries) }
         case .wait(let until):
@@ -406,7 +405,6 @@ public actor ModelScheduler: InferenceRunner {
 
     private func launch(_ entries: [Entry], on index: Int) {
         pool.take(index)
-        inFlight += 1
         computingLevels[index] = entries.map(\.level).min()
         Task { await self.execute(entries, on: index) }
     }
@@ -419,14 +417,12 @@ public actor ModelScheduler: InferenceRunner {
         finishBatch(entries, batchSize: batch.batchSize, outcome: outcome)
         computingLevels[index] = nil
         pool.release(index)
-        inFlight -= 1
         pump()
     }
 
     private func executeUrgent(_ entries: [Entry]) async {
         guard let lane = urgentLane else { return }
         let batch = Batch(items: entries.map(\.payload.request))
-        lane.pool.take(0)
         let outcome = await lane.pool.run(batch, on: 0, linking: entries.compactMap(\.payload.traceContext)) { instance, batch in
             // The computing instances pause from here until this returns.
             lane.gate.begin()
@@ -435,8 +431,6 @@ public actor ModelScheduler: InferenceRunner {
         }
         finishBatch(entries, batchSize: batch.batchSize, outcome: outcome)
         lane.pool.release(0)
-        urgentLaneBusy = false
-        inFlight -= 1
         pump()
     }
 
